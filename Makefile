@@ -1,0 +1,27 @@
+# Two commands a user needs: `make demo` and `make test`. Both create the environment on first use.
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export ASR_DATA_DIR
+
+.PHONY: venv test demo clean-venv
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q uv
+	$(VENV)/bin/uv pip install --python $(PY) -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+# tanh RNN vs LSTM on AN4, CPU-sized (GPU when there is one); report in reports/an4_quick/.
+# Uses $$ASR_DATA_DIR when set, else downloads AN4 into data/ (checksummed) on first use.
+demo: $(STAMP)
+	@if [ -z "$$ASR_DATA_DIR" ]; then $(VENV)/bin/asr download an4 --data-dir data; fi
+	$(VENV)/bin/asr compare -c recipes/an4_quick.yaml
+
+clean-venv:
+	rm -rf $(VENV)

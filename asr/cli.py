@@ -1,0 +1,163 @@
+"""The `asr` command: train, evaluate, transcribe, download (and compare, see asr/compare.py).
+
+`asr train` is Lightning's own LightningCLI (`fit`), so every value of a YAML recipe can be overridden
+on the command line (`--model.cell gru`, `--trainer.max_epochs 5`) and `--ckpt_path` resumes a run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+
+class TrainCLI(LightningCLI):
+    """LightningCLI plus one `run_dir` that holds a run's logs (CSV, TensorBoard) and checkpoints."""
+
+    def add_arguments_to_parser(self, parser):
+        parser.add_argument("--run_dir", type=str, default="runs/default", help="folder for logs and checkpoints")
+        parser.link_arguments("data.feature_dim", "model.input_dim", apply_on="instantiate")
+
+    def before_instantiate_classes(self):
+        config = self.config[self.subcommand]
+        checkpoints = Path(config.run_dir) / "checkpoints"
+        if self.subcommand == "fit" and not config.ckpt_path and checkpoints.is_dir() and any(checkpoints.iterdir()):
+            raise SystemExit(f"error: {checkpoints} already holds checkpoints of an earlier run. Resume it with "
+                             f"--ckpt_path {checkpoints / 'last.ckpt'}, or start a new one with another --run_dir.")
+
+    def instantiate_trainer(self, **kwargs):
+        run_dir = Path(self.config[self.subcommand].run_dir)
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        if trainer_config.get("logger") in (None, True):  # a recipe may still name its own loggers
+            kwargs["logger"] = [CSVLogger(run_dir, name="csv"), TensorBoardLogger(run_dir, name="tensorboard")]
+        # Model selection on dev WER only: test is never looked at during training.
+        best_and_last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="dev/wer",
+                                        mode="min", save_top_k=1, save_last=True, auto_insert_metric_name=False)
+        kwargs["callbacks"] = [best_and_last, *(trainer_config.get("callbacks") or [])]
+        kwargs.setdefault("default_root_dir", str(run_dir))
+        return super().instantiate_trainer(**kwargs)
+
+
+def train(argv: list[str]) -> None:
+    from .datamodule import ASRDataModule
+    from .module import ASRModule
+
+    TrainCLI(
+        ASRModule,
+        ASRDataModule,
+        args=["fit", *argv],
+        trainer_defaults={
+            "log_every_n_steps": 1,  # gradient norms are logged on every step
+            "use_distributed_sampler": False,  # ASRDataModule's bucket sampler shards itself across ranks
+        },
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"prog": "asr train"},
+    )
+
+
+def evaluate(args) -> int:
+    from .inference import Recognizer, write_rows
+
+    recognizer = Recognizer.from_checkpoint(args.checkpoint, args.device)
+    summary, rows = recognizer.evaluate(args.dataset, args.split, args.data_dir, args.batch_size)
+    out = Path(args.output) if args.output else Path(args.checkpoint).with_suffix(f".{args.dataset}-{args.split}.csv")
+    write_rows(rows, out)
+    print(f"{args.dataset} {args.split}: {summary['utterances']} utterances, {summary['reference_words']} words")
+    print(f"WER {summary['wer']:.2f} %  CER {summary['cer']:.2f} %  "
+          f"(substitutions {summary['substitutions']}, deletions {summary['deletions']}, "
+          f"insertions {summary['insertions']})")
+    if summary["left_out"]:
+        print(f"left out (transcript longer than CTC can emit): {', '.join(summary['left_out'])}")
+    print(f"per-utterance results: {out}")
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(summary, indent=1))
+    return 0
+
+
+def transcribe(args) -> int:
+    from .audio import AudioError
+    from .inference import Recognizer
+
+    recognizer = Recognizer.from_checkpoint(args.checkpoint, args.device)
+    failures = 0
+    for path in args.files:
+        try:
+            text = recognizer.transcribe_file(path)
+        except AudioError as e:
+            failures += 1
+            print(f"error: {path}: {e}", file=sys.stderr)
+            continue
+        print(f"{path}\t{text}" if args.with_names else text, flush=True)
+    return 1 if failures else 0
+
+
+def download(args) -> int:
+    from .download import download as fetch
+
+    for name in args.datasets:
+        fetch(name, Path(args.data_dir), url=args.url)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .corpora import CORPORA, SPLITS, default_data_dir
+
+    parser = argparse.ArgumentParser(prog="asr", description="CTC speech recognition with tanh RNNs, LSTMs and GRUs, "
+                                     "and the gradient instruments that show why the gated cells win.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("train", help="train a model from a YAML recipe (LightningCLI fit; see `asr train --help`)",
+                   add_help=False)
+    sub.add_parser("compare", help="train several models and write a comparison report (see `asr compare --help`)",
+                   add_help=False)
+
+    p = sub.add_parser("evaluate", help="WER/CER of a checkpoint on a corpus split")
+    p.add_argument("checkpoint")
+    p.add_argument("--dataset", choices=CORPORA, default="an4")
+    p.add_argument("--split", choices=SPLITS, default="test")
+    p.add_argument("--data-dir", default=None, help="folder holding the corpus (default: $ASR_DATA_DIR, else ./data)")
+    p.add_argument("--output", help="per-utterance results, .csv or .json (default: beside the checkpoint)")
+    p.add_argument("--summary-json", help="also write the summary as JSON here")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="cpu")
+
+    p = sub.add_parser("transcribe", help="print the transcript of each audio file, one line per file")
+    p.add_argument("checkpoint")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--with-names", action="store_true", help="prefix each line with the file name and a tab")
+    p.add_argument("--device", default="cpu")
+
+    p = sub.add_parser("download", help="download corpora from upstream into the data folder, checksummed")
+    p.add_argument("datasets", nargs="+", choices=("an4", "fsdd"))
+    p.add_argument("--data-dir", default=str(default_data_dir()))
+    p.add_argument("--url", help="fetch from this URL instead of upstream (a mirror or a local file:// copy)")
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "train":
+        train(argv[1:])
+        return 0
+    if argv and argv[0] == "compare":
+        from .compare import main as compare_main
+
+        return compare_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    from .corpora import DataNotFoundError
+    from .download import DownloadError
+    from .inference import CheckpointError
+
+    try:
+        return {"evaluate": evaluate, "transcribe": transcribe, "download": download}[args.command](args)
+    except (DataNotFoundError, DownloadError, CheckpointError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""The LightningDataModule: corpus -> cached features -> length-bucketed, padded batches.
+
+Features are computed once per split (and optionally cached on disk, so a second run starts at
+once); SpecAugment and frame stacking happen when a batch is put together, so every epoch sees
+fresh masks on the training split and none on dev/test.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+import lightning as L
+import torch
+from torch.nn.utils.rnn import pad_sequence
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .audio import load_audio
+from .corpora import Utterance, load_split
+from .features import FeatureConfig, FeatureExtractor, SpecAugment
+from .text import CharTokenizer, ctc_min_frames
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Example:
+    id: str
+    text: str
+    log_mel: torch.Tensor  # (frames, n_mels), normalised, not yet stacked
+    labels: torch.Tensor
+
+
+class FeatureDataset(Dataset):
+    def __init__(self, examples: list[Example]):
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> Example:
+        return self.examples[i]
+
+    def lengths(self) -> list[int]:
+        return [e.log_mel.shape[0] for e in self.examples]
+
+
+def extract_features(utts: list[Utterance], extractor: FeatureExtractor, cache_dir: Optional[Path]) -> list[torch.Tensor]:
+    """Log-mel features of every utterance, read from / written to a cache keyed by config and file list."""
+    cache = None
+    if cache_dir is not None:
+        key = json.dumps([extractor.config.as_dict(), [(u.id, str(u.path), u.path.stat().st_size) for u in utts]])
+        cache = Path(cache_dir) / f"features-{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt"
+        if cache.exists():
+            return torch.load(cache, weights_only=True)
+    feats = [extractor.log_mel(load_audio(u.path, extractor.config.sample_rate)) for u in utts]
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        torch.save(feats, tmp)
+        tmp.replace(cache)
+    return feats
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of similar length (little padding, so the RNN does little wasted work), in random order.
+
+    Shards itself across DDP ranks: every rank builds the same batch list from (seed, epoch) and takes
+    every world_size-th batch, padded so that all ranks run the same number of steps.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, shuffle: bool, seed: int = 0,
+                 num_replicas: int = 1, rank: int = 0):
+        self.lengths, self.batch_size, self.shuffle, self.seed = lengths, batch_size, shuffle, seed
+        self.num_replicas, self.rank, self.epoch = num_replicas, rank, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches(self) -> list[list[int]]:
+        rng = random.Random(self.seed + self.epoch)
+        order = list(range(len(self.lengths)))
+        if self.shuffle:
+            rng.shuffle(order)  # ties in length are broken differently each epoch
+        order.sort(key=lambda i: self.lengths[i])
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.shuffle:
+            rng.shuffle(batches)
+        total = math.ceil(len(batches) / self.num_replicas) * self.num_replicas
+        batches += batches[: total - len(batches)]
+        return batches[self.rank :: self.num_replicas]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        return math.ceil(math.ceil(len(self.lengths) / self.batch_size) / self.num_replicas)
+
+
+@dataclass
+class Batch:
+    features: torch.Tensor  # (batch, frames, feature_dim), stacked and padded
+    feature_lengths: torch.Tensor
+    labels: torch.Tensor  # all label sequences concatenated (CTCLoss's packed form)
+    label_lengths: torch.Tensor
+    texts: list[str]
+    ids: list[str]
+
+    def to(self, device):
+        self.features, self.labels = self.features.to(device), self.labels.to(device)
+        return self
+
+
+class Collate:
+    def __init__(self, extractor: FeatureExtractor, augment: Optional[SpecAugment] = None):
+        self.extractor, self.augment = extractor, augment
+
+    def __call__(self, examples: list[Example]) -> Batch:
+        feats = []
+        for e in examples:
+            x = self.augment(e.log_mel) if self.augment is not None else e.log_mel
+            feats.append(self.extractor.stack(x))
+        return Batch(
+            features=pad_sequence(feats, batch_first=True),
+            feature_lengths=torch.tensor([len(f) for f in feats]),
+            labels=torch.cat([e.labels for e in examples]),
+            label_lengths=torch.tensor([len(e.labels) for e in examples]),
+            texts=[e.text for e in examples],
+            ids=[e.id for e in examples],
+        )
+
+
+class ASRDataModule(L.LightningDataModule):
+    """Args:
+        dataset: an4, fsdd or librispeech.
+        data_dir: folder holding the corpus (default: $ASR_DATA_DIR, else ./data).
+        batch_size: utterances per batch, grouped by length.
+        sample_rate, n_mels, win_ms, hop_ms, stack, stride: the features (see asr/features.py).
+        spec_augment: mask frequency bands and time spans of training batches.
+        cache_dir: where extracted features are kept between runs (None: not cached).
+        max_utterances: use only the first N utterances of each split (quick experiments, tests).
+        num_workers: DataLoader worker processes.
+        seed: seed of the batch order.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "an4",
+        data_dir: Optional[str] = None,
+        batch_size: int = 32,
+        sample_rate: int = 16000,
+        n_mels: int = 80,
+        win_ms: float = 25.0,
+        hop_ms: float = 10.0,
+        stack: int = 3,
+        stride: int = 2,
+        spec_augment: bool = True,
+        cache_dir: Optional[str] = "data/cache",
+        max_utterances: Optional[int] = None,
+        num_workers: int = 0,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.feature_config = FeatureConfig(sample_rate, n_mels, win_ms, hop_ms, stack, stride)
+        self.extractor = FeatureExtractor(self.feature_config)
+        self.tokenizer = CharTokenizer()
+        self.datasets: dict[str, FeatureDataset] = {}
+        self.dropped: dict[str, list[str]] = {}
+
+    @property
+    def feature_dim(self) -> int:
+        return self.feature_config.output_dim
+
+    def load(self, split: str) -> FeatureDataset:
+        """Features of one split, without utterances whose transcript cannot fit CTC's output length."""
+        if split in self.datasets:
+            return self.datasets[split]
+        utts = load_split(self.hparams.dataset, split, self.hparams.data_dir)
+        if self.hparams.max_utterances:
+            utts = utts[: self.hparams.max_utterances]
+        if not utts:
+            raise ValueError(f"{self.hparams.dataset} {split} split is empty under {self.hparams.data_dir}")
+        cache_dir = Path(self.hparams.cache_dir) if self.hparams.cache_dir else None
+        feats = extract_features(utts, self.extractor, cache_dir)
+        examples, dropped = [], []
+        for u, f in zip(utts, feats):
+            labels = self.tokenizer.encode(u.text)
+            if len(labels) == 0 or self.extractor.stacked_length(f.shape[0]) < ctc_min_frames(labels):
+                dropped.append(u.id)
+            else:
+                examples.append(Example(u.id, u.text, f, labels))
+        if dropped:
+            log.warning("%s %s: %d utterance(s) left out, their transcript is empty or longer than CTC can emit "
+                        "from their %d ms frames: %s", self.hparams.dataset, split, len(dropped),
+                        10 * self.feature_config.stride, ", ".join(dropped))
+        self.dropped[split] = dropped
+        self.datasets[split] = FeatureDataset(examples)
+        return self.datasets[split]
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        splits = {"fit": ("train", "dev"), "validate": ("dev",), "test": ("test",)}.get(stage, ("train", "dev", "test"))
+        for split in splits:
+            self.load(split)
+
+    def dataloader(self, split: str, shuffle: bool = False, augment: bool = False) -> DataLoader:
+        data = self.load(split)
+        world = self.trainer.world_size if self.trainer is not None else 1
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        if not shuffle:  # evaluation: every rank sees everything, so metrics need no gathering
+            world, rank = 1, 0
+        sampler = BucketBatchSampler(data.lengths(), self.hparams.batch_size, shuffle, self.hparams.seed, world, rank)
+        collate = Collate(self.extractor, SpecAugment() if augment and self.hparams.spec_augment else None)
+        return DataLoader(data, batch_sampler=sampler, collate_fn=collate, num_workers=self.hparams.num_workers,
+                          persistent_workers=self.hparams.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self.dataloader("train", shuffle=True, augment=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.dataloader("dev")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.dataloader("test")

@@ -1,0 +1,85 @@
+"""Acoustic features: waveform -> normalised log-mel frames -> stacked, subsampled frames.
+
+80 log-mel energies every 10 ms over 25 ms windows is the standard input of CTC acoustic models.
+Each utterance is normalised to zero mean / unit variance per mel band (removes channel and level
+differences between speakers), then `stack` neighbouring frames are concatenated and only every
+`stride`-th kept: the recurrence then runs over 20 ms steps, which halves the number of times the
+gradient must pass through W_rec on its way back in time.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torchaudio
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    sample_rate: int = 16000
+    n_mels: int = 80
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    stack: int = 3
+    stride: int = 2
+
+    @property
+    def output_dim(self) -> int:
+        return self.n_mels * self.stack
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class FeatureExtractor:
+    def __init__(self, config: FeatureConfig = FeatureConfig()):
+        self.config = config
+        win = round(config.sample_rate * config.win_ms / 1000)
+        self.hop = round(config.sample_rate * config.hop_ms / 1000)
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=config.sample_rate,
+            n_fft=win,  # one 25 ms window per FFT, no zero padding
+            win_length=win,
+            hop_length=self.hop,
+            n_mels=config.n_mels,
+            center=False,
+        )
+
+    def min_samples(self) -> int:
+        """Shortest waveform that still yields one stacked frame."""
+        return self.mel.win_length + self.hop * (self.config.stack - 1)
+
+    def log_mel(self, waveform: torch.Tensor) -> torch.Tensor:
+        """(samples,) float waveform at config.sample_rate -> (frames, n_mels), normalised per utterance."""
+        if waveform.numel() < self.min_samples():
+            raise ValueError(f"audio too short: {waveform.numel()} samples, need at least {self.min_samples()}")
+        feats = torch.log(self.mel(waveform.float()) + 1e-6).T
+        return (feats - feats.mean(0)) / (feats.std(0) + 1e-5)
+
+    def stack(self, feats: torch.Tensor) -> torch.Tensor:
+        """(frames, n_mels) -> (stacked_frames, n_mels * stack), keeping every `stride`-th frame."""
+        k, s = self.config.stack, self.config.stride
+        n_out = (feats.shape[0] - k) // s + 1
+        return torch.cat([feats[i : i + s * n_out : s] for i in range(k)], dim=1)
+
+    def stacked_length(self, frames: int) -> int:
+        return (frames - self.config.stack) // self.config.stride + 1
+
+    def __call__(self, waveform: torch.Tensor) -> torch.Tensor:
+        return self.stack(self.log_mel(waveform))
+
+
+class SpecAugment(torch.nn.Module):
+    """Masks random bands of mel channels and spans of frames (Park et al. 2019), training data only."""
+
+    def __init__(self, freq_masks: int = 2, freq_width: int = 27, time_masks: int = 2, time_width: int = 10):
+        super().__init__()
+        self.freq = torch.nn.ModuleList(torchaudio.transforms.FrequencyMasking(freq_width) for _ in range(freq_masks))
+        self.time = torch.nn.ModuleList(torchaudio.transforms.TimeMasking(time_width) for _ in range(time_masks))
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        """(frames, n_mels) -> same shape with masks (the transforms want (..., freq, time))."""
+        x = feats.T.unsqueeze(0)
+        for mask in [*self.freq, *self.time]:
+            x = mask(x)
+        return x.squeeze(0).T

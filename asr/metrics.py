@@ -1,0 +1,26 @@
+"""Word and character error rates with jiwer, per corpus and per utterance."""
+from __future__ import annotations
+
+import jiwer
+
+
+def error_rates(references: list[str], hypotheses: list[str]) -> dict:
+    """WER and CER (in %) with word-level substitution / deletion / insertion counts."""
+    words = jiwer.process_words(references, hypotheses)
+    chars = jiwer.process_characters(references, hypotheses)
+    return {
+        "wer": 100 * words.wer,
+        "cer": 100 * chars.cer,
+        "substitutions": words.substitutions,
+        "deletions": words.deletions,
+        "insertions": words.insertions,
+        "hits": words.hits,
+        "reference_words": words.hits + words.substitutions + words.deletions,
+        "utterances": len(references),
+    }
+
+
+def utterance_errors(reference: str, hypothesis: str) -> dict:
+    words = jiwer.process_words(reference, hypothesis)
+    return {"wer": 100 * words.wer, "substitutions": words.substitutions, "deletions": words.deletions,
+            "insertions": words.insertions}

@@ -1,0 +1,116 @@
+"""The acoustic model: input projection -> recurrent stack (the cell under study) -> per-frame symbol scores.
+
+Only the recurrent cell changes between the models we compare; projection, depth, width, dropout,
+output layer, optimiser and data stay identical, so differences in WER come from the cell.
+
+- rnn_tanh: h_t = tanh(W_ih x_t + W_hh h_{t-1} + b). Backpropagation through time multiplies the
+  gradient by W_hh^T diag(1 - h_t^2) once per frame: when that product's scale is below 1 it vanishes
+  geometrically, above 1 it explodes.
+- rnn_relu: the same with ReLU; with identity W_hh it is the IRNN of Le, Jaitly & Hinton 2015.
+- lstm: a memory cell updated additively, c_t = f_t * c_{t-1} + i_t * g_t; while the forget gate f_t
+  stays near 1 the gradient flows back along c unchanged (Hochreiter & Schmidhuber 1997).
+- gru: a gated interpolation h_t = (1 - z_t) * n_t + z_t * h_{t-1}, the same idea with fewer weights.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+INITS = ("default", "orthogonal", "identity")
+GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
+# W_hh of gated cells stacks one block per gate; the block that plays the role of the plain RNN's
+# W_rec (the candidate state, g in the LSTM and n in the GRU) is the third in PyTorch's layout.
+CANDIDATE_BLOCK = {"rnn_tanh": 0, "rnn_relu": 0, "lstm": 2, "gru": 2}
+
+
+def spectral_radius(matrix: torch.Tensor) -> float:
+    """Largest |eigenvalue|: the factor by which W_hh stretches its dominant direction per time step."""
+    matrix = matrix.detach().double().cpu()
+    if not torch.isfinite(matrix).all():  # LAPACK may crash on NaN input
+        return float("nan")
+    return float(torch.linalg.eigvals(matrix).abs().max())
+
+
+def scale_to_spectral_radius(matrix: torch.Tensor, radius: float) -> None:
+    with torch.no_grad():
+        matrix.mul_(radius / spectral_radius(matrix))
+
+
+class AcousticModel(nn.Module):
+    def __init__(
+        self,
+        input_dim: int,
+        vocab_size: int,
+        cell: str = "lstm",
+        hidden_size: int = 256,
+        num_layers: int = 3,
+        bidirectional: bool = True,
+        dropout: float = 0.25,
+        init: str = "default",
+        spectral_radius: Optional[float] = None,
+    ):
+        super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"unknown cell {cell!r}: choose one of {', '.join(CELLS)}")
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}: choose one of {', '.join(INITS)}")
+        self.cell, self.num_layers, self.bidirectional = cell, num_layers, bidirectional
+        self.input_projection = nn.Linear(input_dim, hidden_size)
+        rnn_class = {"rnn_tanh": nn.RNN, "rnn_relu": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell]
+        extra = {"nonlinearity": cell.split("_")[1]} if cell.startswith("rnn_") else {}
+        self.rnn = rnn_class(hidden_size, hidden_size, num_layers=num_layers, batch_first=True,
+                             bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0, **extra)
+        self.output = nn.Linear(hidden_size * (2 if bidirectional else 1), vocab_size)
+        self.initialize(init, spectral_radius)
+
+    def initialize(self, init: str, radius: Optional[float]) -> None:
+        for name, weights in self.recurrent_weights().items():
+            blocks = weights.data.chunk(GATES[self.cell], dim=0)  # views into the parameter
+            for block in blocks:
+                if init == "orthogonal":
+                    nn.init.orthogonal_(block)
+                elif init == "identity":
+                    nn.init.eye_(block)
+                if radius is not None:
+                    scale_to_spectral_radius(block, radius)
+        if init == "identity":  # IRNN: identity recurrence and zero biases
+            for name, p in self.rnn.named_parameters():
+                if name.startswith("bias"):
+                    nn.init.zeros_(p)
+
+    def recurrent_weights(self) -> dict[str, torch.Tensor]:
+        """W_hh of every layer and direction, e.g. {'weight_hh_l0': ..., 'weight_hh_l0_reverse': ...}."""
+        return {n: p for n, p in self.rnn.named_parameters() if n.startswith("weight_hh")}
+
+    def recurrent_spectral_radii(self) -> dict[str, float]:
+        """Spectral radius of each layer's W_hh (its candidate-state block for gated cells)."""
+        block = CANDIDATE_BLOCK[self.cell]
+        return {n.removeprefix("weight_hh_"): spectral_radius(w.chunk(GATES[self.cell], dim=0)[block])
+                for n, w in self.recurrent_weights().items()}
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return lengths  # one output per (stacked) input frame
+
+    def recurrent_input(self, features: torch.Tensor) -> torch.Tensor:
+        """(batch, frames, input_dim) -> the sequence the recurrence runs over."""
+        return self.input_projection(features)
+
+    def recur(self, inputs: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Runs the recurrent stack and the output layer: (batch, frames, hidden) -> log-probs."""
+        if lengths is None:
+            hidden, _ = self.rnn(inputs)
+        else:  # packing keeps padding out of the recurrence (and out of the backward direction's start)
+            packed = pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            hidden, _ = self.rnn(packed)
+            hidden, _ = pad_packed_sequence(hidden, batch_first=True, total_length=inputs.shape[1])
+        return self.output(hidden).log_softmax(-1)
+
+    def forward(self, features: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.recur(self.recurrent_input(features), lengths)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,131 @@
+"""The LightningModule: CTC training of an AcousticModel, with the gradient instruments wired in.
+
+Per training step it logs the loss, the learning rate and the gradient norm of every layer and of
+the whole model *before* clipping (clipping itself is the Trainer's `gradient_clip_val`; null turns
+it off, which is how the exploding case is shown). A step whose loss or gradient is not finite is
+skipped and counted instead of poisoning the weights. Per epoch it logs the spectral radius of
+each W_hh and, on dev, the CTC loss and greedy-decoding WER/CER that pick the best checkpoint.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import lightning as L
+import torch
+from torch import nn
+
+from .gradients import gradient_norms
+from .metrics import error_rates
+from .model import AcousticModel
+from .text import VOCABULARY, CharTokenizer
+
+
+class ASRModule(L.LightningModule):
+    """Args:
+        input_dim: feature dimension (linked from the data module by `asr train`).
+        cell: rnn_tanh, rnn_relu, lstm or gru.
+        hidden_size, num_layers, bidirectional, dropout: the recurrent stack.
+        init: default (PyTorch's uniform), orthogonal or identity (IRNN) initialisation of W_hh.
+        spectral_radius: rescale each W_hh (block) to this spectral radius after init (None: leave it).
+        learning_rate, weight_decay: AdamW.
+        warmup_fraction: share of the steps spent warming up in the one-cycle schedule.
+        vocabulary: output symbols, CTC blank first.
+    """
+
+    def __init__(
+        self,
+        input_dim: int = 240,
+        cell: str = "lstm",
+        hidden_size: int = 256,
+        num_layers: int = 3,
+        bidirectional: bool = True,
+        dropout: float = 0.25,
+        init: str = "default",
+        spectral_radius: Optional[float] = None,
+        learning_rate: float = 1.5e-3,
+        weight_decay: float = 1e-2,
+        warmup_fraction: float = 0.15,
+        vocabulary: Optional[list[str]] = None,
+    ):
+        super().__init__()
+        vocabulary = list(vocabulary or VOCABULARY)
+        self.save_hyperparameters()
+        self.hparams["vocabulary"] = vocabulary  # the checkpoint carries the symbols it was trained on
+        self.tokenizer = CharTokenizer(vocabulary)
+        self.model = AcousticModel(input_dim, len(vocabulary), cell, hidden_size, num_layers, bidirectional,
+                                   dropout, init, spectral_radius)
+        self.ctc_loss = nn.CTCLoss(blank=0, zero_infinity=False)
+        self.nonfinite_steps = 0
+        self._refs: list[str] = []  # dev/test transcripts and hypotheses of the epoch under way
+        self._hyps: list[str] = []
+
+    def forward(self, features: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.model(features, lengths)
+
+    def loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        log_probs = self.model(batch.features, batch.feature_lengths)
+        # CTCLoss wants (frames, batch, classes); the mean divides each utterance's loss by its label length.
+        loss = self.ctc_loss(log_probs.transpose(0, 1).float(), batch.labels, batch.feature_lengths,
+                             batch.label_lengths)
+        return loss, log_probs
+
+    # --- training -------------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx):
+        loss, _ = self.loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch.texts))
+        return loss
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        """Lightning calls this after backward, right before the optimizer step: measure, guard, then clip."""
+        norms = gradient_norms(self.model)
+        self.log_dict({f"grad_norm/{k}": v for k, v in norms.items()}, on_step=True, on_epoch=False)
+        total = norms.get("total")
+        if total is not None and bool(torch.isfinite(total)):
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        else:  # NaN/inf loss or gradient: optimizers leave parameters without a gradient untouched
+            self.nonfinite_steps += 1
+            for p in self.parameters():
+                p.grad = None
+        self.log("train/nonfinite_steps", float(self.nonfinite_steps), on_step=True, on_epoch=False)
+
+    def on_train_epoch_end(self):
+        radii = self.model.recurrent_spectral_radii()
+        self.log_dict({f"spectral_radius/{k}": v for k, v in radii.items()})
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.learning_rate,
+                                      weight_decay=self.hparams.weight_decay)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=self.hparams.learning_rate, total_steps=max(1, self.trainer.estimated_stepping_batches),
+            pct_start=self.hparams.warmup_fraction)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # --- evaluation -----------------------------------------------------------------------------
+    def transcribe_batch(self, batch) -> tuple[torch.Tensor, list[str]]:
+        loss, log_probs = self.loss(batch)
+        return loss, self.tokenizer.greedy_decode(log_probs, batch.feature_lengths)
+
+    def _evaluation_step(self, batch, split: str):
+        loss, hyps = self.transcribe_batch(batch)
+        self._refs += batch.texts
+        self._hyps += hyps
+        self.log(f"{split}/loss", loss, batch_size=len(batch.texts))
+
+    def _evaluation_epoch_end(self, split: str):
+        if self._refs:  # every rank decodes the whole split (see ASRDataModule.dataloader): no gathering
+            rates = error_rates(self._refs, self._hyps)
+            self.log_dict({f"{split}/wer": rates["wer"], f"{split}/cer": rates["cer"]}, prog_bar=split == "dev")
+        self._refs, self._hyps = [], []
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluation_step(batch, "dev")
+
+    def on_validation_epoch_end(self):
+        self._evaluation_epoch_end("dev")
+
+    def test_step(self, batch, batch_idx):
+        self._evaluation_step(batch, "test")
+
+    def on_test_epoch_end(self):
+        self._evaluation_epoch_end("test")

@@ -1,0 +1,43 @@
+import pytest
+import soundfile
+
+from asr.corpora import DataNotFoundError, an4_dev_speakers, load_split
+
+
+def test_an4_splits_dev_by_speaker(data_dir):
+    train, dev, test = (load_split("an4", s, data_dir) for s in ("train", "dev", "test"))
+    assert len(train) + len(dev) == 948 and len(test) == 130
+    assert 50 <= len(dev) <= 150
+    assert not {u.speaker for u in train} & {u.speaker for u in dev}  # no voice in both
+    assert all(u.path.is_file() for u in train[:20] + dev[:5] + test[:5])
+    assert test[0].text == "RUBOUT G M E F THREE NINE"
+    # deterministic: the same speakers every time
+    assert an4_dev_speakers(train + dev) == {u.speaker for u in dev}
+
+
+def test_fsdd_official_split(data_dir):
+    test, dev, train = (load_split("fsdd", s, data_dir) for s in ("test", "dev", "train"))
+    assert (len(train), len(dev), len(test)) == (2400, 300, 300)
+    assert {u.id.split("_")[2] for u in test} == {"0", "1", "2", "3", "4"}
+    assert test[0].text in {"ZERO", "ONE", "TWO", "THREE", "FOUR", "FIVE", "SIX", "SEVEN", "EIGHT", "NINE"}
+
+
+def test_librispeech_published_layout(tmp_path, data_dir):
+    """A tiny LibriSpeech tree (real AN4 audio re-encoded as FLAC) read through the published layout."""
+    src = data_dir / "an4/wav/an4test_clstk/fcaw/an406-fcaw-b.wav"
+    audio, rate = soundfile.read(src)
+    for subset in ("train-clean-100", "dev-clean", "test-clean"):
+        chapter = tmp_path / "LibriSpeech" / subset / "19" / "198"
+        chapter.mkdir(parents=True)
+        soundfile.write(chapter / "19-198-0000.flac", audio, rate)
+        (chapter / "19-198.trans.txt").write_text("19-198-0000 RUBOUT G M E F THREE NINE\n")
+    utts = load_split("librispeech", "dev", tmp_path)
+    assert [(u.id, u.text, u.speaker) for u in utts] == [("19-198-0000", "RUBOUT G M E F THREE NINE", "19")]
+    assert soundfile.info(utts[0].path).samplerate == 16000
+
+
+def test_missing_corpus_says_how_to_get_it(tmp_path):
+    with pytest.raises(DataNotFoundError) as e:
+        load_split("an4", "train", tmp_path)
+    assert str(e.value) == (f"an4 not found under {tmp_path}: run `asr download an4 --data-dir {tmp_path}`, or point "
+                            f"--data-dir / ASR_DATA_DIR at a folder holding an4/")

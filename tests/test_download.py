@@ -1,0 +1,50 @@
+"""`asr download` against local copies of the upstream archives (no machine here reaches the internet)."""
+import tarfile
+
+import pytest
+
+from asr.cli import main
+from asr.download import DownloadError, download
+
+
+@pytest.fixture(scope="module")
+def fsdd_archive(tmp_path_factory, data_dir):
+    """A tarball laid out like GitHub's archive of the pinned FSDD commit."""
+    path = tmp_path_factory.mktemp("mirror") / "fsdd.tar.gz"
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+        tar.add(data_dir / "fsdd/recordings", arcname="free-spoken-digit-dataset-26eb9aa/recordings")
+    return path
+
+
+def test_download_verifies_and_unpacks(tmp_path, fsdd_archive, capsys):
+    assert main(["download", "fsdd", "--data-dir", str(tmp_path), "--url", fsdd_archive.as_uri()]) == 0
+    assert len(list((tmp_path / "fsdd/recordings").glob("*.wav"))) == 3000
+    assert "verified and unpacked" in capsys.readouterr().out
+    # a second run finds it in place and does not download again
+    download("fsdd", tmp_path, url="file:///nonexistent.tar.gz")
+
+
+def test_corrupted_archive_is_rejected_and_nothing_is_installed(tmp_path, data_dir):
+    bad = tmp_path / "bad.tar.gz"
+    with tarfile.open(bad, "w:gz") as tar:
+        tar.add(data_dir / "fsdd/recordings/0_george_0.wav", arcname="x/recordings/0_george_0.wav")
+        tar.add(data_dir / "fsdd/recordings/0_george_0.wav", arcname="x/recordings/0_george_1.wav")  # wrong bytes
+    with pytest.raises(DownloadError, match=r"fsdd: 2999 of 3000 files fail verification: .*0_george_1.wav \(checksum mismatch\)"):
+        download("fsdd", tmp_path / "data", url=bad.as_uri())
+    assert not (tmp_path / "data/fsdd").exists()
+
+
+def test_offline_gives_a_clear_message(tmp_path, capsys):
+    rc = main(["download", "an4", "--data-dir", str(tmp_path), "--url", "http://127.0.0.1:9/an4.tar.gz"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "could not download an4 from http://127.0.0.1:9/an4.tar.gz" in err and "Are you offline?" in err
+
+
+def test_existing_folder_that_is_not_the_corpus_is_never_overwritten(tmp_path, fsdd_archive):
+    mine = tmp_path / "fsdd"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my notes")
+    with pytest.raises(DownloadError, match="fail verification"):
+        download("fsdd", tmp_path, url=fsdd_archive.as_uri())
+    assert (mine / "notes.txt").read_text() == "my notes"

@@ -1,0 +1,37 @@
+import torch
+
+from asr.datamodule import Collate, Example
+from asr.features import FeatureConfig, FeatureExtractor, SpecAugment
+
+
+def test_log_mel_shape_normalisation_and_stacking():
+    ex = FeatureExtractor(FeatureConfig())
+    wave = torch.randn(16000)  # 1 s at 16 kHz: (16000 - 400) // 160 + 1 = 98 frames of 10 ms
+    feats = ex.log_mel(wave)
+    assert feats.shape == (98, 80)
+    assert torch.allclose(feats.mean(0), torch.zeros(80), atol=1e-4)
+    assert torch.allclose(feats.std(0), torch.ones(80), atol=1e-3)
+    stacked = ex.stack(feats)
+    assert stacked.shape == (ex.stacked_length(98), 240) == (48, 240)
+    # stacked frame i holds frames 2i, 2i+1, 2i+2 side by side
+    assert torch.equal(stacked[5], torch.cat([feats[10], feats[11], feats[12]]))
+
+
+def test_too_short_audio_is_refused():
+    ex = FeatureExtractor()
+    try:
+        ex.log_mel(torch.randn(300))
+    except ValueError as e:
+        assert "too short" in str(e)
+    else:
+        raise AssertionError("no error for 300 samples")
+
+
+def test_spec_augment_masks_training_batches_only():
+    torch.manual_seed(0)
+    ex = FeatureExtractor()
+    example = Example("u", "A", torch.randn(200, 80) + 5.0, torch.tensor([3]))
+    plain = Collate(ex)([example]).features
+    augmented = Collate(ex, SpecAugment(freq_width=20, time_width=20))([example]).features
+    assert torch.equal(plain, Collate(ex)([example]).features)  # no augmentation: deterministic
+    assert (augmented == 0).sum() > 0 and (plain == 0).sum() == 0

@@ -1,0 +1,58 @@
+import pytest
+import torch
+from torch import nn
+
+from asr.gradients import gradient_across_time, gradient_norms, layer_name, model_gradient_across_time
+from asr.model import AcousticModel
+
+
+def test_layer_names_group_directions_and_weights():
+    assert layer_name("rnn.weight_hh_l1_reverse") == "rnn_l1"
+    assert layer_name("rnn.bias_ih_l0") == "rnn_l0"
+    assert layer_name("input_projection.weight") == "input_projection"
+
+
+def test_gradient_norms_per_layer_and_total():
+    model = AcousticModel(12, 5, cell="gru", hidden_size=8, num_layers=2)
+    model(torch.randn(2, 6, 12)).sum().backward()
+    norms = gradient_norms(model)
+    assert set(norms) == {"input_projection", "rnn_l0", "rnn_l1", "output", "total"}
+    everything = torch.cat([p.grad.flatten() for p in model.parameters()])
+    assert norms["total"] == pytest.approx(float(everything.norm()), rel=1e-5)
+    layer0 = torch.cat([p.grad.flatten() for n, p in model.named_parameters() if "_l0" in n])
+    assert norms["rnn_l0"] == pytest.approx(float(layer0.norm()), rel=1e-5)
+
+
+class LinearRNN(nn.Module):
+    """h_t = a * h_{t-1} + x_t, output h_t: the gradient k frames back is exactly a^k."""
+
+    def __init__(self, a):
+        super().__init__()
+        self.a = a
+
+    def forward(self, x):
+        h, outs = torch.zeros_like(x[:, 0]), []
+        for t in range(x.shape[1]):
+            h = self.a * h + x[:, t]
+            outs.append(h)
+        return torch.stack(outs, 1)
+
+
+@pytest.mark.parametrize("a", [0.5, 0.9, 1.0, 1.2])
+def test_gradient_across_time_of_a_linear_recurrence_is_a_to_the_k(a):
+    curve = gradient_across_time(LinearRNN(a), torch.randn(3, 30, 4))
+    expected = torch.tensor([a ** k for k in range(30)])
+    assert torch.allclose(curve, expected, rtol=1e-5)
+
+
+def test_tanh_rnn_gradient_vanishes_where_lstm_keeps_it():
+    torch.manual_seed(0)
+    x = torch.randn(4, 80, 20)
+    tanh = AcousticModel(20, 29, cell="rnn_tanh", hidden_size=64, num_layers=1, bidirectional=False,
+                         spectral_radius=0.5)
+    lstm = AcousticModel(20, 29, cell="lstm", hidden_size=64, num_layers=1, bidirectional=False)
+    c_tanh, c_lstm = model_gradient_across_time(tanh, x), model_gradient_across_time(lstm, x)
+    assert c_tanh.shape == (80,)
+    assert c_tanh[40] / c_tanh[0] < 1e-6  # 40 frames through a contracting W_hh: gone
+    assert c_lstm[40] / c_lstm[0] > 100 * c_tanh[40] / c_tanh[0]
+    assert lstm.training and tanh.rnn.dropout == 0.0  # modes restored

@@ -1,0 +1,63 @@
+"""The training module's guard against non-finite steps and its pre-clipping gradient norms."""
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from asr.datamodule import Batch
+from asr.gradients import gradient_norms
+from asr.module import ASRModule
+
+
+def synthetic_batches(n=4):
+    torch.manual_seed(0)
+    return [Batch(torch.randn(2, 30, 12), torch.tensor([30, 25]), torch.tensor([5, 6, 7, 5, 5]),
+                  torch.tensor([3, 2]), ["ABC", "AB"], ["a", "b"]) for _ in range(n)]
+
+
+def fit(module, steps, **trainer_args):
+    trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu", **trainer_args)
+    trainer.fit(module, DataLoader(synthetic_batches(), batch_size=None))
+    return trainer
+
+
+class PoisonedLoss(ASRModule):
+    def training_step(self, batch, batch_idx):
+        return super().training_step(batch, batch_idx) * float("nan")
+
+
+def test_nonfinite_steps_are_skipped_and_counted():
+    module = PoisonedLoss(input_dim=12, cell="rnn_tanh", hidden_size=8, num_layers=1)
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    fit(module, 3)
+    assert module.nonfinite_steps == 3
+    assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
+
+
+def test_finite_steps_update_the_weights():
+    module = ASRModule(input_dim=12, cell="rnn_tanh", hidden_size=8, num_layers=1)
+    before = module.model.rnn.weight_hh_l0.detach().clone()
+    fit(module, 2)
+    assert module.nonfinite_steps == 0
+    assert not torch.equal(before, module.model.rnn.weight_hh_l0)
+
+
+class ClipProbe(ASRModule):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.true_norms, self.clipped_norms = [], []
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        self.true_norms.append(float(gradient_norms(self.model)["total"]))
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        self.clipped_norms.append(float(gradient_norms(self.model)["total"]))
+        self.logged = float(self.trainer.callback_metrics["grad_norm/total"])
+
+
+def test_clipping_bounds_the_norm_and_the_logged_norm_is_the_pre_clip_one():
+    module = ClipProbe(input_dim=12, cell="rnn_tanh", hidden_size=8, num_layers=1)
+    fit(module, 2, gradient_clip_val=0.01)
+    assert all(n > 0.01 for n in module.true_norms)
+    assert all(n <= 0.01 * (1 + 1e-4) for n in module.clipped_norms)
+    assert module.logged == pytest.approx(module.true_norms[-1], rel=1e-6)

@@ -1,0 +1,32 @@
+import torch
+
+from asr.text import VOCABULARY, CharTokenizer, ctc_min_frames, normalize_transcript
+
+
+def test_normalize_strips_markers_punctuation_and_case():
+    assert normalize_transcript("<s> Hello,  world! </s>") == "HELLO WORLD"
+    assert normalize_transcript("it's a well-known fact") == "IT'S A WELL KNOWN FACT"
+
+
+def test_vocabulary_has_blank_first_space_apostrophe_and_letters():
+    assert VOCABULARY[:3] == ["_", " ", "'"] and len(VOCABULARY) == 29
+
+
+def test_encode_decode_roundtrip():
+    tok = CharTokenizer()
+    ids = tok.encode("seven o'clock")
+    assert tok.decode_ids(ids.tolist()) == "SEVEN O'CLOCK"
+
+
+def test_greedy_decode_merges_repeats_and_drops_blanks():
+    tok = CharTokenizer()
+    # frames: A A _ A B B _ _  -> "AAB"; padding frames beyond the length are ignored
+    seq = [tok.index[c] for c in "AA_ABB__"] + [tok.index["Z"]] * 3
+    log_probs = torch.nn.functional.one_hot(torch.tensor([seq]), len(tok)).float()
+    assert tok.greedy_decode(log_probs, torch.tensor([8])) == ["AAB"]
+
+
+def test_ctc_min_frames_counts_blanks_between_repeats():
+    tok = CharTokenizer()
+    assert ctc_min_frames(tok.encode("AB")) == 2
+    assert ctc_min_frames(tok.encode("HELLO")) == 6  # LL needs a blank between
