@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -43,21 +44,29 @@ class TrainCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
 
-def train(argv: list[str]) -> None:
+def train(argv: list[str]) -> int:
+    from .corpora import DataNotFoundError
     from .datamodule import ASRDataModule
     from .module import ASRModule
 
-    TrainCLI(
-        ASRModule,
-        ASRDataModule,
-        args=["fit", *argv],
-        trainer_defaults={
-            "log_every_n_steps": 1,  # gradient norms are logged on every step
-            "use_distributed_sampler": False,  # ASRDataModule's bucket sampler shards itself across ranks
-        },
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={"prog": "asr train"},
-    )
+    # `asr train ARGS` is `fit ARGS` for LightningCLI, which warns when args and sys.argv both exist.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+    try:
+        TrainCLI(
+            ASRModule,
+            ASRDataModule,
+            args=["fit", *argv],
+            trainer_defaults={
+                "log_every_n_steps": 1,  # gradient norms are logged on every step
+                "use_distributed_sampler": False,  # ASRDataModule's bucket sampler shards itself across ranks
+            },
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"prog": "asr train"},
+        )
+    except (ValueError, DataNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def evaluate(args) -> int:
@@ -141,8 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "train":
-        train(argv[1:])
-        return 0
+        return train(argv[1:])
     if argv and argv[0] == "compare":
         from .compare import main as compare_main
 

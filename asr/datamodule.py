@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +62,7 @@ def extract_features(utts: list[Utterance], extractor: FeatureExtractor, cache_d
     feats = [extractor.log_mel(load_audio(u.path, extractor.config.sample_rate)) for u in utts]
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")  # DDP ranks may write at once; replace() is atomic
         torch.save(feats, tmp)
         tmp.replace(cache)
     return feats

@@ -1,0 +1,99 @@
+"""End to end through the `asr` command: train a tiny model on real AN4, resume it, evaluate, bad recipes."""
+import csv
+import json
+
+import lightning as L
+import pytest
+import torch
+
+from asr.cli import main
+from asr.inference import CheckpointError, Recognizer
+
+
+def tiny(run_dir, data_dir, *extra):
+    return ["train", "-c", "recipes/an4_rnn.yaml", "--run_dir", str(run_dir), "--data.data_dir", str(data_dir),
+            "--data.max_utterances", "24", "--data.batch_size", "8", "--data.cache_dir", str(run_dir / "cache"),
+            "--model.hidden_size", "16", "--model.num_layers", "2", "--trainer.max_epochs", "1",
+            "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu", *extra]
+
+
+class StopAfterFirstEpoch(L.Callback):
+    """Stands in for an interrupted run: a 2-epoch schedule that stops once epoch 0 is checkpointed."""
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        trainer.should_stop = True
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir):
+    run = tmp_path_factory.mktemp("run")
+    assert main(tiny(run, data_dir, "--trainer.max_epochs", "2", "--trainer.callbacks+=test_cli.StopAfterFirstEpoch")) == 0
+    assert torch.load(run / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 3  # 24 utts / 8
+    return run
+
+
+def test_train_writes_logs_and_best_and_last_checkpoints(trained):
+    assert (trained / "checkpoints/best.ckpt").is_file() and (trained / "checkpoints/last.ckpt").is_file()
+    assert list((trained / "tensorboard").glob("version_0/events.out.tfevents.*"))
+    rows = list(csv.DictReader(open(trained / "csv/version_0/metrics.csv")))
+    steps = [r for r in rows if r["grad_norm/total"]]
+    assert len(steps) == 3  # 24 utterances / 8: every step logs its gradient norms
+    for r in steps:
+        layers = [float(r[f"grad_norm/{k}"]) for k in ("input_projection", "rnn_l0", "rnn_l1", "output")]
+        assert float(r["grad_norm/total"]) == pytest.approx(sum(x * x for x in layers) ** 0.5, rel=1e-4)
+    radii = [r for r in rows if r.get("spectral_radius/l1_reverse")]
+    assert radii and 0 < float(radii[0]["spectral_radius/l0"]) < 10
+    assert any(r["dev/wer"] for r in rows)
+
+
+def test_checkpoint_loads_safely_and_carries_model_and_vocabulary(trained):
+    ckpt = torch.load(trained / "checkpoints/best.ckpt", weights_only=True)
+    assert ckpt["hyper_parameters"]["cell"] == "rnn_tanh" and len(ckpt["hyper_parameters"]["vocabulary"]) == 29
+    rec = Recognizer.from_checkpoint(trained / "checkpoints/best.ckpt")
+    assert rec.model.cell == "rnn_tanh" and rec.extractor.config.n_mels == 80
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"x": object()}}, evil)
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        Recognizer.from_checkpoint(evil)
+
+
+def test_resume_continues_from_the_checkpoint(trained, data_dir):
+    assert main(tiny(trained, data_dir, "--trainer.max_epochs", "2", "--ckpt_path",
+                     str(trained / "checkpoints/last.ckpt"))) == 0
+    assert torch.load(trained / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 6
+    rows = list(csv.DictReader(open(trained / "csv/version_1/metrics.csv")))
+    assert {r["epoch"] for r in rows if r["grad_norm/total"]} == {"1"}  # only the second epoch ran again
+
+
+def test_an_existing_run_is_never_overwritten(trained, data_dir, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(tiny(trained, data_dir))
+    assert str(e.value) == (f"error: {trained / 'checkpoints'} already holds checkpoints of an earlier run. Resume it "
+                            f"with --ckpt_path {trained / 'checkpoints/last.ckpt'}, or start a new one with another --run_dir.")
+
+
+def test_evaluate_reports_wer_and_writes_per_utterance_results(trained, data_dir, tmp_path, capsys):
+    out, summary = tmp_path / "utts.json", tmp_path / "summary.json"
+    assert main(["evaluate", str(trained / "checkpoints/best.ckpt"), "--dataset", "an4", "--split", "test",
+                 "--data-dir", str(data_dir), "--output", str(out), "--summary-json", str(summary)]) == 0
+    printed = capsys.readouterr().out
+    assert "an4 test: 130 utterances, 773 words" in printed and "WER " in printed
+    rows, s = json.loads(out.read_text()), json.loads(summary.read_text())
+    assert len(rows) == 130 and {"id", "reference", "hypothesis", "wer", "substitutions"} <= set(rows[0])
+    assert s["substitutions"] + s["deletions"] + s["hits"] == 773
+    assert s["wer"] == pytest.approx(100 * (s["substitutions"] + s["deletions"] + s["insertions"]) / 773)
+
+
+def test_unknown_cell_in_a_recipe(tmp_path, data_dir, capsys):
+    assert main(tiny(tmp_path / "r", data_dir, "--model.cell", "transformer")) == 2
+    assert capsys.readouterr().err.strip() == "error: unknown cell 'transformer': choose one of rnn_tanh, rnn_relu, lstm, gru"
+
+
+def test_missing_data_dir(tmp_path, capsys):
+    assert main(tiny(tmp_path / "r", tmp_path / "nowhere")) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: an4 not found under {tmp_path / 'nowhere'}: run `asr download an4 --data-dir {tmp_path / 'nowhere'}`, "
+        f"or point --data-dir / ASR_DATA_DIR at a folder holding an4/")
