@@ -12,9 +12,9 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from .training import best_and_last_checkpoints, existing_run_error, run_loggers
 
 
 class TrainCLI(LightningCLI):
@@ -26,20 +26,15 @@ class TrainCLI(LightningCLI):
 
     def before_instantiate_classes(self):
         config = self.config[self.subcommand]
-        checkpoints = Path(config.run_dir) / "checkpoints"
-        if self.subcommand == "fit" and not config.ckpt_path and checkpoints.is_dir() and any(checkpoints.iterdir()):
-            raise SystemExit(f"error: {checkpoints} already holds checkpoints of an earlier run. Resume it with "
-                             f"--ckpt_path {checkpoints / 'last.ckpt'}, or start a new one with another --run_dir.")
+        if self.subcommand == "fit" and not config.ckpt_path and (message := existing_run_error(Path(config.run_dir))):
+            raise SystemExit(message)
 
     def instantiate_trainer(self, **kwargs):
         run_dir = Path(self.config[self.subcommand].run_dir)
         trainer_config = self._get(self.config_init, "trainer", default={})
         if trainer_config.get("logger") in (None, True):  # a recipe may still name its own loggers
-            kwargs["logger"] = [CSVLogger(run_dir, name="csv"), TensorBoardLogger(run_dir, name="tensorboard")]
-        # Model selection on dev WER only: test is never looked at during training.
-        best_and_last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="dev/wer",
-                                        mode="min", save_top_k=1, save_last=True, auto_insert_metric_name=False)
-        kwargs["callbacks"] = [best_and_last, *(trainer_config.get("callbacks") or [])]
+            kwargs["logger"] = run_loggers(run_dir)
+        kwargs["callbacks"] = [best_and_last_checkpoints(run_dir), *(trainer_config.get("callbacks") or [])]
         kwargs.setdefault("default_root_dir", str(run_dir))
         return super().instantiate_trainer(**kwargs)
 

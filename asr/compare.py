@@ -1,0 +1,218 @@
+"""`asr compare -c recipes/an4_compare.yaml`: the study. Trains every model of a recipe for every seed
+under one budget, picks each run's checkpoint on dev, evaluates it on test, and writes a report.
+
+A study recipe has a `base` training configuration (the same sections as an `asr train` recipe: model,
+data, trainer) and a list of `models`, each overriding only what makes it different, usually the cell:
+
+    study: an4_quick
+    seeds: [0]
+    baseline: tanh_rnn_clipped          # relative WER reductions are against this model
+    base: {model: {...}, data: {...}, trainer: {...}}
+    models:
+      tanh_rnn_clipped: {model: {cell: rnn_tanh}, trainer: {gradient_clip_val: 1.0}}
+      lstm: {model: {cell: lstm}}
+      tanh_rnn_wide: {model: {cell: rnn_tanh}, match_parameters: lstm}   # widened to the LSTM's size
+
+Every run also writes the `asr train` recipe that reproduces it (runs/<study>/<model>/seed<N>/config.yaml).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import yaml
+
+from .datamodule import ASRDataModule
+from .gradients import GradientFlowMonitor
+from .inference import Recognizer
+from .model import AcousticModel
+from .module import ASRModule
+from .training import best_and_last_checkpoints, existing_run_error, run_loggers
+
+GRAPH_KEYS = ("frames", "utterances", "every_n_epochs")
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def parameter_count(model_args: dict, input_dim: int, vocab_size: int = 29) -> int:
+    keys = ("cell", "hidden_size", "num_layers", "bidirectional")
+    return AcousticModel(input_dim, vocab_size, **{k: model_args[k] for k in keys if k in model_args}).num_parameters()
+
+
+def matched_hidden_size(model_args: dict, target_params: int, input_dim: int) -> int:
+    """The hidden size at which `model_args`' cell has the parameter count closest to target_params."""
+    best = min(range(8, 4097, 4), key=lambda h: abs(parameter_count({**model_args, "hidden_size": h}, input_dim) - target_params))
+    return best
+
+
+def resolve_models(recipe: dict, input_dim: int) -> dict[str, dict]:
+    """Each model's full training configuration (base + its overrides), widened where asked."""
+    configs = {name: deep_merge(recipe["base"], {k: v for k, v in (spec or {}).items() if k != "match_parameters"})
+               for name, spec in recipe["models"].items()}
+    for name, spec in recipe["models"].items():
+        target = (spec or {}).get("match_parameters")
+        if target:
+            if target not in configs:
+                raise ValueError(f"model {name}: match_parameters names {target!r}, which is not in the study")
+            goal = parameter_count(configs[target]["model"], input_dim)
+            configs[name]["model"]["hidden_size"] = matched_hidden_size(configs[name]["model"], goal, input_dim)
+    return configs
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    files = sorted((run_dir / "csv").glob("version_*/metrics.csv"))
+    rows = []
+    for f in files:
+        rows += list(csv.DictReader(open(f)))
+    return rows
+
+
+def column(rows: list[dict], key: str, by: str = "step") -> list[tuple[int, float]]:
+    return [(int(float(r[by])), float(r[key])) for r in rows if r.get(key) not in (None, "")]
+
+
+def train_one(name: str, config: dict, seed: int, run_dir: Path, data: ASRDataModule, flow: dict) -> dict:
+    """Trains one model for one seed; returns its measurements."""
+    if message := existing_run_error(run_dir):
+        raise SystemExit(message + " (or delete that study's runs folder to start it again)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    recipe = {"run_dir": str(run_dir), "seed_everything": seed, **copy.deepcopy(config)}
+    recipe["data"]["seed"] = seed
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+
+    L.seed_everything(seed, verbose=False)
+    module = ASRModule(input_dim=data.feature_dim, **config["model"])
+    monitor = GradientFlowMonitor(**flow)
+    trainer = L.Trainer(default_root_dir=str(run_dir), logger=run_loggers(run_dir), log_every_n_steps=1,
+                        callbacks=[best_and_last_checkpoints(run_dir), monitor], use_distributed_sampler=False,
+                        enable_model_summary=False, **config.get("trainer", {}))
+    data.hparams.seed = seed
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=data)
+    seconds = time.perf_counter() - start
+
+    best = run_dir / "checkpoints/best.ckpt"
+    recognizer = Recognizer.from_checkpoint(best, "cuda" if torch.cuda.is_available() else "cpu")
+    test, _ = recognizer.evaluate(data.hparams.dataset, "test", data.hparams.data_dir)
+    dev_wer = [v for _, v in column(read_metrics(run_dir), "dev/wer")]
+    norms = np.array([v for _, v in column(read_metrics(run_dir), "grad_norm/total")])
+    finite = norms[np.isfinite(norms)]
+    print(f"{name} seed {seed}: test WER {test['wer']:.2f} %, CER {test['cer']:.2f} %, {seconds:.0f} s", flush=True)
+    return {
+        "seed": seed, "test_wer": test["wer"], "test_cer": test["cer"], "best_dev_wer": min(dev_wer) if dev_wer else None,
+        "parameters": module.model.num_parameters(), "train_seconds": seconds, "nonfinite_steps": module.nonfinite_steps,
+        "steps": trainer.global_step, "epochs": trainer.current_epoch,
+        "grad_norm": {"median": float(np.median(finite)), "p99": float(np.percentile(finite, 99)),
+                      "max": float(finite.max())} if finite.size else None,
+        "run_dir": str(run_dir),
+    }
+
+
+def summarize(runs: list[dict]) -> dict:
+    wers = np.array([r["test_wer"] for r in runs])
+    cers = np.array([r["test_cer"] for r in runs])
+    return {
+        "test_wer": {"per_seed": wers.tolist(), "mean": float(wers.mean()), "std": float(wers.std()),
+                     "min": float(wers.min()), "max": float(wers.max())},
+        "test_cer": {"per_seed": cers.tolist(), "mean": float(cers.mean()), "std": float(cers.std())},
+        "parameters": runs[0]["parameters"],
+        "train_seconds": float(np.mean([r["train_seconds"] for r in runs])),
+        "nonfinite_steps": int(sum(r["nonfinite_steps"] for r in runs)),
+        "grad_norm_max": max((r["grad_norm"]["max"] for r in runs if r["grad_norm"]), default=None),
+        "grad_norm_median": float(np.median([r["grad_norm"]["median"] for r in runs if r["grad_norm"]]))
+        if any(r["grad_norm"] for r in runs) else None,
+        "runs": runs,
+    }
+
+
+def environment() -> dict:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "asr", "recipes"], capture_output=True,
+                                    text=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        commit, dirty = None, None
+    return {
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "lightning": L.__version__},
+        "git_commit": commit, "git_dirty": dirty,
+    }
+
+
+def run_study(recipe: dict, recipe_path: str | None = None) -> Path:
+    study = recipe["study"]
+    report_dir = Path(recipe.get("report_dir", f"reports/{study}"))
+    runs_dir = Path(recipe.get("runs_dir", f"runs/{study}"))
+    seeds = recipe.get("seeds", [0])
+    flow = {k: v for k, v in recipe.get("gradient_flow", {}).items() if k in GRAPH_KEYS}
+    data = ASRDataModule(**recipe["base"].get("data", {}))
+    configs = resolve_models(recipe, data.feature_dim)
+    data.setup("fit")
+
+    results = {}
+    for name, config in configs.items():
+        if config.get("data", {}) != recipe["base"].get("data", {}):
+            raise ValueError(f"model {name} changes the data section: every model of a study must see the same data")
+        runs = [train_one(name, config, seed, runs_dir / name / f"seed{seed}", data, flow) for seed in seeds]
+        results[name] = {"config": config, **summarize(runs)}
+
+    baseline = recipe.get("baseline")
+    summary = {"study": study, "dataset": data.hparams.dataset, "seeds": seeds, "baseline": baseline,
+               "models": results, **environment(), "recipe": recipe, "recipe_path": recipe_path}
+    if baseline in results:
+        base_wer = results[baseline]["test_wer"]["mean"]
+        summary["relative_wer_reduction"] = {
+            name: (base_wer - r["test_wer"]["mean"]) / base_wer if base_wer else None
+            for name, r in results.items() if name != baseline}
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+
+    from .report import write_report
+
+    write_report(summary, report_dir)
+    print(f"report: {report_dir / 'report.md'}")
+    return report_dir
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="asr compare", description="train the models of a study recipe and "
+                                     "write reports/<study>/ (summary.json, report.md, plots)")
+    parser.add_argument("-c", "--config", required=True, help="study recipe (YAML)")
+    parser.add_argument("--data-dir", help="override the recipe's data.data_dir")
+    parser.add_argument("--runs-dir", help="override where the runs go (default runs/<study>)")
+    parser.add_argument("--report-dir", help="override where the report goes (default reports/<study>)")
+    args = parser.parse_args(argv)
+    path = Path(args.config)
+    if not path.is_file():
+        print(f"error: study recipe {path} not found", file=sys.stderr)
+        return 2
+    recipe = yaml.safe_load(path.read_text())
+    if args.data_dir:
+        recipe["base"].setdefault("data", {})["data_dir"] = args.data_dir
+    if args.runs_dir:
+        recipe["runs_dir"] = args.runs_dir
+    if args.report_dir:
+        recipe["report_dir"] = args.report_dir
+    from .corpora import DataNotFoundError
+
+    try:
+        run_study(recipe, str(path))
+    except (ValueError, DataNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

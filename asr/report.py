@@ -1,0 +1,247 @@
+"""The study's report: plots (matplotlib) and report.md, from summary.json and each run's logs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .compare import column, read_metrics  # noqa: E402
+
+PLOTS = {
+    "wer": "wer_by_model.png",
+    "grad_norm": "gradient_norm_per_step.png",
+    "flow": "gradient_flow_across_time.png",
+    "radius": "spectral_radius.png",
+    "curves": "training_curves.png",
+}
+# Graves, Mohamed & Hinton 2013, TIMIT phone error rate with CTC-trained bidirectional networks.
+GRAVES_2013 = {"tanh": 37.6, "lstm": 18.6}
+
+
+def first_run(model: dict) -> Path:
+    return Path(model["runs"][0]["run_dir"])
+
+
+def plot_wer(summary: dict, out: Path) -> None:
+    names = list(summary["models"])
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.6))
+    for i, name in enumerate(names):
+        wer = summary["models"][name]["test_wer"]
+        ax.bar(i, wer["mean"], color="C0" if "rnn" in name or "tanh" in name else "C2", alpha=0.7)
+        ax.errorbar(i, wer["mean"], yerr=[[wer["mean"] - wer["min"]], [wer["max"] - wer["mean"]]], color="k", capsize=4)
+        ax.scatter([i] * len(wer["per_seed"]), wer["per_seed"], color="k", s=12, zorder=3)
+        ax.text(i, wer["mean"] + 1, f"{wer['mean']:.1f}", ha="center", va="bottom", fontsize=9)
+    ax.set_xticks(range(len(names)), names, rotation=20, ha="right")
+    ax.set_ylabel("test WER % (mean, seed range)")
+    ax.set_title(f"{summary['dataset']} test WER, {len(summary['seeds'])} seed(s), greedy decoding")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def plot_grad_norm(summary: dict, out: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for i, (name, model) in enumerate(summary["models"].items()):
+        points = column(read_metrics(first_run(model)), "grad_norm/total")
+        if points:
+            steps, norms = zip(*points)
+            ax.plot(steps, norms, lw=0.8, color=f"C{i}", label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("total gradient norm (before clipping)")
+    ax.set_title("Gradient norm per step (seed %d)" % summary["seeds"][0])
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def load_flow(model: dict) -> dict | None:
+    path = first_run(model) / "gradient_flow.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def plot_flow(summary: dict, out: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, (name, model) in enumerate(summary["models"].items()):
+        flow = load_flow(model)
+        if not flow:
+            continue
+        direction = "bi" if flow["bidirectional"] else "uni"
+        init, trained = np.array(flow["curves"][0]["curve"]), np.array(flow["curves"][-1]["curve"])
+        ax.plot(init / init[0], ls="--", lw=1, color=f"C{i}", alpha=0.7)
+        ax.plot(trained / trained[0], lw=1.6, color=f"C{i}", label=f"{name} ({direction})")
+    ax.set_yscale("log")
+    ax.set_xlabel("frames back from the last frame (20 ms each)")
+    ax.set_ylabel("‖∂ output_T / ∂ input_t‖, relative to k = 0")
+    ax.set_title("Gradient across time: dashed at initialisation, solid after training")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def plot_radius(summary: dict, out: Path) -> None:
+    models = summary["models"]
+    fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 3.2), squeeze=False, sharey=True)
+    for ax, (name, model) in zip(axes[0], models.items()):
+        rows = read_metrics(first_run(model))
+        keys = sorted({k for r in rows for k in r if k.startswith("spectral_radius/") and r[k]})
+        for key in keys:
+            points = column(rows, key, by="epoch")
+            ax.plot([e + 1 for e, _ in points], [v for _, v in points], marker=".", label=key.split("/")[1])
+        ax.axhline(1.0, color="grey", lw=0.8, ls=":")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("epoch")
+    axes[0][0].set_ylabel("spectral radius of W_hh")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def per_epoch_mean(points: list[tuple[int, float]]) -> tuple[list[int], list[float]]:
+    by_epoch: dict[int, list[float]] = {}
+    for epoch, value in points:
+        by_epoch.setdefault(epoch, []).append(value)
+    epochs = sorted(by_epoch)
+    return [e + 1 for e in epochs], [float(np.mean(by_epoch[e])) for e in epochs]
+
+
+def plot_curves(summary: dict, out: Path) -> None:
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    for i, (name, model) in enumerate(summary["models"].items()):
+        rows = read_metrics(first_run(model))
+        for ax, key in zip(axes, ("train/loss", "dev/loss", "dev/wer")):
+            x, y = per_epoch_mean(column(rows, key, by="epoch"))
+            ax.plot(x, y, marker=".", color=f"C{i}", label=name)
+    for ax, title in zip(axes, ("training CTC loss", "dev CTC loss", "dev WER %")):
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+    axes[0].set_yscale("log")
+    axes[1].set_yscale("log")
+    axes[2].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def flow_ratio(model: dict, k: int) -> float | None:
+    flow = load_flow(model)
+    if not flow:
+        return None
+    curve = flow["curves"][-1]["curve"]
+    return curve[k] / curve[0] if k < len(curve) and curve[0] else None
+
+
+def sentences(summary: dict) -> list[str]:
+    """A few plain statements computed from the numbers, never written in advance."""
+    models, baseline = summary["models"], summary.get("baseline")
+    out = []
+    if baseline in models:
+        base = models[baseline]["test_wer"]["mean"]
+        for name, reduction in summary.get("relative_wer_reduction", {}).items():
+            if reduction is None:
+                continue
+            wer = models[name]["test_wer"]["mean"]
+            verb = "fewer" if reduction > 0 else "more"
+            out.append(f"**{name}** reached {wer:.1f} % test WER against {base:.1f} % for **{baseline}**: "
+                       f"{abs(reduction) * 100:.0f} % {verb} word errors.")
+        ranges = {n: (m["test_wer"]["min"], m["test_wer"]["max"]) for n, m in models.items()}
+        if len(summary["seeds"]) > 1:
+            for name in models:
+                if name != baseline:
+                    lo, hi = ranges[name]
+                    overlap = not (hi < ranges[baseline][0] or lo > ranges[baseline][1])
+                    out.append(f"Seed ranges of {name} ({lo:.1f}-{hi:.1f} %) and {baseline} "
+                               f"({ranges[baseline][0]:.1f}-{ranges[baseline][1]:.1f} %) "
+                               f"{'overlap' if overlap else 'do not overlap'}.")
+    for k in (10, 40):
+        ratios = {n: flow_ratio(m, k) for n, m in models.items()}
+        ratios = {n: r for n, r in ratios.items() if r is not None}
+        if ratios:
+            parts = ", ".join(f"{n} {r:.1e}" for n, r in ratios.items())
+            out.append(f"After training, the gradient reaching {k} frames ({k * 20} ms) back is, relative to the "
+                       f"last frame's own: {parts}.")
+    exploded = {n: m["nonfinite_steps"] for n, m in models.items() if m["nonfinite_steps"]}
+    if exploded:
+        out.append("Steps skipped because the loss or gradient was not finite: "
+                   + ", ".join(f"{n} {c}" for n, c in exploded.items()) + ".")
+    norms = {n: m["grad_norm_max"] for n, m in models.items() if m["grad_norm_max"] is not None}
+    if norms:
+        out.append("Largest total gradient norm seen (before clipping): "
+                   + ", ".join(f"{n} {v:.3g}" for n, v in norms.items()) + ".")
+    return out
+
+
+def write_report(summary: dict, report_dir: Path) -> None:
+    report_dir = Path(report_dir)
+    plot_wer(summary, report_dir / PLOTS["wer"])
+    plot_grad_norm(summary, report_dir / PLOTS["grad_norm"])
+    plot_flow(summary, report_dir / PLOTS["flow"])
+    plot_radius(summary, report_dir / PLOTS["radius"])
+    plot_curves(summary, report_dir / PLOTS["curves"])
+
+    rows = ["| model | cell | hidden | parameters | test WER % (mean ± sd) | seeds | test CER % | train s | "
+            "max grad norm | non-finite steps |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, m in summary["models"].items():
+        cfg = m["config"]["model"]
+        seeds = ", ".join(f"{w:.1f}" for w in m["test_wer"]["per_seed"])
+        clip = m["config"].get("trainer", {}).get("gradient_clip_val")
+        rows.append(f"| {name} | {cfg.get('cell')}{f' (clip {clip})' if clip else ''} | {cfg.get('hidden_size')} | "
+                    f"{m['parameters']:,} | {m['test_wer']['mean']:.2f} ± {m['test_wer']['std']:.2f} | {seeds} | "
+                    f"{m['test_cer']['mean']:.2f} | {m['train_seconds']:.0f} | "
+                    f"{m['grad_norm_max'] if m['grad_norm_max'] is None else format(m['grad_norm_max'], '.3g')} | "
+                    f"{m['nonfinite_steps']} |")
+    base = summary["recipe"]["base"]
+    text = [
+        f"# Study `{summary['study']}`: vanilla RNN vs gated cells on {summary['dataset']}",
+        "",
+        f"Device: {summary['device']}; torch {summary['versions']['torch']}, lightning {summary['versions']['lightning']}; "
+        f"git {summary['git_commit']}{' (uncommitted changes)' if summary['git_dirty'] else ''}. "
+        f"Recipe: `{summary.get('recipe_path')}` ({base.get('trainer', {}).get('max_epochs')} epochs, "
+        f"{base['model'].get('num_layers')} layers, {'bi' if base['model'].get('bidirectional', True) else 'uni'}directional). "
+        "Each run's checkpoint is chosen on the dev split (speakers held out of training); the test split is "
+        "evaluated once, with greedy CTC decoding. Reproduce with `asr compare -c "
+        f"{summary.get('recipe_path')}`.",
+        "",
+        *rows,
+        "",
+        "## What the numbers show",
+        "",
+        *[f"- {s}" for s in sentences(summary)],
+        "",
+        "Backpropagation through time multiplies the error signal by the recurrent weight matrix (times the "
+        "tanh derivative) once per frame, so in a tanh RNN the share of the gradient that reaches frames far "
+        "back shrinks geometrically when that product's gain is below one and blows up when it is above. The "
+        "LSTM's memory cell is updated by addition, gated by a forget gate, which gives the error a path back "
+        "in time that is not squashed at every step. Graves, Mohamed & Hinton (2013) measured the consequence "
+        f"on TIMIT with CTC: {GRAVES_2013['tanh']} % phone errors for a tanh RNN against {GRAVES_2013['lstm']} % "
+        "for an LSTM. The plots below show the same mechanism on this data.",
+        "",
+        f"![WER by model]({PLOTS['wer']})",
+        "",
+        "**Gradient norm per step** (total, before clipping, log scale): spikes are the exploding side of the problem.",
+        "",
+        f"![gradient norm]({PLOTS['grad_norm']})",
+        "",
+        "**Gradient across time**: how strongly the output at the last frame still depends on the input k frames "
+        "earlier, on fixed dev utterances, normalised to k = 0. For bidirectional models the long-range path is "
+        "the forward direction.",
+        "",
+        f"![gradient flow]({PLOTS['flow']})",
+        "",
+        "**Spectral radius of W_hh** per layer and direction (for LSTM and GRU: the candidate-state block) over "
+        "training; 1 is the border between vanishing and exploding for a linear recurrence.",
+        "",
+        f"![spectral radius]({PLOTS['radius']})",
+        "",
+        f"![training curves]({PLOTS['curves']})",
+        "",
+    ]
+    (report_dir / "report.md").write_text("\n".join(text))

@@ -1,0 +1,28 @@
+"""What every training run shares, whether started by `asr train` or by `asr compare`: where its logs
+and checkpoints go, and how the best checkpoint is chosen."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+
+def run_loggers(run_dir: Path) -> list:
+    """CSV (read back by the study) and TensorBoard (for people), both under run_dir."""
+    return [CSVLogger(run_dir, name="csv"), TensorBoardLogger(run_dir, name="tensorboard")]
+
+
+def best_and_last_checkpoints(run_dir: Path) -> ModelCheckpoint:
+    # Model selection on dev WER only: test is never looked at during training.
+    return ModelCheckpoint(dirpath=Path(run_dir) / "checkpoints", filename="best", monitor="dev/wer", mode="min",
+                           save_top_k=1, save_last=True, auto_insert_metric_name=False)
+
+
+def existing_run_error(run_dir: Path) -> str | None:
+    """A message when run_dir already holds checkpoints: a new run must never overwrite them."""
+    checkpoints = Path(run_dir) / "checkpoints"
+    if checkpoints.is_dir() and any(checkpoints.iterdir()):
+        return (f"error: {checkpoints} already holds checkpoints of an earlier run. Resume it with "
+                f"--ckpt_path {checkpoints / 'last.ckpt'}, or start a new one with another --run_dir.")
+    return None
