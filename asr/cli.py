@@ -14,7 +14,7 @@ from typing import Optional
 
 from lightning.pytorch.cli import LightningCLI
 
-from .training import best_and_last_checkpoints, existing_run_error, run_loggers
+from .training import best_and_last_checkpoints, holds_checkpoints, run_loggers
 
 
 class TrainCLI(LightningCLI):
@@ -26,8 +26,10 @@ class TrainCLI(LightningCLI):
 
     def before_instantiate_classes(self):
         config = self.config[self.subcommand]
-        if self.subcommand == "fit" and not config.ckpt_path and (message := existing_run_error(Path(config.run_dir))):
-            raise SystemExit(message)
+        if self.subcommand == "fit" and not config.ckpt_path and holds_checkpoints(Path(config.run_dir)):
+            checkpoints = Path(config.run_dir) / "checkpoints"
+            raise SystemExit(f"error: {checkpoints} already holds checkpoints of an earlier run. Resume it with "
+                             f"--ckpt_path {checkpoints / 'last.ckpt'}, or start a new one with another --run_dir.")
 
     def instantiate_trainer(self, **kwargs):
         run_dir = Path(self.config[self.subcommand].run_dir)
@@ -118,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
                    add_help=False)
     sub.add_parser("compare", help="train several models and write a comparison report (see `asr compare --help`)",
                    add_help=False)
+    sub.add_parser("wrec-sweep", help="gradient across time of untrained tanh RNNs by spectral radius of W_hh",
+                   add_help=False)
 
     p = sub.add_parser("evaluate", help="WER/CER of a checkpoint on a corpus split")
     p.add_argument("checkpoint")
@@ -150,6 +154,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         from .compare import main as compare_main
 
         return compare_main(argv[1:])
+    if argv and argv[0] == "wrec-sweep":
+        from .sweep import main as sweep_main
+
+        return sweep_main(argv[1:])
     args = build_parser().parse_args(argv)
     from .corpora import DataNotFoundError
     from .download import DownloadError

@@ -35,9 +35,9 @@ import yaml
 from .datamodule import ASRDataModule
 from .gradients import GradientFlowMonitor
 from .inference import Recognizer
-from .model import AcousticModel
+from .model import GATES
 from .module import ASRModule
-from .training import best_and_last_checkpoints, existing_run_error, run_loggers
+from .training import best_and_last_checkpoints, holds_checkpoints, run_loggers
 
 GRAPH_KEYS = ("frames", "utterances", "every_n_epochs")
 
@@ -50,14 +50,20 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 
 def parameter_count(model_args: dict, input_dim: int, vocab_size: int = 29) -> int:
-    keys = ("cell", "hidden_size", "num_layers", "bidirectional")
-    return AcousticModel(input_dim, vocab_size, **{k: model_args[k] for k in keys if k in model_args}).num_parameters()
+    """Parameters of AcousticModel(**model_args), counted without building it (see test_compare)."""
+    h, layers = model_args.get("hidden_size", 256), model_args.get("num_layers", 3)
+    dirs = 2 if model_args.get("bidirectional", True) else 1
+    gates = GATES[model_args.get("cell", "lstm")]
+    count = input_dim * h + h  # input projection
+    for layer in range(layers):
+        layer_input = h if layer == 0 else h * dirs
+        count += dirs * gates * h * (layer_input + h + 2)  # W_ih, W_hh, b_ih, b_hh
+    return count + h * dirs * vocab_size + vocab_size  # output layer
 
 
 def matched_hidden_size(model_args: dict, target_params: int, input_dim: int) -> int:
     """The hidden size at which `model_args`' cell has the parameter count closest to target_params."""
-    best = min(range(8, 4097, 4), key=lambda h: abs(parameter_count({**model_args, "hidden_size": h}, input_dim) - target_params))
-    return best
+    return min(range(8, 8193), key=lambda h: abs(parameter_count({**model_args, "hidden_size": h}, input_dim) - target_params))
 
 
 def resolve_models(recipe: dict, input_dim: int) -> dict[str, dict]:
@@ -88,8 +94,6 @@ def column(rows: list[dict], key: str, by: str = "step") -> list[tuple[int, floa
 
 def train_one(name: str, config: dict, seed: int, run_dir: Path, data: ASRDataModule, flow: dict) -> dict:
     """Trains one model for one seed; returns its measurements."""
-    if message := existing_run_error(run_dir):
-        raise SystemExit(message + " (or delete that study's runs folder to start it again)")
     run_dir.mkdir(parents=True, exist_ok=True)
     recipe = {"run_dir": str(run_dir), "seed_everything": seed, **copy.deepcopy(config)}
     recipe["data"]["seed"] = seed
@@ -162,6 +166,11 @@ def run_study(recipe: dict, recipe_path: str | None = None) -> Path:
     flow = {k: v for k, v in recipe.get("gradient_flow", {}).items() if k in GRAPH_KEYS}
     data = ASRDataModule(**recipe["base"].get("data", {}))
     configs = resolve_models(recipe, data.feature_dim)
+    earlier = [str(runs_dir / n / f"seed{s}") for n in configs for s in seeds if holds_checkpoints(runs_dir / n / f"seed{s}")]
+    if earlier:
+        raise ValueError(f"{runs_dir} already holds runs of this study ({', '.join(earlier[:3])}"
+                         f"{' ...' if len(earlier) > 3 else ''}); nothing was overwritten. Move them away or "
+                         f"pass --runs-dir to start the study elsewhere.")
     data.setup("fit")
 
     results = {}
@@ -182,10 +191,11 @@ def run_study(recipe: dict, recipe_path: str | None = None) -> Path:
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "summary.json").write_text(json.dumps(summary, indent=1))
 
-    from .report import write_report
+    from .report import summary_table, write_report
 
     write_report(summary, report_dir)
-    print(f"report: {report_dir / 'report.md'}")
+    print("\n" + "\n".join(summary_table(summary)))
+    print(f"\nreport: {report_dir / 'report.md'} (plots beside it)")
     return report_dir
 
 

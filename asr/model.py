@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
-INITS = ("default", "orthogonal", "identity")
+INITS = ("default", "orthogonal", "identity", "gaussian")
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 # W_hh of gated cells stacks one block per gate; the block that plays the role of the plain RNN's
 # W_rec (the candidate state, g in the LSTM and n in the GRU) is the third in PyTorch's layout.
@@ -75,6 +75,8 @@ class AcousticModel(nn.Module):
                     nn.init.orthogonal_(block)
                 elif init == "identity":
                     nn.init.eye_(block)
+                elif init == "gaussian":  # N(0, 1/H): spectral radius close to 1 for large H (circular law)
+                    nn.init.normal_(block, std=block.shape[1] ** -0.5)
                 if radius is not None:
                     scale_to_spectral_radius(block, radius)
         if init == "identity":  # IRNN: identity recurrence and zero biases

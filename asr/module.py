@@ -26,7 +26,7 @@ class ASRModule(L.LightningModule):
         input_dim: feature dimension (linked from the data module by `asr train`).
         cell: rnn_tanh, rnn_relu, lstm or gru.
         hidden_size, num_layers, bidirectional, dropout: the recurrent stack.
-        init: default (PyTorch's uniform), orthogonal or identity (IRNN) initialisation of W_hh.
+        init: default (PyTorch's uniform), orthogonal, identity (IRNN) or gaussian initialisation of W_hh.
         spectral_radius: rescale each W_hh (block) to this spectral radius after init (None: leave it).
         learning_rate, weight_decay: AdamW.
         warmup_fraction: share of the steps spent warming up in the one-cycle schedule.

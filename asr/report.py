@@ -179,14 +179,8 @@ def sentences(summary: dict) -> list[str]:
     return out
 
 
-def write_report(summary: dict, report_dir: Path) -> None:
-    report_dir = Path(report_dir)
-    plot_wer(summary, report_dir / PLOTS["wer"])
-    plot_grad_norm(summary, report_dir / PLOTS["grad_norm"])
-    plot_flow(summary, report_dir / PLOTS["flow"])
-    plot_radius(summary, report_dir / PLOTS["radius"])
-    plot_curves(summary, report_dir / PLOTS["curves"])
-
+def summary_table(summary: dict) -> list[str]:
+    """The side-by-side table (markdown), one row per model."""
     rows = ["| model | cell | hidden | parameters | test WER % (mean ± sd) | seeds | test CER % | train s | "
             "max grad norm | non-finite steps |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, m in summary["models"].items():
@@ -198,6 +192,18 @@ def write_report(summary: dict, report_dir: Path) -> None:
                     f"{m['test_cer']['mean']:.2f} | {m['train_seconds']:.0f} | "
                     f"{m['grad_norm_max'] if m['grad_norm_max'] is None else format(m['grad_norm_max'], '.3g')} | "
                     f"{m['nonfinite_steps']} |")
+    return rows
+
+
+def write_report(summary: dict, report_dir: Path) -> None:
+    report_dir = Path(report_dir)
+    plot_wer(summary, report_dir / PLOTS["wer"])
+    plot_grad_norm(summary, report_dir / PLOTS["grad_norm"])
+    plot_flow(summary, report_dir / PLOTS["flow"])
+    plot_radius(summary, report_dir / PLOTS["radius"])
+    plot_curves(summary, report_dir / PLOTS["curves"])
+
+    rows = summary_table(summary)
     base = summary["recipe"]["base"]
     text = [
         f"# Study `{summary['study']}`: vanilla RNN vs gated cells on {summary['dataset']}",

@@ -19,10 +19,7 @@ def best_and_last_checkpoints(run_dir: Path) -> ModelCheckpoint:
                            save_top_k=1, save_last=True, auto_insert_metric_name=False)
 
 
-def existing_run_error(run_dir: Path) -> str | None:
-    """A message when run_dir already holds checkpoints: a new run must never overwrite them."""
+def holds_checkpoints(run_dir: Path) -> bool:
+    """True when run_dir already holds checkpoints: a new run must never overwrite them."""
     checkpoints = Path(run_dir) / "checkpoints"
-    if checkpoints.is_dir() and any(checkpoints.iterdir()):
-        return (f"error: {checkpoints} already holds checkpoints of an earlier run. Resume it with "
-                f"--ckpt_path {checkpoints / 'last.ckpt'}, or start a new one with another --run_dir.")
-    return None
+    return checkpoints.is_dir() and any(checkpoints.iterdir())

@@ -41,3 +41,16 @@ def test_missing_corpus_says_how_to_get_it(tmp_path):
         load_split("an4", "train", tmp_path)
     assert str(e.value) == (f"an4 not found under {tmp_path}: run `asr download an4 --data-dir {tmp_path}`, or point "
                             f"--data-dir / ASR_DATA_DIR at a folder holding an4/")
+
+
+def test_utterances_too_long_for_ctc_are_reported_not_silently_dropped(data_dir, tmp_path, caplog):
+    from asr.datamodule import ASRDataModule
+
+    # 8 kHz digits stacked 12 frames apart: 120 ms per output frame, too coarse for longer words
+    data = ASRDataModule(dataset="fsdd", data_dir=str(data_dir), sample_rate=8000, n_mels=40, stack=3, stride=12,
+                         max_utterances=60, cache_dir=str(tmp_path))
+    with caplog.at_level("WARNING"):
+        kept = data.load("test")
+    dropped = data.dropped["test"]
+    assert dropped and len(kept) + len(dropped) == 60
+    assert f"fsdd test: {len(dropped)} utterance(s) left out" in caplog.text and dropped[0] in caplog.text
