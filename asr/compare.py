@@ -53,7 +53,10 @@ def parameter_count(model_args: dict, input_dim: int, vocab_size: int = 29) -> i
     """Parameters of AcousticModel(**model_args), counted without building it (see test_compare)."""
     h, layers = model_args.get("hidden_size", 256), model_args.get("num_layers", 3)
     dirs = 2 if model_args.get("bidirectional", True) else 1
-    gates = GATES[model_args.get("cell", "lstm")]
+    cell = model_args.get("cell", "lstm")
+    if cell == "esn":  # only the readout is trained
+        return h * dirs * vocab_size + vocab_size
+    gates = GATES[cell]
     count = input_dim * h + h  # input projection
     for layer in range(layers):
         layer_input = h if layer == 0 else h * dirs
@@ -182,6 +185,7 @@ def run_study(recipe: dict, recipe_path: str | None = None) -> Path:
 
     baseline = recipe.get("baseline")
     summary = {"study": study, "dataset": data.hparams.dataset, "seeds": seeds, "baseline": baseline,
+               "frame_ms": data.feature_config.hop_ms * data.feature_config.stride,
                "models": results, **environment(), "recipe": recipe, "recipe_path": recipe_path}
     if baseline in results:
         base_wer = results[baseline]["test_wer"]["mean"]

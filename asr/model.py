@@ -10,6 +10,8 @@ output layer, optimiser and data stay identical, so differences in WER come from
 - lstm: a memory cell updated additively, c_t = f_t * c_{t-1} + i_t * g_t; while the forget gate f_t
   stays near 1 the gradient flows back along c unchanged (Hochreiter & Schmidhuber 1997).
 - gru: a gated interpolation h_t = (1 - z_t) * n_t + z_t * h_{t-1}, the same idea with fewer weights.
+- esn: an echo state network, random frozen leaky reservoirs with only the output layer trained
+  (asr/remedies.py, like truncated BPTT, `truncate_bptt`).
 """
 from __future__ import annotations
 
@@ -19,12 +21,14 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+from .remedies import EchoStateNetwork, truncated_recurrence, unrolled_rnn
+
+CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru", "esn")
 INITS = ("default", "orthogonal", "identity", "gaussian")
-GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
+GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3, "esn": 1}
 # W_hh of gated cells stacks one block per gate; the block that plays the role of the plain RNN's
 # W_rec (the candidate state, g in the LSTM and n in the GRU) is the third in PyTorch's layout.
-CANDIDATE_BLOCK = {"rnn_tanh": 0, "rnn_relu": 0, "lstm": 2, "gru": 2}
+CANDIDATE_BLOCK = {"rnn_tanh": 0, "rnn_relu": 0, "lstm": 2, "gru": 2, "esn": 0}
 
 
 def spectral_radius(matrix: torch.Tensor) -> float:
@@ -52,19 +56,32 @@ class AcousticModel(nn.Module):
         dropout: float = 0.25,
         init: str = "default",
         spectral_radius: Optional[float] = None,
+        truncate_bptt: Optional[int] = None,
+        esn_leak: float = 0.3,
     ):
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"unknown cell {cell!r}: choose one of {', '.join(CELLS)}")
         if init not in INITS:
             raise ValueError(f"unknown init {init!r}: choose one of {', '.join(INITS)}")
+        if truncate_bptt is not None and (bidirectional or truncate_bptt < 1):
+            raise ValueError("truncate_bptt needs a unidirectional model and a positive number of frames: the "
+                             "backward direction of a bidirectional model would carry the future across every cut "
+                             "(set bidirectional: false)")
+        if cell == "esn" and bidirectional:
+            raise ValueError("the echo state network (cell esn) runs forward in time only: set bidirectional: false")
         self.cell, self.num_layers, self.bidirectional = cell, num_layers, bidirectional
+        self.truncate_bptt = truncate_bptt
         self.input_projection = nn.Linear(input_dim, hidden_size)
+        self.output = nn.Linear(hidden_size * (2 if bidirectional else 1), vocab_size)
+        if cell == "esn":  # random, frozen input weights and reservoirs: only the output layer learns
+            self.input_projection.requires_grad_(False)
+            self.rnn = EchoStateNetwork(hidden_size, num_layers, spectral_radius or 0.9, esn_leak)
+            return
         rnn_class = {"rnn_tanh": nn.RNN, "rnn_relu": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell]
         extra = {"nonlinearity": cell.split("_")[1]} if cell.startswith("rnn_") else {}
         self.rnn = rnn_class(hidden_size, hidden_size, num_layers=num_layers, batch_first=True,
                              bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0, **extra)
-        self.output = nn.Linear(hidden_size * (2 if bidirectional else 1), vocab_size)
         self.initialize(init, spectral_radius)
 
     def initialize(self, init: str, radius: Optional[float]) -> None:
@@ -86,6 +103,8 @@ class AcousticModel(nn.Module):
 
     def recurrent_weights(self) -> dict[str, torch.Tensor]:
         """W_hh of every layer and direction, e.g. {'weight_hh_l0': ..., 'weight_hh_l0_reverse': ...}."""
+        if self.cell == "esn":
+            return {f"weight_hh_l{i}": layer.weight_hh for i, layer in enumerate(self.rnn.layers)}
         return {n: p for n, p in self.rnn.named_parameters() if n.startswith("weight_hh")}
 
     def recurrent_spectral_radii(self) -> dict[str, float]:
@@ -103,6 +122,10 @@ class AcousticModel(nn.Module):
 
     def recur(self, inputs: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Runs the recurrent stack and the output layer: (batch, frames, hidden) -> log-probs."""
+        if self.cell == "esn":  # unidirectional: padding at the end cannot reach earlier frames
+            return self.output(self.rnn(inputs)).log_softmax(-1)
+        if self.truncate_bptt:
+            return self.output(truncated_recurrence(self.rnn, inputs, self.truncate_bptt)).log_softmax(-1)
         if lengths is None:
             hidden, _ = self.rnn(inputs)
         else:  # packing keeps padding out of the recurrence (and out of the backward direction's start)
@@ -114,5 +137,15 @@ class AcousticModel(nn.Module):
     def forward(self, features: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.recur(self.recurrent_input(features), lengths)
 
+    def forward_unrolled(self, features: torch.Tensor) -> tuple[torch.Tensor, list[list[torch.Tensor]]]:
+        """Log-probs plus every layer's hidden state at every frame, for the gradient-norm penalty
+        (plain unidirectional rnn_tanh / rnn_relu only)."""
+        if not self.cell.startswith("rnn_") or self.bidirectional or self.truncate_bptt:
+            raise ValueError("the gradient-norm penalty needs a unidirectional rnn_tanh or rnn_relu model "
+                             "without truncate_bptt")
+        hidden, states = unrolled_rnn(self.rnn, self.recurrent_input(features), self.rnn.dropout, self.training)
+        return self.output(hidden).log_softmax(-1), states
+
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        """Trained parameters (an echo state network's frozen weights do not count)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)

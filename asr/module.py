@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .gradients import gradient_norms
+from .remedies import gradient_norm_penalty
 from .metrics import error_rates
 from .model import AcousticModel
 from .text import VOCABULARY, CharTokenizer
@@ -27,7 +28,11 @@ class ASRModule(L.LightningModule):
         cell: rnn_tanh, rnn_relu, lstm or gru.
         hidden_size, num_layers, bidirectional, dropout: the recurrent stack.
         init: default (PyTorch's uniform), orthogonal, identity (IRNN) or gaussian initialisation of W_hh.
-        spectral_radius: rescale each W_hh (block) to this spectral radius after init (None: leave it).
+        spectral_radius: rescale each W_hh (block) to this spectral radius after init (None: leave it);
+            for cell esn, the reservoirs' spectral radius (default 0.9).
+        truncate_bptt: truncated backpropagation through time, at most this many frames (unidirectional only).
+        gradient_penalty: weight of Pascanu et al.'s gradient-norm regulariser (unidirectional rnn_tanh/relu).
+        esn_leak: leak rate of the echo-state reservoirs (cell esn).
         learning_rate, weight_decay: AdamW.
         warmup_fraction: share of the steps spent warming up in the one-cycle schedule.
         vocabulary: output symbols, CTC blank first.
@@ -43,6 +48,9 @@ class ASRModule(L.LightningModule):
         dropout: float = 0.25,
         init: str = "default",
         spectral_radius: Optional[float] = None,
+        truncate_bptt: Optional[int] = None,
+        gradient_penalty: float = 0.0,
+        esn_leak: float = 0.3,
         learning_rate: float = 1.5e-3,
         weight_decay: float = 1e-2,
         warmup_fraction: float = 0.15,
@@ -54,7 +62,10 @@ class ASRModule(L.LightningModule):
         self.hparams["vocabulary"] = vocabulary  # the checkpoint carries the symbols it was trained on
         self.tokenizer = CharTokenizer(vocabulary)
         self.model = AcousticModel(input_dim, len(vocabulary), cell, hidden_size, num_layers, bidirectional,
-                                   dropout, init, spectral_radius)
+                                   dropout, init, spectral_radius, truncate_bptt, esn_leak)
+        if gradient_penalty:  # fail at construction, not at the first step
+            if not cell.startswith("rnn_") or bidirectional or truncate_bptt:
+                raise ValueError("gradient_penalty needs a unidirectional rnn_tanh or rnn_relu model without truncate_bptt")
         self.ctc_loss = nn.CTCLoss(blank=0, zero_infinity=False)
         self.nonfinite_steps = 0
         self._refs: list[str] = []  # dev/test transcripts and hypotheses of the epoch under way
@@ -72,9 +83,26 @@ class ASRModule(L.LightningModule):
 
     # --- training -------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
+        if self.hparams.gradient_penalty:
+            return self.penalized_training_step(batch)
         loss, _ = self.loss(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch.texts))
         return loss
+
+    def penalized_training_step(self, batch):
+        """CTC loss + weight * Omega (asr/remedies.py): the frame-by-frame recurrence exposes every h_t,
+        autograd gives dLoss/dh_t, and Omega asks each backward step to keep that gradient's norm."""
+        log_probs, states = self.model.forward_unrolled(batch.features)
+        loss = self.ctc_loss(log_probs.transpose(0, 1).float(), batch.labels, batch.feature_lengths,
+                             batch.label_lengths)
+        flat = [h for layer in states for h in layer]
+        grads = torch.autograd.grad(loss, flat, retain_graph=True)
+        frames = len(states[0])
+        omega = sum(gradient_norm_penalty(getattr(self.model.rnn, f"weight_hh_l{i}"), layer,
+                                          grads[i * frames:(i + 1) * frames], self.model.rnn.nonlinearity)
+                    for i, layer in enumerate(states)) / len(states)
+        self.log_dict({"train/loss": loss, "train/gradient_penalty": omega}, prog_bar=True, batch_size=len(batch.texts))
+        return loss + self.hparams.gradient_penalty * omega
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
         """Lightning calls this after backward, right before the optimizer step: measure, guard, then clip."""

@@ -77,7 +77,7 @@ def plot_flow(summary: dict, out: Path) -> None:
         ax.plot(init / init[0], ls="--", lw=1, color=f"C{i}", alpha=0.7)
         ax.plot(trained / trained[0], lw=1.6, color=f"C{i}", label=f"{name} ({direction})")
     ax.set_yscale("log")
-    ax.set_xlabel("frames back from the last frame (20 ms each)")
+    ax.set_xlabel(f"frames back from the last frame ({summary['frame_ms']:g} ms each)")
     ax.set_ylabel("‖∂ output_T / ∂ input_t‖, relative to k = 0")
     ax.set_title("Gradient across time: dashed at initialisation, solid after training")
     ax.legend(fontsize=8)
@@ -166,7 +166,7 @@ def sentences(summary: dict) -> list[str]:
         ratios = {n: r for n, r in ratios.items() if r is not None}
         if ratios:
             parts = ", ".join(f"{n} {r:.1e}" for n, r in ratios.items())
-            out.append(f"After training, the gradient reaching {k} frames ({k * 20} ms) back is, relative to the "
+            out.append(f"After training, the gradient reaching {k} frames ({k * summary['frame_ms']:g} ms) back is, relative to the "
                        f"last frame's own: {parts}.")
     exploded = {n: m["nonfinite_steps"] for n, m in models.items() if m["nonfinite_steps"]}
     if exploded:

@@ -47,6 +47,7 @@ def sweep(recipe: dict) -> dict:
     curve = model_gradient_across_time(lstm, probe)
     curves["lstm (default init)"] = (curve / curve[0]).tolist()
     return {"recipe": r, "utterances": int(probe.shape[0]), "curves": curves,
+            "frame_ms": data.feature_config.hop_ms * data.feature_config.stride,
             "at": {name: {str(k): c[k] for k in r["report_at"] if k < len(c)} for name, c in curves.items()}}
 
 
@@ -60,7 +61,7 @@ def plot(result: dict, out: Path) -> None:
         else:
             ax.plot(curve, color="k", lw=2, ls="--", label=name)
     ax.set_yscale("log")
-    ax.set_xlabel("frames back from the last frame (20 ms each)")
+    ax.set_xlabel(f"frames back from the last frame ({result['frame_ms']:g} ms each)")
     ax.set_ylabel("‖∂ output_T / ∂ input_t‖ relative to k = 0")
     ax.set_title(f"Untrained tanh RNN, W_hh = {result['recipe']['matrix']} matrix scaled to spectral radius rho\n"
                  f"({result['utterances']} real {result['recipe']['dataset']} {result['recipe']['split']} utterances)")

@@ -89,7 +89,7 @@ def test_evaluate_reports_wer_and_writes_per_utterance_results(trained, data_dir
 
 def test_unknown_cell_in_a_recipe(tmp_path, data_dir, capsys):
     assert main(tiny(tmp_path / "r", data_dir, "--model.cell", "transformer")) == 2
-    assert capsys.readouterr().err.strip() == "error: unknown cell 'transformer': choose one of rnn_tanh, rnn_relu, lstm, gru"
+    assert capsys.readouterr().err.strip() == "error: unknown cell 'transformer': choose one of rnn_tanh, rnn_relu, lstm, gru, esn"
 
 
 def test_missing_data_dir(tmp_path, capsys):

@@ -14,6 +14,8 @@ from asr.sweep import sweep
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("bidirectional", [True, False])
 def test_parameter_count_matches_the_model(cell, bidirectional):
+    if cell == "esn" and bidirectional:
+        pytest.skip("the echo state network is unidirectional only")
     args = {"cell": cell, "hidden_size": 24, "num_layers": 3, "bidirectional": bidirectional}
     assert parameter_count(args, 240) == AcousticModel(240, 29, **args).num_parameters()
 
