@@ -66,14 +66,26 @@ def train(argv: list[str]) -> int:
     return 0
 
 
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aiff", ".aif", ".au", ".opus"}
+
+
+def decoder_from_args(args, vocabulary):
+    from .decoding import make_decoder
+
+    return make_decoder(vocabulary, args.decoder, beam_size=args.beam_size, lexicon=args.lexicon, lm=args.lm,
+                        lm_weight=args.lm_weight, word_score=args.word_score)
+
+
 def evaluate(args) -> int:
     from .inference import Recognizer, write_rows
 
     recognizer = Recognizer.from_checkpoint(args.checkpoint, args.device)
-    summary, rows = recognizer.evaluate(args.dataset, args.split, args.data_dir, args.batch_size)
+    decoder = decoder_from_args(args, recognizer.tokenizer.vocabulary)
+    summary, rows = recognizer.evaluate(args.dataset, args.split, args.data_dir, args.batch_size, decoder)
     out = Path(args.output) if args.output else Path(args.checkpoint).with_suffix(f".{args.dataset}-{args.split}.csv")
     write_rows(rows, out)
-    print(f"{args.dataset} {args.split}: {summary['utterances']} utterances, {summary['reference_words']} words")
+    print(f"{args.dataset} {args.split}: {summary['utterances']} utterances, {summary['reference_words']} words, "
+          f"{args.decoder} decoding")
     print(f"WER {summary['wer']:.2f} %  CER {summary['cer']:.2f} %  "
           f"(substitutions {summary['substitutions']}, deletions {summary['deletions']}, "
           f"insertions {summary['insertions']})")
@@ -85,20 +97,56 @@ def evaluate(args) -> int:
     return 0
 
 
+def expand_inputs(items: list[str]) -> list[Path]:
+    """Files as given; a directory stands for the audio files in it (sorted)."""
+    paths = []
+    for item in map(Path, items):
+        if item.is_dir():
+            paths += sorted(p for p in item.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+        else:
+            paths.append(item)
+    return paths
+
+
+def srt_time(seconds: float) -> str:
+    ms = round(seconds * 1000)
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+
+def to_srt(transcript, words_per_cue: int = 8) -> str:
+    """Subtitles: consecutive words in cues of at most `words_per_cue`, timed from the CTC alignment."""
+    cues = [transcript.words[i : i + words_per_cue] for i in range(0, len(transcript.words), words_per_cue)]
+    return "".join(f"{n}\n{srt_time(c[0].start)} --> {srt_time(c[-1].end)}\n{' '.join(w.word for w in c)}\n\n"
+                   for n, c in enumerate(cues, 1))
+
+
 def transcribe(args) -> int:
-    from .audio import AudioError
     from .inference import Recognizer
 
     recognizer = Recognizer.from_checkpoint(args.checkpoint, args.device)
-    failures = 0
-    for path in args.files:
-        try:
-            text = recognizer.transcribe_file(path)
-        except AudioError as e:
+    decoder = decoder_from_args(args, recognizer.tokenizer.vocabulary)
+    paths = expand_inputs(args.files)
+    if args.format == "srt" and len(paths) > 1 and not args.output_dir:
+        raise ValueError("--format srt with several files needs --output-dir (one .srt per file)")
+    results = recognizer.transcribe_files(paths, decoder, batch_size=args.batch_size)
+    failures, documents = 0, []
+    for path, transcript, error in results:
+        if error:
             failures += 1
-            print(f"error: {path}: {e}", file=sys.stderr)
-            continue
-        print(f"{path}\t{text}" if args.with_names else text, flush=True)
+            print(f"error: {path}: {error}", file=sys.stderr)
+        elif args.format == "json":
+            documents.append({"file": str(path), **transcript.as_dict()})
+        elif args.format == "srt" and args.output_dir:
+            out = Path(args.output_dir) / f"{path.stem}.srt"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(to_srt(transcript))
+            print(out)
+        elif args.format == "srt":
+            print(to_srt(transcript), end="")
+        else:
+            print(f"{path}\t{transcript.text}" if args.with_names else transcript.text, flush=True)
+    if args.format == "json":
+        print(json.dumps(documents, indent=1))
     return 1 if failures else 0
 
 
@@ -108,6 +156,25 @@ def download(args) -> int:
     for name in args.datasets:
         fetch(name, Path(args.data_dir), url=args.url)
     return 0
+
+
+def lm_build(args) -> int:
+    from .corpora import load_split
+    from .lm import build
+
+    sentences = [u.text for u in load_split(args.dataset, "train", args.data_dir)]  # never dev or test
+    arpa, lexicon = build(sentences, Path(args.out), order=args.order, name=f"{args.dataset}_{args.order}gram")
+    print(f"{len(sentences)} training transcripts -> {arpa} and {lexicon}")
+    return 0
+
+
+def add_decoder_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--decoder", choices=("greedy", "beam"), default="greedy")
+    p.add_argument("--beam-size", type=int, default=None, help="beam width (beam decoder; default 50)")
+    p.add_argument("--lexicon", help="lexicon file (from `asr lm build`): spell only these words")
+    p.add_argument("--lm", help="word n-gram language model, ARPA (from `asr lm build`); needs --lexicon")
+    p.add_argument("--lm-weight", type=float, default=None, help="weight of the LM score (default 1.0)")
+    p.add_argument("--word-score", type=float, default=None, help="score added per word (default 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
                    add_help=False)
     sub.add_parser("wrec-sweep", help="gradient across time of untrained tanh RNNs by spectral radius of W_hh",
                    add_help=False)
+    sub.add_parser("tune-decoder", help="pick LM weight and word score for beam search on the dev split",
+                   add_help=False)
+    sub.add_parser("bench", help="`asr bench transcribe CKPT`: WER and real-time factor of greedy, beam, beam+LM",
+                   add_help=False)
 
     p = sub.add_parser("evaluate", help="WER/CER of a checkpoint on a corpus split")
     p.add_argument("checkpoint")
@@ -133,11 +204,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="cpu")
 
-    p = sub.add_parser("transcribe", help="print the transcript of each audio file, one line per file")
+    add_decoder_options(p)
+
+    p = sub.add_parser("transcribe", help="print the transcript of each audio file (or directory), one line per file")
     p.add_argument("checkpoint")
-    p.add_argument("files", nargs="+")
-    p.add_argument("--with-names", action="store_true", help="prefix each line with the file name and a tab")
+    p.add_argument("files", nargs="+", help="audio files, or directories of them")
+    p.add_argument("--format", choices=("text", "json", "srt"), default="text",
+                   help="text: one line per file; json: words with start/end times and confidence; srt: subtitles")
+    p.add_argument("--output-dir", help="with --format srt: write <name>.srt files here")
+    p.add_argument("--with-names", action="store_true", help="text format: prefix each line with the file name and a tab")
+    p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cpu")
+    add_decoder_options(p)
+
+    p = sub.add_parser("lm", help="language model tools: `asr lm build` makes a lexicon and an ARPA n-gram LM")
+    lm_sub = p.add_subparsers(dest="lm_command", required=True)
+    p = lm_sub.add_parser("build", help="lexicon + n-gram LM from a corpus' training transcripts")
+    p.add_argument("--dataset", choices=CORPORA, default="an4")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--order", type=int, default=3)
+    p.add_argument("--out", default="data/lm/an4", help="output folder (default data/lm/an4)")
 
     p = sub.add_parser("download", help="download corpora from upstream into the data folder, checksummed")
     p.add_argument("datasets", nargs="+", choices=("an4", "fsdd"))
@@ -154,6 +240,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         from .compare import main as compare_main
 
         return compare_main(argv[1:])
+    if argv and argv[0] == "tune-decoder" or argv[:2] == ["bench", "transcribe"]:
+        from .bench import main as bench_main
+
+        command = "tune-decoder" if argv[0] == "tune-decoder" else "bench transcribe"
+        return bench_main(argv[1 if argv[0] == "tune-decoder" else 2:], command)
     if argv and argv[0] == "wrec-sweep":
         from .sweep import main as sweep_main
 
@@ -164,7 +255,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from .inference import CheckpointError
 
     try:
-        return {"evaluate": evaluate, "transcribe": transcribe, "download": download}[args.command](args)
+        return {"evaluate": evaluate, "transcribe": transcribe, "download": download, "lm": lm_build}[args.command](args)
     except (DataNotFoundError, DownloadError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -12,9 +12,11 @@ import torch
 
 from .audio import AudioError, load_audio
 from .datamodule import ASRDataModule
+from .decoding import GreedyDecoder, Transcript
 from .features import FeatureConfig, FeatureExtractor
 from .metrics import error_rates, utterance_errors
 from .model import AcousticModel
+from .segment import speech_segments
 from .text import CharTokenizer
 
 MODEL_ARGS = ("cell", "hidden_size", "num_layers", "bidirectional", "dropout")
@@ -62,27 +64,68 @@ class Recognizer:
         model.to(device).eval()
         return cls(model, tokenizer, FeatureExtractor(features), dict(data_hp), torch.device(device))
 
+    @property
+    def frame_seconds(self) -> float:
+        """Duration of one model output frame (hop x stride)."""
+        return self.extractor.config.hop_ms * self.extractor.config.stride / 1000
+
     @torch.no_grad()
-    def decode_features(self, feats: list[torch.Tensor]) -> list[str]:
-        """Greedy transcripts of stacked feature sequences."""
-        lengths = torch.tensor([len(f) for f in feats])
-        padded = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True).to(self.device)
-        return self.tokenizer.greedy_decode(self.model(padded, lengths), lengths)
+    def log_probs(self, feats: list[torch.Tensor], batch_size: int = 16) -> list[torch.Tensor]:
+        """Per-frame log-probabilities of each stacked feature sequence, batched by length."""
+        order = sorted(range(len(feats)), key=lambda i: len(feats[i]))
+        out: list[torch.Tensor] = [torch.empty(0)] * len(feats)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            lengths = torch.tensor([len(feats[i]) for i in chunk])
+            padded = torch.nn.utils.rnn.pad_sequence([feats[i] for i in chunk], batch_first=True).to(self.device)
+            scores = self.model(padded, lengths).cpu()
+            for row, i in enumerate(chunk):
+                out[i] = scores[row, : lengths[row]]
+        return out
 
-    def transcribe_file(self, path: str | Path) -> str:
-        waveform = load_audio(path, self.extractor.config.sample_rate, min_seconds=MIN_SECONDS)
-        return self.decode_features([self.extractor(waveform)])[0]
+    def transcribe_files(self, paths: list[str | Path], decoder=None, batch_size: int = 16,
+                         max_segment_seconds: float = 15.0) -> list[tuple[Path, Optional[Transcript], Optional[str]]]:
+        """(path, transcript, None) or (path, None, reason) per file, in the order given. Long files are cut
+        at pauses (asr/segment.py) and their pieces transcribed in order, times counted from the file start."""
+        decoder = decoder or GreedyDecoder(self.tokenizer.vocabulary)
+        rate = self.extractor.config.sample_rate
+        results: list = []
+        pieces, owners, offsets = [], [], []
+        for index, path in enumerate(paths):
+            try:
+                waveform = load_audio(path, rate, min_seconds=MIN_SECONDS)
+            except AudioError as e:
+                results.append((Path(path), None, str(e)))
+                continue
+            results.append((Path(path), Transcript(""), None))
+            for a, b in speech_segments(waveform, rate, max_seconds=max_segment_seconds):
+                if b - a >= self.extractor.min_samples():
+                    pieces.append(self.extractor(waveform[a:b]))
+                    owners.append(index)
+                    offsets.append(a / rate)
+        for feats_log_probs, owner, offset in zip(self.log_probs(pieces, batch_size), owners, offsets):
+            piece = decoder(feats_log_probs, self.frame_seconds, offset)
+            whole = results[owner][1]
+            whole.words += piece.words
+            whole.text = " ".join(t for t in (whole.text, piece.text) if t)
+        return results
 
-    def evaluate(self, dataset: str, split: str, data_dir: Optional[str], batch_size: int = 32) -> tuple[dict, list[dict]]:
+    def transcribe_file(self, path: str | Path, decoder=None) -> str:
+        _, transcript, error = self.transcribe_files([path], decoder)[0]
+        if error:
+            raise AudioError(error)
+        return transcript.text
+
+    def evaluate(self, dataset: str, split: str, data_dir: Optional[str], batch_size: int = 32,
+                 decoder=None) -> tuple[dict, list[dict]]:
         data = ASRDataModule(dataset=dataset, data_dir=data_dir, batch_size=batch_size, spec_augment=False,
                              cache_dir=self.data_hparams.get("cache_dir"),
                              **{k: v for k, v in self.data_hparams.items() if k in FEATURE_ARGS})
-        refs, hyps, ids = [], [], []
-        for batch in data.dataloader(split):
-            hyps += self.tokenizer.greedy_decode(self.model(batch.features.to(self.device), batch.feature_lengths),
-                                                 batch.feature_lengths)
-            refs += batch.texts
-            ids += batch.ids
+        examples = data.load(split).examples
+        scores = self.log_probs([data.extractor.stack(e.log_mel) for e in examples], batch_size)
+        decoder = decoder or GreedyDecoder(self.tokenizer.vocabulary)
+        refs, ids = [e.text for e in examples], [e.id for e in examples]
+        hyps = [decoder(s, self.frame_seconds).text for s in scores]
         summary = error_rates(refs, hyps)
         summary.update(dataset=dataset, split=split, left_out=data.dropped.get(split, []))
         rows = [{"id": i, "reference": r, "hypothesis": h, **utterance_errors(r, h)} for i, r, h in zip(ids, refs, hyps)]

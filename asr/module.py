@@ -15,6 +15,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from .decoding import GreedyDecoder
 from .gradients import gradient_norms
 from .remedies import gradient_norm_penalty
 from .metrics import error_rates
@@ -61,6 +62,7 @@ class ASRModule(L.LightningModule):
         self.save_hyperparameters()
         self.hparams["vocabulary"] = vocabulary  # the checkpoint carries the symbols it was trained on
         self.tokenizer = CharTokenizer(vocabulary)
+        self.greedy = GreedyDecoder(vocabulary)
         self.model = AcousticModel(input_dim, len(vocabulary), cell, hidden_size, num_layers, bidirectional,
                                    dropout, init, spectral_radius, truncate_bptt, esn_leak)
         if gradient_penalty:  # fail at construction, not at the first step
@@ -132,7 +134,8 @@ class ASRModule(L.LightningModule):
     # --- evaluation -----------------------------------------------------------------------------
     def transcribe_batch(self, batch) -> tuple[torch.Tensor, list[str]]:
         loss, log_probs = self.loss(batch)
-        return loss, self.tokenizer.greedy_decode(log_probs, batch.feature_lengths)
+        scores = log_probs.detach().cpu()
+        return loss, [self.greedy(row[:n], 0.0).text for row, n in zip(scores, batch.feature_lengths.tolist())]
 
     def _evaluation_step(self, batch, split: str):
         loss, hyps = self.transcribe_batch(batch)

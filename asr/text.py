@@ -1,7 +1,8 @@
-"""Text side of CTC: the character vocabulary, transcript normalisation, and greedy decoding.
+"""Text side of CTC: the character vocabulary and transcript normalisation.
 
 CTC predicts one symbol per output frame from the vocabulary plus a special *blank*; the
-transcript is read off by merging repeated symbols and then dropping blanks ("AA_AB" -> "AB").
+transcript is read off by merging repeated symbols and then dropping blanks ("AA_AB" -> "AB"),
+see asr/decoding.py.
 """
 from __future__ import annotations
 
@@ -42,15 +43,6 @@ class CharTokenizer:
 
     def decode_ids(self, ids: Sequence[int]) -> str:
         return "".join(self.vocabulary[i] for i in ids if i != 0)
-
-    def greedy_decode(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
-        """Best path decoding of a (batch, frames, vocab) tensor: argmax per frame, merge repeats, drop blanks."""
-        best = log_probs.argmax(-1).cpu()
-        texts = []
-        for seq, n in zip(best, lengths.tolist()):
-            seq = torch.unique_consecutive(seq[:n])
-            texts.append(" ".join(self.decode_ids(seq.tolist()).split()))
-        return texts
 
 
 def ctc_min_frames(labels: torch.Tensor) -> int:

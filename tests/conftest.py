@@ -38,3 +38,17 @@ def tone(tmp_path):
         soundfile.write(path, x, rate, subtype=subtype)
         return path
     return write
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory, data_dir) -> Path:
+    """A tiny LSTM trained one epoch on 16 AN4 utterances: enough for the plumbing, not for accuracy."""
+    from asr.cli import main
+
+    run = tmp_path_factory.mktemp("tiny_run")
+    rc = main(["train", "-c", str(REPO / "recipes/an4_lstm.yaml"), "--run_dir", str(run), "--data.data_dir",
+               str(data_dir), "--data.max_utterances", "16", "--data.cache_dir", str(run / "cache"),
+               "--model.hidden_size", "16", "--model.num_layers", "1", "--trainer.max_epochs", "1",
+               "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu"])
+    assert rc == 0
+    return run / "checkpoints/last.ckpt"

@@ -72,3 +72,23 @@ def test_wrec_sweep_vanishes_below_one_and_grows_above(data_dir, tmp_path):
     assert c["tanh rho=0.5"][40] < c["tanh rho=1"][40] < 1 < c["tanh rho=1.5"][40]
     assert c["tanh rho=0.5"][10] < 1e-2
     assert "lstm (default init)" in c
+
+
+def test_remedies_study_runs_every_remedy_a_few_steps(tmp_path, data_dir):
+    """recipes/an4_remedies_cpu.yaml, shrunk to a few steps: every remedy trains and lands in the report."""
+    recipe = yaml.safe_load(open("recipes/an4_remedies_cpu.yaml"))
+    recipe["gradient_flow"] = {"frames": 30, "utterances": 2, "every_n_epochs": 1}
+    recipe["base"]["model"]["hidden_size"] = 16
+    recipe["base"]["data"].update(data_dir=str(data_dir), max_utterances=16, cache_dir=str(tmp_path / "cache"))
+    recipe["base"]["trainer"].update(max_epochs=1, accelerator="cpu", enable_progress_bar=False)
+    recipe["models"]["esn"]["model"]["hidden_size"] = 32
+    path = tmp_path / "remedies.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    report = tmp_path / "report"
+    assert main(["compare", "-c", str(path), "--runs-dir", str(tmp_path / "runs"), "--report-dir", str(report)]) == 0
+    s = json.loads((report / "summary.json").read_text())
+    assert list(s["models"]) == ["tanh_rnn", "tanh_rnn_clipped", "tanh_rnn_tbptt", "tanh_rnn_penalty",
+                                 "tanh_rnn_orthogonal", "irnn", "esn", "lstm"]
+    text = (report / "report.md").read_text()
+    assert "| esn | " in text and "gradient 10 frames (300 ms) back" in text
+    assert s["models"]["esn"]["parameters"] == 32 * 29 + 29  # only the readout is trained

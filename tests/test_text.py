@@ -1,5 +1,6 @@
 import torch
 
+from asr.decoding import GreedyDecoder
 from asr.text import VOCABULARY, CharTokenizer, ctc_min_frames, normalize_transcript
 
 
@@ -23,7 +24,7 @@ def test_greedy_decode_merges_repeats_and_drops_blanks():
     # frames: A A _ A B B _ _  -> "AAB"; padding frames beyond the length are ignored
     seq = [tok.index[c] for c in "AA_ABB__"] + [tok.index["Z"]] * 3
     log_probs = torch.nn.functional.one_hot(torch.tensor([seq]), len(tok)).float()
-    assert tok.greedy_decode(log_probs, torch.tensor([8])) == ["AAB"]
+    assert GreedyDecoder(VOCABULARY)(log_probs[0, :8].log(), frame_seconds=0.02).text == "AAB"
 
 
 def test_ctc_min_frames_counts_blanks_between_repeats():

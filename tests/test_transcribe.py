@@ -6,17 +6,6 @@ import soundfile
 from asr.cli import main
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, data_dir):
-    run = tmp_path_factory.mktemp("run")
-    rc = main(["train", "-c", "recipes/an4_lstm.yaml", "--run_dir", str(run), "--data.data_dir", str(data_dir),
-               "--data.max_utterances", "16", "--data.cache_dir", str(run / "cache"), "--model.hidden_size", "16",
-               "--model.num_layers", "1", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
-               "--trainer.accelerator", "cpu"])
-    assert rc == 0
-    return run / "checkpoints/last.ckpt"
-
-
 def transcribe(checkpoint, files, capsys):
     rc = main(["transcribe", str(checkpoint), *map(str, files)])
     out, err = capsys.readouterr()
@@ -52,3 +41,59 @@ def test_bad_files_get_one_clear_line_each_and_the_rest_still_run(checkpoint, to
     assert err[2].startswith(f"error: {corrupt}: unreadable or corrupt audio (")
     assert err[3] == f"error: {short}: too short: 50 ms of audio, at least 100 ms needed"
     assert len(err) == 4
+
+
+def test_json_has_monotonic_word_times_inside_the_file(checkpoint, an4_test_wav, capsys):
+    import json
+
+    assert main(["transcribe", str(checkpoint), "--format", "json", str(an4_test_wav)]) == 0
+    (doc,) = json.loads(capsys.readouterr().out)
+    duration = soundfile.info(an4_test_wav).duration
+    assert doc["file"] == str(an4_test_wav) and doc["text"] == " ".join(w["word"] for w in doc["words"])
+    times = [(w["start"], w["end"]) for w in doc["words"]]
+    assert all(0 <= a < b <= duration + 0.05 for a, b in times)
+    assert all(b1 <= a2 for (_, b1), (a2, _) in zip(times, times[1:]))
+
+
+def test_directories_keep_their_order_and_srt_needs_an_output_dir(checkpoint, data_dir, tmp_path, capsys):
+    folder = data_dir / "an4/wav/an4test_clstk/fcaw"
+    assert main(["transcribe", str(checkpoint), "--with-names", str(folder)]) == 0
+    names = [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()]
+    assert names == sorted(str(p) for p in folder.glob("*.wav"))
+    assert main(["transcribe", str(checkpoint), "--format", "srt", str(folder)]) == 2
+    assert "--format srt with several files needs --output-dir" in capsys.readouterr().err
+    assert main(["transcribe", str(checkpoint), "--format", "srt", "--output-dir", str(tmp_path / "srt"), str(folder)]) == 0
+    assert len(list((tmp_path / "srt").glob("*.srt"))) == len(names)
+
+
+def test_long_audio_is_cut_at_pauses_and_transcribed_in_order(checkpoint, data_dir, tmp_path):
+    """A minute of AN4 test utterances with 1.5 s silences between them."""
+    from asr.inference import Recognizer
+    from asr.segment import speech_segments
+
+    files = sorted((data_dir / "an4/wav/an4test_clstk").glob("*/*.wav"))[:16]
+    parts, bounds, pos = [], [], 0
+    silence = np.zeros(24000)
+    for f in files:
+        audio, _ = soundfile.read(f)
+        parts += [audio, silence]
+        bounds.append((pos, pos + len(audio)))
+        pos += len(audio) + len(silence)
+    long = np.concatenate(parts)
+    assert len(long) / 16000 > 55
+    pieces = speech_segments(torch_tensor(long), 16000)
+    assert len(pieces) == len(files)
+    for (a, b), (ua, ub) in zip(pieces, bounds):  # every piece holds exactly one utterance
+        assert a <= ua + 1600 and b >= ub - 1600 and b < ub + 24000
+    path = tmp_path / "long.wav"
+    soundfile.write(path, long, 16000)
+    ((_, transcript, error),) = Recognizer.from_checkpoint(checkpoint).transcribe_files([path])
+    assert error is None
+    starts = [w.start for w in transcript.words]
+    assert starts == sorted(starts) and all(w.end <= len(long) / 16000 + 0.05 for w in transcript.words)
+
+
+def torch_tensor(x):
+    import torch
+
+    return torch.from_numpy(x.astype("float32"))

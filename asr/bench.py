@@ -1,0 +1,103 @@
+"""Measuring decoders: `asr tune-decoder` (LM weight and word score on dev, never test) and
+`asr bench transcribe` (WER and real-time factor of greedy, beam and beam+LM on a split).
+
+Real-time factor = seconds spent / seconds of audio, for the whole path a user runs: reading the
+files, features, the network and decoding. Below 1 is faster than real time.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import time
+from pathlib import Path
+
+import soundfile
+import torch
+
+from .corpora import CORPORA, load_split
+from .decoding import BeamSearchDecoder, GreedyDecoder
+from .inference import Recognizer
+from .metrics import error_rates
+
+
+def tune(recognizer: Recognizer, dataset: str, data_dir, lexicon: str, lm: str, lm_weights, word_scores,
+         beam_size: int = 50) -> dict:
+    """Grid search on the dev split: emissions are computed once, each (weight, score) pair decodes them."""
+    utts = load_split(dataset, "dev", data_dir)
+    ext = recognizer.extractor
+    from .audio import load_audio
+
+    scores = recognizer.log_probs([ext(load_audio(u.path, ext.config.sample_rate)) for u in utts])
+    refs = [u.text for u in utts]
+    grid = []
+    for weight, word_score in itertools.product(lm_weights, word_scores):
+        decoder = BeamSearchDecoder(recognizer.tokenizer.vocabulary, beam_size, lexicon, lm, weight, word_score)
+        hyps = [decoder(s, recognizer.frame_seconds).text for s in scores]
+        grid.append({"lm_weight": weight, "word_score": word_score, "dev_wer": error_rates(refs, hyps)["wer"]})
+        print(f"lm_weight {weight:g}  word_score {word_score:g}  dev WER {grid[-1]['dev_wer']:.2f} %", flush=True)
+    best = min(grid, key=lambda g: g["dev_wer"])
+    return {"dataset": dataset, "split": "dev", "beam_size": beam_size, "lexicon": lexicon, "lm": lm,
+            "grid": grid, "best": best}
+
+
+def bench(recognizer: Recognizer, dataset: str, split: str, data_dir, decoders: dict, repeats: int = 1) -> dict:
+    utts = load_split(dataset, split, data_dir)
+    paths = [u.path for u in utts]
+    audio_seconds = sum(soundfile.info(p).duration for p in paths)
+    refs = [u.text for u in utts]
+    results = {}
+    recognizer.transcribe_files(paths[:4])  # warm-up: first calls allocate and load kernels
+    for name, decoder in decoders.items():
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            out = recognizer.transcribe_files(paths, decoder)
+            best = min(best, time.perf_counter() - start)
+        hyps = [t.text if t else "" for _, t, _ in out]
+        rates = error_rates(refs, hyps)
+        results[name] = {"wer": rates["wer"], "cer": rates["cer"], "seconds": best, "rtf": best / audio_seconds}
+        print(f"{name:>8}: WER {rates['wer']:.2f} %  CER {rates['cer']:.2f} %  RTF {best / audio_seconds:.4f}", flush=True)
+    return {"dataset": dataset, "split": split, "utterances": len(utts), "audio_seconds": audio_seconds,
+            "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.processor() or 'cpu'}",
+            "torch": torch.__version__, "decoders": results}
+
+
+def main(argv: list[str], command: str) -> int:
+    parser = argparse.ArgumentParser(prog=f"asr {command}")
+    parser.add_argument("checkpoint")
+    parser.add_argument("--dataset", choices=CORPORA, default="an4")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--lexicon", required=command == "tune-decoder")
+    parser.add_argument("--lm", required=command == "tune-decoder")
+    parser.add_argument("--beam-size", type=int, default=50)
+    parser.add_argument("--output", help="write the results here as JSON")
+    if command == "tune-decoder":
+        parser.add_argument("--lm-weights", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0, 3.0])
+        parser.add_argument("--word-scores", type=float, nargs="+", default=[-1.0, 0.0, 1.0, 2.0])
+    else:
+        parser.add_argument("--split", default="test")
+        parser.add_argument("--lm-weight", type=float, default=1.0)
+        parser.add_argument("--word-score", type=float, default=0.0)
+        parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args(argv)
+    recognizer = Recognizer.from_checkpoint(args.checkpoint)
+    vocab = recognizer.tokenizer.vocabulary
+    if command == "tune-decoder":
+        result = tune(recognizer, args.dataset, args.data_dir, args.lexicon, args.lm, args.lm_weights,
+                      args.word_scores, args.beam_size)
+        print(f"best on dev: lm_weight {result['best']['lm_weight']:g}, word_score {result['best']['word_score']:g} "
+              f"(WER {result['best']['dev_wer']:.2f} %)")
+    else:
+        decoders = {"greedy": GreedyDecoder(vocab), "beam": BeamSearchDecoder(vocab, args.beam_size)}
+        if args.lm:
+            decoders["beam+lm"] = BeamSearchDecoder(vocab, args.beam_size, args.lexicon, args.lm, args.lm_weight,
+                                                    args.word_score)
+        result = bench(recognizer, args.dataset, args.split, args.data_dir, decoders, args.repeats)
+        result.update(checkpoint=str(args.checkpoint), beam_size=args.beam_size, lm=args.lm,
+                      lm_weight=args.lm_weight, word_score=args.word_score)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(result, indent=1))
+    return 0

@@ -1,0 +1,126 @@
+"""From per-frame symbol log-probabilities to words with times and confidences.
+
+- Greedy (best path): the most likely symbol in every frame, repeats merged, blanks dropped. Fast, no
+  knowledge of words.
+- Beam search (torchaudio's ctc_decoder, flashlight-text): keeps the `beam_size` best prefixes; with a
+  lexicon it may only spell known words, with an n-gram language model (ARPA) it prefers likely word
+  sequences: score = acoustic + lm_weight * LM + word_score * words.
+
+Times come from the CTC alignment: a symbol is placed at the frame where it is emitted; a word spans
+its first to its last symbol. Confidence is the mean posterior of the word's symbols at those frames.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from .lm import WORD_SEPARATOR
+from .text import BLANK
+
+
+@dataclass
+class Word:
+    word: str
+    start: float
+    end: float
+    confidence: float
+
+
+@dataclass
+class Transcript:
+    text: str
+    words: list[Word] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"text": self.text, "words": [asdict(w) for w in self.words]}
+
+
+def words_from_symbols(symbols: list[tuple[str, int, float]], frame_seconds: float, offset: float) -> list[Word]:
+    """[(char, frame, posterior), ...] in time order, spaces included -> words with times and confidences."""
+    words, current = [], []
+
+    def flush():
+        if current:
+            text = "".join(c for c, _, _ in current)
+            start, end = current[0][1] * frame_seconds + offset, (current[-1][1] + 1) * frame_seconds + offset
+            words.append(Word(text, round(start, 3), round(end, 3), round(sum(p for _, _, p in current) / len(current), 4)))
+            current.clear()
+
+    for char, frame, prob in symbols:
+        if char == " ":
+            flush()
+        else:
+            current.append((char, frame, prob))
+    flush()
+    return words
+
+
+class GreedyDecoder:
+    def __init__(self, vocabulary: list[str]):
+        self.vocabulary = vocabulary
+
+    def __call__(self, log_probs: torch.Tensor, frame_seconds: float, offset: float = 0.0) -> Transcript:
+        """log_probs: (frames, vocab) of one utterance (no padding)."""
+        probs, best = log_probs.float().exp().max(dim=-1)
+        symbols, previous = [], 0
+        for t, (index, p) in enumerate(zip(best.tolist(), probs.tolist())):
+            if index != 0 and index != previous:
+                symbols.append((self.vocabulary[index], t, p))
+            previous = index
+        words = words_from_symbols(symbols, frame_seconds, offset)
+        return Transcript(" ".join(w.word for w in words), words)
+
+
+class BeamSearchDecoder:
+    """Beam search over CTC outputs with an optional lexicon and word n-gram LM (ARPA)."""
+
+    def __init__(self, vocabulary: list[str], beam_size: int = 50, lexicon: Optional[str] = None,
+                 lm: Optional[str] = None, lm_weight: float = 1.0, word_score: float = 0.0,
+                 beam_threshold: float = 25.0):
+        if beam_size < 1:
+            raise ValueError(f"beam width must be at least 1, got {beam_size}")
+        for name, path in (("lexicon", lexicon), ("language model", lm)):
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{name} file {path} not found (build both with `asr lm build`)")
+        if lm is not None and lexicon is None:
+            raise ValueError("a word language model needs a lexicon: pass --lexicon (both come from `asr lm build`)")
+        from torchaudio.models.decoder import ctc_decoder  # needs flashlight-text
+
+        self.vocabulary = vocabulary
+        # The decoder names the word separator '|'; column i of the log-probs stays symbol i.
+        self.tokens = [WORD_SEPARATOR if c == " " else c for c in vocabulary]
+        self.lexicon = lexicon
+        self.decoder = ctc_decoder(lexicon=lexicon, tokens=self.tokens, lm=lm, nbest=1, beam_size=beam_size,
+                                   beam_threshold=beam_threshold, lm_weight=lm_weight, word_score=word_score,
+                                   blank_token=BLANK, sil_token=WORD_SEPARATOR, unk_word="<unk>",
+                                   sil_score=0.0, log_add=False)
+
+    def __call__(self, log_probs: torch.Tensor, frame_seconds: float, offset: float = 0.0) -> Transcript:
+        emissions = log_probs.float().cpu().contiguous()
+        results = self.decoder(emissions[None])[0]
+        if not results:
+            return Transcript("")
+        hyp = results[0]
+        symbols = []
+        for token, t in zip(hyp.tokens.tolist(), hyp.timesteps.tolist()):
+            if token == 0:
+                continue
+            t = min(int(t), emissions.shape[0] - 1)
+            symbols.append((self.vocabulary[token], t, math.exp(float(emissions[t, token]))))
+        words = words_from_symbols(symbols, frame_seconds, offset)  # with a lexicon: its spellings
+        return Transcript(" ".join(w.word for w in words), words)
+
+
+def make_decoder(vocabulary: list[str], decoder: str = "greedy", **beam_options):
+    if decoder == "greedy":
+        unexpected = {k: v for k, v in beam_options.items() if v is not None}
+        if unexpected.get("lm") or unexpected.get("lexicon"):
+            raise ValueError("--lexicon and --lm need --decoder beam")
+        return GreedyDecoder(vocabulary)
+    if decoder == "beam":
+        return BeamSearchDecoder(vocabulary, **{k: v for k, v in beam_options.items() if v is not None})
+    raise ValueError(f"unknown decoder {decoder!r}: choose greedy or beam")

@@ -1,0 +1,58 @@
+"""Decoders on hand-made CTC posteriors, where the right answer is known."""
+import pytest
+import torch
+
+from asr.decoding import BeamSearchDecoder, GreedyDecoder, make_decoder
+from asr.lm import build
+from asr.text import VOCABULARY
+
+
+def posteriors(frames: str, confusions: dict | None = None) -> torch.Tensor:
+    """One frame per character of `frames` ('_' blank, ' ' space), 0.9 on that symbol; confusions maps a frame
+    index to (symbol, probability) for a runner-up that takes that share instead."""
+    index = {c: i for i, c in enumerate(VOCABULARY)}
+    probs = torch.full((len(frames), len(VOCABULARY)), 0.1 / (len(VOCABULARY) - 1))
+    for t, c in enumerate(frames):
+        probs[t, index[c]] = 0.9
+        if confusions and t in confusions:
+            other, p = confusions[t]
+            probs[t, index[c]], probs[t, index[other]] = 0.9 - p, p
+    return probs.log()
+
+
+def test_greedy_words_times_and_confidences():
+    t = GreedyDecoder(VOCABULARY)(posteriors("_HH_I__ __T_HE_RE__"), frame_seconds=0.02, offset=1.0)
+    assert t.text == "HI THERE"
+    (hi, there) = t.words
+    assert (hi.word, hi.start, hi.end) == ("HI", 1.02, 1.1)
+    assert there.start >= hi.end and there.end <= 1.0 + 19 * 0.02
+    assert 0.85 < hi.confidence <= 0.9
+
+
+def test_beam_search_without_lexicon_finds_the_best_path():
+    t = BeamSearchDecoder(VOCABULARY, beam_size=10)(posteriors("_C_A_T_ _D_O_G_"), frame_seconds=0.02)
+    assert t.text == "CAT DOG"
+    starts = [w.start for w in t.words]
+    assert starts == sorted(starts) and all(w.end <= 15 * 0.02 for w in t.words)
+
+
+def test_lexicon_keeps_the_output_to_known_words(tmp_path):
+    # the T frame leans to X (0.5 vs 0.4): greedy spells CAX, a lexicon that only knows CAT cannot
+    emissions = posteriors("_C_A_T_", {5: ("X", 0.5)})
+    assert GreedyDecoder(VOCABULARY)(emissions, 0.02).text == "CAX"
+    arpa, lexicon = build(["CAT", "DOG", "CAT DOG"], tmp_path, order=2)
+    assert BeamSearchDecoder(VOCABULARY, beam_size=20, lexicon=str(lexicon))(emissions, 0.02).text == "CAT"
+    with_lm = BeamSearchDecoder(VOCABULARY, beam_size=20, lexicon=str(lexicon), lm=str(arpa), lm_weight=0.5)
+    assert with_lm(emissions, 0.02).text == "CAT"
+
+
+def test_bad_decoder_options_say_what_is_wrong(tmp_path):
+    with pytest.raises(ValueError, match=r"^beam width must be at least 1, got 0$"):
+        BeamSearchDecoder(VOCABULARY, beam_size=0)
+    with pytest.raises(ValueError, match=r"^language model file .*missing.arpa not found \(build both with `asr lm build`\)$"):
+        BeamSearchDecoder(VOCABULARY, lm=str(tmp_path / "missing.arpa"), lexicon=None)
+    arpa, _ = build(["CAT"], tmp_path)
+    with pytest.raises(ValueError, match=r"^a word language model needs a lexicon: pass --lexicon"):
+        BeamSearchDecoder(VOCABULARY, lm=str(arpa))
+    with pytest.raises(ValueError, match=r"^--lexicon and --lm need --decoder beam$"):
+        make_decoder(VOCABULARY, "greedy", lm=str(arpa), lexicon=None)
