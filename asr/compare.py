@@ -163,6 +163,7 @@ def environment() -> dict:
 
 def run_study(recipe: dict, recipe_path: str | None = None) -> Path:
     study = recipe["study"]
+    started = environment()  # the code that trains is the code checked out now, not at the end
     report_dir = Path(recipe.get("report_dir", f"reports/{study}"))
     runs_dir = Path(recipe.get("runs_dir", f"runs/{study}"))
     seeds = recipe.get("seeds", [0])
@@ -186,7 +187,7 @@ def run_study(recipe: dict, recipe_path: str | None = None) -> Path:
     baseline = recipe.get("baseline")
     summary = {"study": study, "dataset": data.hparams.dataset, "seeds": seeds, "baseline": baseline,
                "frame_ms": data.feature_config.hop_ms * data.feature_config.stride,
-               "models": results, **environment(), "recipe": recipe, "recipe_path": recipe_path}
+               "models": results, **started, "recipe": recipe, "recipe_path": recipe_path}
     if baseline in results:
         base_wer = results[baseline]["test_wer"]["mean"]
         summary["relative_wer_reduction"] = {

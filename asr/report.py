@@ -131,6 +131,14 @@ def plot_curves(summary: dict, out: Path) -> None:
     plt.close(fig)
 
 
+def final_radius(model: dict) -> float | None:
+    """Largest spectral radius of any W_hh at the last epoch of the first seed."""
+    rows = read_metrics(first_run(model))
+    keys = {k for r in rows for k in r if k.startswith("spectral_radius/") and r[k]}
+    last = [column(rows, k, by="epoch")[-1][1] for k in keys if column(rows, k, by="epoch")]
+    return max(last) if last else None
+
+
 def flow_ratio(model: dict, k: int) -> float | None:
     flow = load_flow(model)
     if not flow:
@@ -167,6 +175,12 @@ def sentences(summary: dict) -> list[str]:
         if best and best != baseline and ratios.get(baseline) is not None:
             out.append(f"40 frames back, {best} keeps {ratios[best]:.1e} of the last frame's gradient against "
                        f"{ratios[baseline]:.1e} for {baseline} (table above).")
+        radius = final_radius(models[baseline])
+        flow = flow_ratio(models[baseline], 40)
+        if radius and radius > 1 and flow is not None and flow < 1e-3:
+            out.append(f"The spectral radius of {baseline}'s W_hh ended above 1 (largest layer {radius:.2f}), yet its "
+                       "gradient still vanishes across time: saturated tanh units (diag(1 - h^2) near 0) shrink "
+                       "every backward step more than W_hh stretches it.")
     exploded = {n: m["nonfinite_steps"] for n, m in models.items() if m["nonfinite_steps"]}
     if exploded:
         out.append("Steps skipped because the loss or gradient was not finite: "
@@ -205,6 +219,7 @@ def gradient_table(summary: dict, ks=(10, 40, 80)) -> list[str]:
 
 def write_report(summary: dict, report_dir: Path) -> None:
     report_dir = Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
     plot_wer(summary, report_dir / PLOTS["wer"])
     plot_grad_norm(summary, report_dir / PLOTS["grad_norm"])
     plot_flow(summary, report_dir / PLOTS["flow"])
