@@ -98,6 +98,21 @@ def main(argv: list[str], command: str) -> int:
         result.update(checkpoint=str(args.checkpoint), beam_size=args.beam_size, lm=args.lm,
                       lm_weight=args.lm_weight, word_score=args.word_score)
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(result, indent=1))
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1))
+        if command == "bench transcribe":
+            out.with_suffix(".md").write_text(bench_table(result, argv))
     return 0
+
+
+def bench_table(result: dict, argv: list[str]) -> str:
+    rows = [f"# Decoding on {result['dataset']} {result['split']} ({result['utterances']} utterances, "
+            f"{result['audio_seconds']:.0f} s of audio)", "",
+            f"Checkpoint `{result['checkpoint']}`; machine: {result['machine']}; torch {result['torch']}. "
+            f"Made by `asr bench transcribe {' '.join(argv)}`. Real-time factor = wall-clock seconds / audio "
+            "seconds for the whole path (read file, features, network, decoder); beam size "
+            f"{result['beam_size']}, LM weight {result['lm_weight']:g}, word score {result['word_score']:g}.", "",
+            "| decoder | WER % | CER % | real-time factor |", "|---|---|---|---|"]
+    rows += [f"| {name} | {d['wer']:.2f} | {d['cer']:.2f} | {d['rtf']:.4f} |" for name, d in result["decoders"].items()]
+    return "\n".join(rows) + "\n"

@@ -55,7 +55,9 @@ def extract_features(utts: list[Utterance], extractor: FeatureExtractor, cache_d
     """Log-mel features of every utterance, read from / written to a cache keyed by config and file list."""
     cache = None
     if cache_dir is not None:
-        key = json.dumps([extractor.config.as_dict(), [(u.id, str(u.path), u.path.stat().st_size) for u in utts]])
+        # Keyed by what the features depend on, not by where the corpus lies: the same cache serves any
+        # copy of the corpus (downloads are checked file by file against asr/manifests/).
+        key = json.dumps([extractor.config.as_dict(), [(u.id, u.text) for u in utts]])
         cache = Path(cache_dir) / f"features-{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt"
         if cache.exists():
             return torch.load(cache, weights_only=True)

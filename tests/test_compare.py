@@ -11,11 +11,8 @@ from asr.report import PLOTS
 from asr.sweep import sweep
 
 
-@pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize("cell,bidirectional", [(c, b) for c in CELLS for b in (True, False) if not (c == "esn" and b)])
 def test_parameter_count_matches_the_model(cell, bidirectional):
-    if cell == "esn" and bidirectional:
-        pytest.skip("the echo state network is unidirectional only")
     args = {"cell": cell, "hidden_size": 24, "num_layers": 3, "bidirectional": bidirectional}
     assert parameter_count(args, 240) == AcousticModel(240, 29, **args).num_parameters()
 
@@ -83,7 +80,7 @@ def test_remedies_study_runs_every_remedy_a_few_steps(tmp_path, data_dir):
     recipe["base"]["trainer"].update(max_epochs=1, accelerator="cpu", enable_progress_bar=False)
     recipe["models"]["esn"]["model"]["hidden_size"] = 32
     path = tmp_path / "remedies.yaml"
-    path.write_text(yaml.safe_dump(recipe))
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     report = tmp_path / "report"
     assert main(["compare", "-c", str(path), "--runs-dir", str(tmp_path / "runs"), "--report-dir", str(report)]) == 0
     s = json.loads((report / "summary.json").read_text())
