@@ -51,22 +51,26 @@ class FeatureDataset(Dataset):
         return [e.log_mel.shape[0] for e in self.examples]
 
 
-def extract_features(utts: list[Utterance], extractor: FeatureExtractor, cache_dir: Optional[Path]) -> list[torch.Tensor]:
-    """Log-mel features of every utterance, read from / written to a cache keyed by config and file list."""
+def extract_features(utts: list[Utterance], extractor: FeatureExtractor, cache_dir: Optional[Path],
+                     cache_dtype: str = "float32") -> list[torch.Tensor]:
+    """Log-mel features of every utterance, read from / written to a cache keyed by config and transcripts.
+    A cache hit reads no audio at all, so a cache can stand in for the corpus' WAV files (see
+    scripts/prepare_gpu_carry.sh); float16 halves its size."""
     cache = None
     if cache_dir is not None:
         # Keyed by what the features depend on, not by where the corpus lies: the same cache serves any
         # copy of the corpus (downloads are checked file by file against asr/manifests/).
-        key = json.dumps([extractor.config.as_dict(), [(u.id, u.text) for u in utts]])
+        key = json.dumps([extractor.config.as_dict(), cache_dtype, [(u.id, u.text) for u in utts]])
         cache = Path(cache_dir) / f"features-{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt"
         if cache.exists():
-            return torch.load(cache, weights_only=True)
+            return [f.float() for f in torch.load(cache, weights_only=True)]
     feats = [extractor.log_mel(load_audio(u.path, extractor.config.sample_rate)) for u in utts]
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".{os.getpid()}.tmp")  # DDP ranks may write at once; replace() is atomic
-        torch.save(feats, tmp)
+        torch.save([f.to(getattr(torch, cache_dtype)) for f in feats], tmp)
         tmp.replace(cache)
+        feats = [f.to(getattr(torch, cache_dtype)).float() for f in feats]  # the same values a cache hit gives
     return feats
 
 
@@ -146,6 +150,7 @@ class ASRDataModule(L.LightningDataModule):
         sample_rate, n_mels, win_ms, hop_ms, stack, stride: the features (see asr/features.py).
         spec_augment: mask frequency bands and time spans of training batches.
         cache_dir: where extracted features are kept between runs (None: not cached).
+        cache_dtype: float32 or float16 (half the disk; the values a run sees are the cached ones either way).
         max_utterances: use only the first N utterances of each split (quick experiments, tests).
         num_workers: DataLoader worker processes.
         seed: seed of the batch order.
@@ -164,11 +169,14 @@ class ASRDataModule(L.LightningDataModule):
         stride: int = 2,
         spec_augment: bool = True,
         cache_dir: Optional[str] = "data/cache",
+        cache_dtype: str = "float32",
         max_utterances: Optional[int] = None,
         num_workers: int = 0,
         seed: int = 0,
     ):
         super().__init__()
+        if cache_dtype not in ("float32", "float16"):
+            raise ValueError(f"cache_dtype must be float32 or float16, got {cache_dtype!r}")
         self.save_hyperparameters()
         self.feature_config = FeatureConfig(sample_rate, n_mels, win_ms, hop_ms, stack, stride)
         self.extractor = FeatureExtractor(self.feature_config)
@@ -190,7 +198,7 @@ class ASRDataModule(L.LightningDataModule):
         if not utts:
             raise ValueError(f"{self.hparams.dataset} {split} split is empty under {self.hparams.data_dir}")
         cache_dir = Path(self.hparams.cache_dir) if self.hparams.cache_dir else None
-        feats = extract_features(utts, self.extractor, cache_dir)
+        feats = extract_features(utts, self.extractor, cache_dir, self.hparams.cache_dtype)
         examples, dropped = [], []
         for u, f in zip(utts, feats):
             labels = self.tokenizer.encode(u.text)

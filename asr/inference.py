@@ -120,6 +120,7 @@ class Recognizer:
                  decoder=None) -> tuple[dict, list[dict]]:
         data = ASRDataModule(dataset=dataset, data_dir=data_dir, batch_size=batch_size, spec_augment=False,
                              cache_dir=self.data_hparams.get("cache_dir"),
+                             cache_dtype=self.data_hparams.get("cache_dtype", "float32"),
                              **{k: v for k, v in self.data_hparams.items() if k in FEATURE_ARGS})
         examples = data.load(split).examples
         scores = self.log_probs([data.extractor.stack(e.log_mel) for e in examples], batch_size)

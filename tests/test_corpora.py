@@ -1,5 +1,6 @@
 import pytest
 import soundfile
+import torch
 
 from asr.corpora import DataNotFoundError, an4_dev_speakers, load_split
 
@@ -54,3 +55,22 @@ def test_utterances_too_long_for_ctc_are_reported_not_silently_dropped(data_dir,
     dropped = data.dropped["test"]
     assert dropped and len(kept) + len(dropped) == 60
     assert f"fsdd test: {len(dropped)} utterance(s) left out" in caplog.text and dropped[0] in caplog.text
+
+
+def test_a_feature_cache_stands_in_for_the_audio(data_dir, tmp_path):
+    """What the GPU carry relies on: transcripts plus a float16 cache, no WAV files at all."""
+    import shutil
+
+    from asr.datamodule import ASRDataModule
+
+    kwargs = dict(dataset="an4", max_utterances=8, cache_dir=str(tmp_path / "cache"))
+    full = ASRDataModule(data_dir=str(data_dir), cache_dtype="float16", **kwargs).load("dev")
+    shutil.copytree(data_dir / "an4/etc", tmp_path / "data/an4/etc")  # no wav/ folder
+    cached = ASRDataModule(data_dir=str(tmp_path / "data"), cache_dtype="float16", **kwargs).load("dev")
+    assert [e.id for e in cached.examples] == [e.id for e in full.examples]
+    assert all(torch.equal(a.log_mel, b.log_mel) and a.log_mel.dtype == torch.float32
+               for a, b in zip(cached.examples, full.examples))
+    fp32 = ASRDataModule(data_dir=str(data_dir), **kwargs).load("dev")
+    assert max(float((a.log_mel - b.log_mel).abs().max()) for a, b in zip(fp32.examples, cached.examples)) < 1e-2
+    sizes = sorted(p.stat().st_size for p in (tmp_path / "cache").glob("*.pt"))
+    assert len(sizes) == 2 and sizes[0] < 0.6 * sizes[1]
