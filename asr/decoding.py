@@ -117,8 +117,7 @@ class BeamSearchDecoder:
 
 def make_decoder(vocabulary: list[str], decoder: str = "greedy", **beam_options):
     if decoder == "greedy":
-        unexpected = {k: v for k, v in beam_options.items() if v is not None}
-        if unexpected.get("lm") or unexpected.get("lexicon"):
+        if beam_options.get("lm") or beam_options.get("lexicon"):
             raise ValueError("--lexicon and --lm need --decoder beam")
         return GreedyDecoder(vocabulary)
     if decoder == "beam":

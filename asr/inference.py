@@ -110,12 +110,6 @@ class Recognizer:
             whole.text = " ".join(t for t in (whole.text, piece.text) if t)
         return results
 
-    def transcribe_file(self, path: str | Path, decoder=None) -> str:
-        _, transcript, error = self.transcribe_files([path], decoder)[0]
-        if error:
-            raise AudioError(error)
-        return transcript.text
-
     def evaluate(self, dataset: str, split: str, data_dir: Optional[str], batch_size: int = 32,
                  decoder=None) -> tuple[dict, list[dict]]:
         data = ASRDataModule(dataset=dataset, data_dir=data_dir, batch_size=batch_size, spec_augment=False,

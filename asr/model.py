@@ -137,10 +137,13 @@ class AcousticModel(nn.Module):
     def forward(self, features: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.recur(self.recurrent_input(features), lengths)
 
+    def can_unroll(self) -> bool:
+        return self.cell.startswith("rnn_") and not self.bidirectional and not self.truncate_bptt
+
     def forward_unrolled(self, features: torch.Tensor) -> tuple[torch.Tensor, list[list[torch.Tensor]]]:
         """Log-probs plus every layer's hidden state at every frame, for the gradient-norm penalty
         (plain unidirectional rnn_tanh / rnn_relu only)."""
-        if not self.cell.startswith("rnn_") or self.bidirectional or self.truncate_bptt:
+        if not self.can_unroll():
             raise ValueError("the gradient-norm penalty needs a unidirectional rnn_tanh or rnn_relu model "
                              "without truncate_bptt")
         hidden, states = unrolled_rnn(self.rnn, self.recurrent_input(features), self.rnn.dropout, self.training)

@@ -8,7 +8,6 @@ each W_hh and, on dev, the CTC loss and greedy-decoding WER/CER that pick the be
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import lightning as L
@@ -65,9 +64,8 @@ class ASRModule(L.LightningModule):
         self.greedy = GreedyDecoder(vocabulary)
         self.model = AcousticModel(input_dim, len(vocabulary), cell, hidden_size, num_layers, bidirectional,
                                    dropout, init, spectral_radius, truncate_bptt, esn_leak)
-        if gradient_penalty:  # fail at construction, not at the first step
-            if not cell.startswith("rnn_") or bidirectional or truncate_bptt:
-                raise ValueError("gradient_penalty needs a unidirectional rnn_tanh or rnn_relu model without truncate_bptt")
+        if gradient_penalty and not self.model.can_unroll():  # fail at construction, not at the first step
+            raise ValueError("gradient_penalty needs a unidirectional rnn_tanh or rnn_relu model without truncate_bptt")
         self.ctc_loss = nn.CTCLoss(blank=0, zero_infinity=False)
         self.nonfinite_steps = 0
         self._refs: list[str] = []  # dev/test transcripts and hypotheses of the epoch under way
@@ -76,12 +74,14 @@ class ASRModule(L.LightningModule):
     def forward(self, features: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.model(features, lengths)
 
+    def ctc(self, log_probs: torch.Tensor, batch) -> torch.Tensor:
+        # CTCLoss wants (frames, batch, classes); the mean divides each utterance's loss by its label length.
+        return self.ctc_loss(log_probs.transpose(0, 1).float(), batch.labels, batch.feature_lengths,
+                             batch.label_lengths)
+
     def loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         log_probs = self.model(batch.features, batch.feature_lengths)
-        # CTCLoss wants (frames, batch, classes); the mean divides each utterance's loss by its label length.
-        loss = self.ctc_loss(log_probs.transpose(0, 1).float(), batch.labels, batch.feature_lengths,
-                             batch.label_lengths)
-        return loss, log_probs
+        return self.ctc(log_probs, batch), log_probs
 
     # --- training -------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
@@ -95,8 +95,7 @@ class ASRModule(L.LightningModule):
         """CTC loss + weight * Omega (asr/remedies.py): the frame-by-frame recurrence exposes every h_t,
         autograd gives dLoss/dh_t, and Omega asks each backward step to keep that gradient's norm."""
         log_probs, states = self.model.forward_unrolled(batch.features)
-        loss = self.ctc_loss(log_probs.transpose(0, 1).float(), batch.labels, batch.feature_lengths,
-                             batch.label_lengths)
+        loss = self.ctc(log_probs, batch)
         flat = [h for layer in states for h in layer]
         grads = torch.autograd.grad(loss, flat, retain_graph=True)
         frames = len(states[0])

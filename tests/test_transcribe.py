@@ -1,6 +1,5 @@
 """`asr transcribe` on good and bad files: one error line per bad file, the others still transcribed."""
 import numpy as np
-import pytest
 import soundfile
 
 from asr.cli import main
