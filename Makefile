@@ -19,9 +19,10 @@ test: $(STAMP)
 
 # tanh RNN vs LSTM on AN4, CPU-sized (GPU when there is one); report in reports/an4_quick/.
 # Uses $$ASR_DATA_DIR when set, else downloads AN4 into data/ (checksummed) on first use.
+# Each demo trains into a new runs/an4_quick-<time>/ folder, so earlier runs are kept.
 demo: $(STAMP)
 	@if [ -z "$$ASR_DATA_DIR" ]; then $(VENV)/bin/asr download an4 --data-dir data; fi
-	$(VENV)/bin/asr compare -c recipes/an4_quick.yaml
+	$(VENV)/bin/asr compare -c recipes/an4_quick.yaml --runs-dir runs/an4_quick-$$(date +%Y%m%d-%H%M%S)
 
 clean-venv:
 	rm -rf $(VENV)

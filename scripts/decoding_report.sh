@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Greedy vs beam vs beam+LM for one checkpoint on AN4 test, with the LM weight tuned on dev.
-# Usage: scripts/decoding_report.sh CHECKPOINT [REPORT_DIR]   (default checkpoint: the demo's LSTM)
+# Usage: scripts/decoding_report.sh [CHECKPOINT [REPORT_DIR]]   (default: the newest demo's LSTM)
 # Writes REPORT_DIR/tune_dev.json, bench_test.json and bench_test.md. Needs $ASR_DATA_DIR or ./data.
 set -euo pipefail
-ckpt=${1:-runs/an4_quick/lstm/seed0/checkpoints/best.ckpt}
+ckpt=${1:-$(ls -td runs/an4_quick*/lstm/seed0/checkpoints/best.ckpt 2>/dev/null | head -1)}
+[ -n "$ckpt" ] || { echo "no checkpoint given and no demo run found: run \`make demo\` first" >&2; exit 2; }
 out=${2:-reports/decoding}
 asr=${ASR:-.venv/bin/asr}
 mkdir -p "$out"
