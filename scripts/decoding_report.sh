@@ -3,7 +3,7 @@
 # Usage: scripts/decoding_report.sh [CHECKPOINT [REPORT_DIR]]   (default: the newest demo's LSTM)
 # Writes REPORT_DIR/tune_dev.json, bench_test.json and bench_test.md. Needs $ASR_DATA_DIR or ./data.
 set -euo pipefail
-ckpt=${1:-$(ls -td runs/an4_quick*/lstm/seed0/checkpoints/best.ckpt 2>/dev/null | head -1)}
+ckpt=${1:-$(ls -td runs/an4_quick*/lstm/seed0/checkpoints/best.ckpt 2>/dev/null | head -1 || true)}
 [ -n "$ckpt" ] || { echo "no checkpoint given and no demo run found: run \`make demo\` first" >&2; exit 2; }
 out=${2:-reports/decoding}
 asr=${ASR:-.venv/bin/asr}
