@@ -1,5 +1,6 @@
-"""Measuring decoders: `asr tune-decoder` (LM weight and word score on dev, never test) and
-`asr bench transcribe` (WER and real-time factor of greedy, beam and beam+LM on a split).
+"""Measuring: `asr tune-decoder` (LM weight and word score on dev, never test), `asr bench transcribe`
+(WER and real-time factor of greedy, beam and beam+LM on a split) and `asr bench train` (the training
+loop against the bare model step on the same batches).
 
 Real-time factor = seconds spent / seconds of audio, for the whole path a user runs: reading the
 files, features, the network and decoding. Below 1 is faster than real time.
@@ -65,6 +66,15 @@ def bench(recognizer: Recognizer, dataset: str, split: str, data_dir, decoders: 
 
 
 def main(argv: list[str], command: str) -> int:
+    if command == "bench train":
+        parser = argparse.ArgumentParser(prog="asr bench train", description=bench_train.__doc__.split(":")[0])
+        parser.add_argument("-c", "--config", required=True, help="a training recipe, e.g. recipes/an4_lstm.yaml")
+        parser.add_argument("--epochs", type=int, default=2)
+        parser.add_argument("--data-dir")
+        parser.add_argument("--output")
+        args = parser.parse_args(argv)
+        bench_train(args.config, args.epochs, args.data_dir, args.output)
+        return 0
     parser = argparse.ArgumentParser(prog=f"asr {command}")
     parser.add_argument("checkpoint")
     parser.add_argument("--dataset", choices=CORPORA, default="an4")
@@ -116,3 +126,69 @@ def bench_table(result: dict, argv: list[str]) -> str:
             "| decoder | WER % | CER % | real-time factor |", "|---|---|---|---|"]
     rows += [f"| {name} | {d['wer']:.2f} | {d['cer']:.2f} | {d['rtf']:.4f} |" for name, d in result["decoders"].items()]
     return "\n".join(rows) + "\n"
+
+
+def bench_train(recipe_path: str, epochs: int, data_dir, output: str | None) -> dict:
+    """Seconds for `epochs` epochs of the real training loop (Lightning, data pipeline, logging, gradient
+    instruments; no validation) against the model alone (forward + CTC + backward + clip + AdamW on the
+    same batches, prepared in advance): the distance between the two is the loop's overhead."""
+    import tempfile
+
+    import lightning as L
+    import yaml
+
+    from .datamodule import ASRDataModule
+    from .module import ASRModule
+    from .training import run_loggers
+
+    recipe = yaml.safe_load(Path(recipe_path).read_text())
+    data_args = {**recipe.get("data", {}), **({"data_dir": data_dir} if data_dir else {})}
+    trainer_args = {k: v for k, v in recipe.get("trainer", {}).items() if k in ("accelerator", "devices", "precision",
+                                                                               "gradient_clip_val")}
+    data = ASRDataModule(**data_args)
+    data.load("train")
+    device = torch.device("cuda" if torch.cuda.is_available() and trainer_args.get("accelerator") != "cpu" else "cpu")
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    L.seed_everything(0, verbose=False)
+    module = ASRModule(input_dim=data.feature_dim, **recipe["model"])
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = L.Trainer(max_epochs=epochs, logger=run_loggers(Path(tmp)), log_every_n_steps=1,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                            limit_val_batches=0, num_sanity_val_steps=0, use_distributed_sampler=False,
+                            **trainer_args)
+        start = time.perf_counter()
+        trainer.fit(module, train_dataloaders=data.train_dataloader())
+        sync()
+        full = time.perf_counter() - start
+
+    L.seed_everything(0, verbose=False)
+    module = ASRModule(input_dim=data.feature_dim, **recipe["model"]).to(device)
+    batches = [b.to(device) for b in data.train_dataloader()]
+    optimizer = torch.optim.AdamW(module.parameters(), lr=module.hparams.learning_rate,
+                                  weight_decay=module.hparams.weight_decay)
+    clip = trainer_args.get("gradient_clip_val")
+    sync()
+    start = time.perf_counter()
+    for _ in range(epochs):
+        for batch in batches:
+            loss, _ = module.loss(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
+            optimizer.step()
+    sync()
+    model_only = time.perf_counter() - start
+    result = {"recipe": recipe_path, "epochs": epochs, "steps": epochs * len(batches),
+              "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads",
+              "torch": torch.__version__, "full_loop_seconds": full, "model_only_seconds": model_only,
+              "full_over_model_only": full / model_only}
+    print(json.dumps(result, indent=1))
+    if output:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(json.dumps(result, indent=1))
+    return result

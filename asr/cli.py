@@ -191,8 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
                    add_help=False)
     sub.add_parser("tune-decoder", help="pick LM weight and word score for beam search on the dev split",
                    add_help=False)
-    sub.add_parser("bench", help="`asr bench transcribe CKPT`: WER and real-time factor of greedy, beam, beam+LM",
-                   add_help=False)
+    sub.add_parser("bench", help="`asr bench transcribe CKPT`: WER and real-time factor of greedy, beam, beam+LM; "
+                   "`asr bench train -c RECIPE`: training loop vs bare model step", add_help=False)
 
     p = sub.add_parser("evaluate", help="WER/CER of a checkpoint on a corpus split")
     p.add_argument("checkpoint")
@@ -240,11 +240,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         from .compare import main as compare_main
 
         return compare_main(argv[1:])
-    if argv and argv[0] == "tune-decoder" or argv[:2] == ["bench", "transcribe"]:
+    if argv[:1] == ["tune-decoder"] or argv[:2] in (["bench", "transcribe"], ["bench", "train"]):
         from .bench import main as bench_main
 
-        command = "tune-decoder" if argv[0] == "tune-decoder" else "bench transcribe"
-        return bench_main(argv[1 if argv[0] == "tune-decoder" else 2:], command)
+        words = 1 if argv[0] == "tune-decoder" else 2
+        return bench_main(argv[words:], " ".join(argv[:words]))
     if argv and argv[0] == "wrec-sweep":
         from .sweep import main as sweep_main
 

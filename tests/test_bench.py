@@ -24,3 +24,19 @@ def test_lm_build_tune_on_dev_and_bench(checkpoint, data_dir, tmp_path, capsys):
     assert all(d["rtf"] > 0 and 0 <= d["cer"] for d in b["decoders"].values())
     printed = capsys.readouterr().out
     assert "best on dev" in printed and "RTF" in printed
+
+
+def test_bench_train_times_the_loop_and_the_bare_model(data_dir, tmp_path):
+    import yaml
+
+    recipe = yaml.safe_load(open("recipes/an4_gru.yaml"))
+    recipe["model"].update(hidden_size=8, num_layers=1)
+    recipe["data"].update(max_utterances=16, batch_size=8, cache_dir=str(tmp_path / "cache"))
+    recipe["trainer"]["accelerator"] = "cpu"
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "train.json"
+    assert main(["bench", "train", "-c", str(path), "--epochs", "2", "--data-dir", str(data_dir), "--output", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["steps"] == 4 and r["full_loop_seconds"] > 0 and r["model_only_seconds"] > 0
+    assert r["full_over_model_only"] == r["full_loop_seconds"] / r["model_only_seconds"]
