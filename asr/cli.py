@@ -14,7 +14,7 @@ from typing import Optional
 
 from lightning.pytorch.cli import LightningCLI
 
-from .training import best_and_last_checkpoints, holds_checkpoints, run_loggers
+from .training import holds_checkpoints, run_callbacks, run_loggers
 
 
 class TrainCLI(LightningCLI):
@@ -36,7 +36,7 @@ class TrainCLI(LightningCLI):
         trainer_config = self._get(self.config_init, "trainer", default={})
         if trainer_config.get("logger") in (None, True):  # a recipe may still name its own loggers
             kwargs["logger"] = run_loggers(run_dir)
-        kwargs["callbacks"] = [best_and_last_checkpoints(run_dir), *(trainer_config.get("callbacks") or [])]
+        kwargs["callbacks"] = [*run_callbacks(run_dir), *(trainer_config.get("callbacks") or [])]
         kwargs.setdefault("default_root_dir", str(run_dir))
         return super().instantiate_trainer(**kwargs)
 

@@ -37,7 +37,7 @@ from .gradients import GradientFlowMonitor
 from .inference import Recognizer
 from .model import GATES
 from .module import ASRModule
-from .training import best_and_last_checkpoints, holds_checkpoints, run_loggers
+from .training import holds_checkpoints, run_callbacks, run_loggers
 
 GRAPH_KEYS = ("frames", "utterances", "every_n_epochs")
 
@@ -106,7 +106,7 @@ def train_one(name: str, config: dict, seed: int, run_dir: Path, data: ASRDataMo
     module = ASRModule(input_dim=data.feature_dim, **config["model"])
     monitor = GradientFlowMonitor(**flow)
     trainer = L.Trainer(default_root_dir=str(run_dir), logger=run_loggers(run_dir), log_every_n_steps=1,
-                        callbacks=[best_and_last_checkpoints(run_dir), monitor], use_distributed_sampler=False,
+                        callbacks=[*run_callbacks(run_dir), monitor], use_distributed_sampler=False,
                         enable_model_summary=False, **config.get("trainer", {}))
     data.hparams.seed = seed
     start = time.perf_counter()

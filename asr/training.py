@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 
@@ -13,10 +13,11 @@ def run_loggers(run_dir: Path) -> list:
     return [CSVLogger(run_dir, name="csv"), TensorBoardLogger(run_dir, name="tensorboard")]
 
 
-def best_and_last_checkpoints(run_dir: Path) -> ModelCheckpoint:
-    # Model selection on dev WER only: test is never looked at during training.
-    return ModelCheckpoint(dirpath=Path(run_dir) / "checkpoints", filename="best", monitor="dev/wer", mode="min",
-                           save_top_k=1, save_last=True, auto_insert_metric_name=False)
+def run_callbacks(run_dir: Path) -> list:
+    """best.ckpt (lowest dev WER: model selection never looks at test) and last.ckpt; the learning rate."""
+    return [ModelCheckpoint(dirpath=Path(run_dir) / "checkpoints", filename="best", monitor="dev/wer", mode="min",
+                            save_top_k=1, save_last=True, auto_insert_metric_name=False),
+            LearningRateMonitor(logging_interval="step")]
 
 
 def holds_checkpoints(run_dir: Path) -> bool:

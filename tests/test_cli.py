@@ -41,6 +41,7 @@ def test_train_writes_logs_and_best_and_last_checkpoints(trained):
     for r in steps:
         layers = [float(r[f"grad_norm/{k}"]) for k in ("input_projection", "rnn_l0", "rnn_l1", "output")]
         assert float(r["grad_norm/total"]) == pytest.approx(sum(x * x for x in layers) ** 0.5, rel=1e-4)
+    assert len([r for r in rows if r.get("lr-AdamW")]) == 3  # the one-cycle learning rate, every step
     radii = [r for r in rows if r.get("spectral_radius/l1_reverse")]
     assert radii and 0 < float(radii[0]["spectral_radius/l0"]) < 10
     assert any(r["dev/wer"] for r in rows)
