@@ -116,8 +116,9 @@ def train_one(name: str, config: dict, seed: int, run_dir: Path, data: ASRDataMo
     best = run_dir / "checkpoints/best.ckpt"
     recognizer = Recognizer.from_checkpoint(best, "cuda" if torch.cuda.is_available() else "cpu")
     test, _ = recognizer.evaluate(data.hparams.dataset, "test", data.hparams.data_dir)
-    dev_wer = [v for _, v in column(read_metrics(run_dir), "dev/wer")]
-    norms = np.array([v for _, v in column(read_metrics(run_dir), "grad_norm/total")])
+    metrics = read_metrics(run_dir)  # the per-step norms the training module logged, not recomputed
+    dev_wer = [v for _, v in column(metrics, "dev/wer")]
+    norms = np.array([v for _, v in column(metrics, "grad_norm/total")])
     finite = norms[np.isfinite(norms)]
     print(f"{name} seed {seed}: test WER {test['wer']:.2f} %, CER {test['cer']:.2f} %, {seconds:.0f} s", flush=True)
     return {
