@@ -26,12 +26,8 @@ from .metrics import error_rates
 def tune(recognizer: Recognizer, dataset: str, data_dir, lexicon: str, lm: str, lm_weights, word_scores,
          beam_size: int = 50) -> dict:
     """Grid search on the dev split: emissions are computed once, each (weight, score) pair decodes them."""
-    utts = load_split(dataset, "dev", data_dir)
-    ext = recognizer.extractor
-    from .audio import load_audio
-
-    scores = recognizer.log_probs([ext(load_audio(u.path, ext.config.sample_rate)) for u in utts])
-    refs = [u.text for u in utts]
+    _, examples, scores = recognizer.split_log_probs(dataset, "dev", data_dir)
+    refs = [e.text for e in examples]
     grid = []
     for weight, word_score in itertools.product(lm_weights, word_scores):
         decoder = BeamSearchDecoder(recognizer.tokenizer.vocabulary, beam_size, lexicon, lm, weight, word_score)

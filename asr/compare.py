@@ -187,7 +187,7 @@ def run_study(recipe: dict, recipe_path: str | None = None) -> Path:
 
     baseline = recipe.get("baseline")
     summary = {"study": study, "dataset": data.hparams.dataset, "seeds": seeds, "baseline": baseline,
-               "frame_ms": data.feature_config.hop_ms * data.feature_config.stride,
+               "frame_ms": data.feature_config.frame_ms,
                "models": results, **started, "recipe": recipe, "recipe_path": recipe_path}
     if baseline in results:
         base_wer = results[baseline]["test_wer"]["mean"]

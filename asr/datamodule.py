@@ -68,9 +68,10 @@ def extract_features(utts: list[Utterance], extractor: FeatureExtractor, cache_d
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".{os.getpid()}.tmp")  # DDP ranks may write at once; replace() is atomic
-        torch.save([f.to(getattr(torch, cache_dtype)) for f in feats], tmp)
+        stored = [f.to(getattr(torch, cache_dtype)) for f in feats]
+        torch.save(stored, tmp)
         tmp.replace(cache)
-        feats = [f.to(getattr(torch, cache_dtype)).float() for f in feats]  # the same values a cache hit gives
+        feats = [f.float() for f in stored]  # the same values a cache hit gives
     return feats
 
 

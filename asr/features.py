@@ -24,6 +24,11 @@ class FeatureConfig:
     stride: int = 2
 
     @property
+    def frame_ms(self) -> float:
+        """Duration of one stacked frame, i.e. one step of the recurrence and one model output."""
+        return self.hop_ms * self.stride
+
+    @property
     def output_dim(self) -> int:
         return self.n_mels * self.stack
 

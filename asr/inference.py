@@ -66,8 +66,7 @@ class Recognizer:
 
     @property
     def frame_seconds(self) -> float:
-        """Duration of one model output frame (hop x stride)."""
-        return self.extractor.config.hop_ms * self.extractor.config.stride / 1000
+        return self.extractor.config.frame_ms / 1000
 
     @torch.no_grad()
     def log_probs(self, feats: list[torch.Tensor], batch_size: int = 16) -> list[torch.Tensor]:
@@ -110,14 +109,19 @@ class Recognizer:
             whole.text = " ".join(t for t in (whole.text, piece.text) if t)
         return results
 
-    def evaluate(self, dataset: str, split: str, data_dir: Optional[str], batch_size: int = 32,
-                 decoder=None) -> tuple[dict, list[dict]]:
+    def split_log_probs(self, dataset: str, split: str, data_dir: Optional[str],
+                        batch_size: int = 32) -> tuple[ASRDataModule, list, list[torch.Tensor]]:
+        """A corpus split's examples (through the training feature cache) and the model's log-probs for each."""
         data = ASRDataModule(dataset=dataset, data_dir=data_dir, batch_size=batch_size, spec_augment=False,
                              cache_dir=self.data_hparams.get("cache_dir"),
                              cache_dtype=self.data_hparams.get("cache_dtype", "float32"),
                              **{k: v for k, v in self.data_hparams.items() if k in FEATURE_ARGS})
         examples = data.load(split).examples
-        scores = self.log_probs([data.extractor.stack(e.log_mel) for e in examples], batch_size)
+        return data, examples, self.log_probs([data.extractor.stack(e.log_mel) for e in examples], batch_size)
+
+    def evaluate(self, dataset: str, split: str, data_dir: Optional[str], batch_size: int = 32,
+                 decoder=None) -> tuple[dict, list[dict]]:
+        data, examples, scores = self.split_log_probs(dataset, split, data_dir, batch_size)
         decoder = decoder or GreedyDecoder(self.tokenizer.vocabulary)
         refs, ids = [e.text for e in examples], [e.id for e in examples]
         hyps = [decoder(s, self.frame_seconds).text for s in scores]

@@ -47,7 +47,7 @@ def sweep(recipe: dict) -> dict:
     curve = model_gradient_across_time(lstm, probe)
     curves["lstm (default init)"] = (curve / curve[0]).tolist()
     return {"recipe": r, "utterances": int(probe.shape[0]), "curves": curves,
-            "frame_ms": data.feature_config.hop_ms * data.feature_config.stride,
+            "frame_ms": data.feature_config.frame_ms,
             "at": {name: {str(k): c[k] for k in r["report_at"] if k < len(c)} for name, c in curves.items()}}
 
 
