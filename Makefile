@@ -14,7 +14,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The tests read AN4 and FSDD from $$ASR_DATA_DIR (CI: ../shared/data); without it they are downloaded
+# into data/ once (checksummed) and read from there.
 test: $(STAMP)
+	@if [ -z "$$ASR_DATA_DIR" ]; then $(VENV)/bin/asr download an4 fsdd --data-dir data; fi
 	$(PY) -m pytest -q
 
 # tanh RNN vs LSTM on AN4, CPU-sized (GPU when there is one); report in reports/an4_quick/.

@@ -1,7 +1,11 @@
 """Reading audio files of any common format and rate into mono float waveforms at the model's rate."""
 from __future__ import annotations
 
+import contextlib
+import os
+import warnings
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import soundfile
@@ -11,6 +15,23 @@ import torchaudio
 
 class AudioError(ValueError):
     """A file that cannot be used, with a reason a user can act on."""
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Sends what C libraries write straight to file descriptor 2 to /dev/null for the duration."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def load_audio(path: str | Path, sample_rate: int, min_seconds: float = 0.0) -> torch.Tensor:
@@ -27,15 +48,21 @@ def load_audio(path: str | Path, sample_rate: int, min_seconds: float = 0.0) -> 
     if path.stat().st_size == 0:
         raise AudioError("empty file (0 bytes)")
     try:
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        with native_stderr_silenced():  # libsndfile's decoders (mpg123) print their own complaints
+            data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
         data = data.mean(axis=1)
     except Exception as sf_error:  # noqa: BLE001 - any decoder failure becomes one clear message
         try:
             import librosa
 
-            data, rate = librosa.load(str(path), sr=None, mono=True)
+            # librosa's fallback warnings and the decoders' own output: the AudioError below says it all
+            with warnings.catch_warnings(), native_stderr_silenced():
+                warnings.simplefilter("ignore")
+                data, rate = librosa.load(str(path), sr=None, mono=True)
         except Exception:  # noqa: BLE001
             reason = str(sf_error).split(":")[-1].strip() or type(sf_error).__name__
+            if "does not exist" in reason:  # libsndfile's words for a stream it cannot parse
+                reason = f"no decoder could parse this {path.suffix or 'file'}"
             raise AudioError(f"unreadable or corrupt audio ({reason})") from None
     if data.size == 0:
         raise AudioError("no audio samples in file")

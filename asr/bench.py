@@ -7,19 +7,19 @@ files, features, the network and decoding. Below 1 is faster than real time.
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import platform
+import statistics
 import time
 from pathlib import Path
 
 import soundfile
 import torch
 
-from .corpora import CORPORA, load_split
+from .corpora import load_split
 from .decoding import BeamSearchDecoder, GreedyDecoder
-from .inference import Recognizer
+from .inference import Recognizer, score
 from .metrics import error_rates
 
 
@@ -39,76 +39,72 @@ def tune(recognizer: Recognizer, dataset: str, data_dir, lexicon: str, lm: str, 
             "grid": grid, "best": best}
 
 
-def bench(recognizer: Recognizer, dataset: str, split: str, data_dir, decoders: dict, repeats: int = 1) -> dict:
+def bench(recognizer: Recognizer, dataset: str, split: str, data_dir, decoders: dict, repeats: int = 3,
+          batch_size: int = 32) -> dict:
+    """Each decoder: one untimed warm-up pass (first calls allocate memory and load kernels), then
+    `repeats` timed passes over the whole split; the median is reported. The WER is scored exactly as
+    `asr evaluate` scores it (same batches, every utterance)."""
     utts = load_split(dataset, split, data_dir)
     paths = [u.path for u in utts]
     audio_seconds = sum(soundfile.info(p).duration for p in paths)
-    refs = [u.text for u in utts]
     results = {}
-    recognizer.transcribe_files(paths[:4])  # warm-up: first calls allocate and load kernels
     for name, decoder in decoders.items():
-        best = float("inf")
+        recognizer.transcribe_files(paths, decoder, batch_size=batch_size)  # warm-up, not timed
+        times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            out = recognizer.transcribe_files(paths, decoder)
-            best = min(best, time.perf_counter() - start)
-        hyps = [t.text if t else "" for _, t, _ in out]
-        rates = error_rates(refs, hyps)
-        results[name] = {"wer": rates["wer"], "cer": rates["cer"], "seconds": best, "rtf": best / audio_seconds}
-        print(f"{name:>8}: WER {rates['wer']:.2f} %  CER {rates['cer']:.2f} %  RTF {best / audio_seconds:.4f}", flush=True)
+            out = recognizer.transcribe_files(paths, decoder, batch_size=batch_size)
+            times.append(time.perf_counter() - start)
+        hyps = {u.id: t.text for u, (_, t, _) in zip(utts, out) if t is not None}
+        rates, _ = score(utts, hyps)
+        seconds = statistics.median(times)
+        results[name] = {"wer": rates["wer"], "cer": rates["cer"], "seconds": seconds, "rtf": seconds / audio_seconds,
+                         "repeats": times, "no_hypothesis": rates["no_hypothesis"]}
+        print(f"{name:>8}: WER {rates['wer']:.2f} %  CER {rates['cer']:.2f} %  RTF {seconds / audio_seconds:.4f} "
+              f"(median of {repeats})", flush=True)
     return {"dataset": dataset, "split": split, "utterances": len(utts), "audio_seconds": audio_seconds,
             "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.processor() or 'cpu'}",
             "torch": torch.__version__, "decoders": results}
 
 
-def main(argv: list[str], command: str) -> int:
-    if command == "bench train":
-        parser = argparse.ArgumentParser(prog="asr bench train", description=bench_train.__doc__.split(":")[0])
-        parser.add_argument("-c", "--config", required=True, help="a training recipe, e.g. recipes/an4_lstm.yaml")
-        parser.add_argument("--epochs", type=int, default=2)
-        parser.add_argument("--data-dir")
-        parser.add_argument("--output")
-        args = parser.parse_args(argv)
-        bench_train(args.config, args.epochs, args.data_dir, args.output)
-        return 0
-    parser = argparse.ArgumentParser(prog=f"asr {command}")
-    parser.add_argument("checkpoint")
-    parser.add_argument("--dataset", choices=CORPORA, default="an4")
-    parser.add_argument("--data-dir")
-    parser.add_argument("--lexicon", required=command == "tune-decoder")
-    parser.add_argument("--lm", required=command == "tune-decoder")
-    parser.add_argument("--beam-size", type=int, default=50)
-    parser.add_argument("--output", help="write the results here as JSON")
-    if command == "tune-decoder":
-        parser.add_argument("--lm-weights", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0, 3.0])
-        parser.add_argument("--word-scores", type=float, nargs="+", default=[-1.0, 0.0, 1.0, 2.0])
-    else:
-        parser.add_argument("--split", default="test")
-        parser.add_argument("--lm-weight", type=float, default=1.0)
-        parser.add_argument("--word-score", type=float, default=0.0)
-        parser.add_argument("--repeats", type=int, default=1)
-    args = parser.parse_args(argv)
-    recognizer = Recognizer.from_checkpoint(args.checkpoint)
-    vocab = recognizer.tokenizer.vocabulary
-    if command == "tune-decoder":
-        result = tune(recognizer, args.dataset, args.data_dir, args.lexicon, args.lm, args.lm_weights,
-                      args.word_scores, args.beam_size)
-        print(f"best on dev: lm_weight {result['best']['lm_weight']:g}, word_score {result['best']['word_score']:g} "
-              f"(WER {result['best']['dev_wer']:.2f} %)")
-    else:
-        decoders = {"greedy": GreedyDecoder(vocab), "beam": BeamSearchDecoder(vocab, args.beam_size)}
-        if args.lm:
-            decoders["beam+lm"] = BeamSearchDecoder(vocab, args.beam_size, args.lexicon, args.lm, args.lm_weight,
-                                                    args.word_score)
-        result = bench(recognizer, args.dataset, args.split, args.data_dir, decoders, args.repeats)
-        result.update(checkpoint=str(args.checkpoint), beam_size=args.beam_size, lm=args.lm,
-                      lm_weight=args.lm_weight, word_score=args.word_score)
-    if args.output:
-        out = Path(args.output)
+def write_json(result: dict, output: str | None) -> None:
+    if output:
+        out = Path(output)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1))
-        if command == "bench transcribe":
-            out.with_suffix(".md").write_text(bench_table(result, argv))
+
+
+def tune_command(args) -> int:
+    """`asr tune-decoder CKPT --lexicon L --lm LM`."""
+    recognizer = Recognizer.from_checkpoint(args.checkpoint)
+    result = tune(recognizer, args.dataset, args.data_dir, args.lexicon, args.lm, args.lm_weights,
+                  args.word_scores, args.beam_size)
+    print(f"best on dev: lm_weight {result['best']['lm_weight']:g}, word_score {result['best']['word_score']:g} "
+          f"(WER {result['best']['dev_wer']:.2f} %)")
+    write_json(result, args.output)
+    return 0
+
+
+def transcribe_command(args, argv: list[str]) -> int:
+    """`asr bench transcribe CKPT [--lexicon L --lm LM]`."""
+    recognizer = Recognizer.from_checkpoint(args.checkpoint)
+    vocab = recognizer.tokenizer.vocabulary
+    decoders = {"greedy": GreedyDecoder(vocab), "beam": BeamSearchDecoder(vocab, args.beam_size)}
+    if args.lm:
+        decoders["beam+lm"] = BeamSearchDecoder(vocab, args.beam_size, args.lexicon, args.lm, args.lm_weight,
+                                                args.word_score)
+    result = bench(recognizer, args.dataset, args.split, args.data_dir, decoders, args.repeats)
+    result.update(checkpoint=str(args.checkpoint), beam_size=args.beam_size, lm=args.lm,
+                  lm_weight=args.lm_weight, word_score=args.word_score)
+    write_json(result, args.output)
+    if args.output:
+        Path(args.output).with_suffix(".md").write_text(bench_table(result, argv))
+    return 0
+
+
+def train_command(args) -> int:
+    """`asr bench train -c RECIPE`."""
+    bench_train(args.config, args.epochs, args.data_dir, args.output)
     return 0
 
 
@@ -117,7 +113,8 @@ def bench_table(result: dict, argv: list[str]) -> str:
             f"{result['audio_seconds']:.0f} s of audio)", "",
             f"Checkpoint `{result['checkpoint']}`; machine: {result['machine']}; torch {result['torch']}. "
             f"Made by `asr bench transcribe {' '.join(argv)}`. Real-time factor = wall-clock seconds / audio "
-            "seconds for the whole path (read file, features, network, decoder); beam size "
+            "seconds for the whole path (read file, features, network, decoder), median of the timed passes after "
+            "an untimed warm-up; beam size "
             f"{result['beam_size']}, LM weight {result['lm_weight']:g}, word score {result['word_score']:g}.", "",
             "| decoder | WER % | CER % | real-time factor |", "|---|---|---|---|"]
     rows += [f"| {name} | {d['wer']:.2f} | {d['cer']:.2f} | {d['rtf']:.4f} |" for name, d in result["decoders"].items()]
@@ -184,7 +181,5 @@ def bench_train(recipe_path: str, epochs: int, data_dir, output: str | None) -> 
               "torch": torch.__version__, "full_loop_seconds": full, "model_only_seconds": model_only,
               "full_over_model_only": full / model_only}
     print(json.dumps(result, indent=1))
-    if output:
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
-        Path(output).write_text(json.dumps(result, indent=1))
+    write_json(result, output)
     return result

@@ -1,69 +1,18 @@
-"""The `asr` command: train, evaluate, transcribe, download (and compare, see asr/compare.py).
+"""The `asr` command: one argparse tree; each command imports what it needs only when it runs.
 
-`asr train` is Lightning's own LightningCLI (`fit`), so every value of a YAML recipe can be overridden
-on the command line (`--model.cell gru`, `--trainer.max_epochs 5`) and `--ckpt_path` resumes a run.
+`asr train` hands its arguments to Lightning's own LightningCLI (asr/training.py), so every value of a
+YAML recipe can be overridden on the command line (`--model.cell gru`, `--trainer.max_epochs 5`) and
+`--ckpt_path` resumes a run. An error is one `error: ...` line (exit status 2); `asr --verbose ...` adds
+the traceback.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import warnings
+import traceback
 from pathlib import Path
 from typing import Optional
-
-from lightning.pytorch.cli import LightningCLI
-
-from .training import holds_checkpoints, run_callbacks, run_loggers
-
-
-class TrainCLI(LightningCLI):
-    """LightningCLI plus one `run_dir` that holds a run's logs (CSV, TensorBoard) and checkpoints."""
-
-    def add_arguments_to_parser(self, parser):
-        parser.add_argument("--run_dir", type=str, default="runs/default", help="folder for logs and checkpoints")
-        parser.link_arguments("data.feature_dim", "model.input_dim", apply_on="instantiate")
-
-    def before_instantiate_classes(self):
-        config = self.config[self.subcommand]
-        if self.subcommand == "fit" and not config.ckpt_path and holds_checkpoints(Path(config.run_dir)):
-            checkpoints = Path(config.run_dir) / "checkpoints"
-            raise SystemExit(f"error: {checkpoints} already holds checkpoints of an earlier run. Resume it with "
-                             f"--ckpt_path {checkpoints / 'last.ckpt'}, or start a new one with another --run_dir.")
-
-    def instantiate_trainer(self, **kwargs):
-        run_dir = Path(self.config[self.subcommand].run_dir)
-        trainer_config = self._get(self.config_init, "trainer", default={})
-        if trainer_config.get("logger") in (None, True):  # a recipe may still name its own loggers
-            kwargs["logger"] = run_loggers(run_dir)
-        kwargs["callbacks"] = [*run_callbacks(run_dir), *(trainer_config.get("callbacks") or [])]
-        kwargs.setdefault("default_root_dir", str(run_dir))
-        return super().instantiate_trainer(**kwargs)
-
-
-def train(argv: list[str]) -> int:
-    from .corpora import DataNotFoundError
-    from .datamodule import ASRDataModule
-    from .module import ASRModule
-
-    # `asr train ARGS` is `fit ARGS` for LightningCLI, which warns when args and sys.argv both exist.
-    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-    try:
-        TrainCLI(
-            ASRModule,
-            ASRDataModule,
-            args=["fit", *argv],
-            trainer_defaults={
-                "log_every_n_steps": 1,  # gradient norms are logged on every step
-                "use_distributed_sampler": False,  # ASRDataModule's bucket sampler shards itself across ranks
-            },
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs={"prog": "asr train"},
-        )
-    except (ValueError, DataNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
 
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aiff", ".aif", ".au", ".opus"}
@@ -89,23 +38,30 @@ def evaluate(args) -> int:
     print(f"WER {summary['wer']:.2f} %  CER {summary['cer']:.2f} %  "
           f"(substitutions {summary['substitutions']}, deletions {summary['deletions']}, "
           f"insertions {summary['insertions']})")
-    if summary["left_out"]:
-        print(f"left out (transcript longer than CTC can emit): {', '.join(summary['left_out'])}")
+    if summary["no_hypothesis"]:
+        print(f"no hypothesis (scored as all deletions): {', '.join(summary['no_hypothesis'])}")
+    if summary["ctc_cannot_emit"]:
+        print(f"scored, although CTC cannot emit their transcript at {recognizer.extractor.config.frame_ms:g} ms "
+              f"frames: {', '.join(summary['ctc_cannot_emit'])}")
     print(f"per-utterance results: {out}")
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary, indent=1))
     return 0
 
 
-def expand_inputs(items: list[str]) -> list[Path]:
-    """Files as given; a directory stands for the audio files in it (sorted)."""
-    paths = []
+def expand_inputs(items: list[str]) -> tuple[list[Path], list[Path]]:
+    """Files as given; a directory stands for the audio files in it (sorted). Also returns the directories
+    that hold no audio file at all."""
+    paths, empty = [], []
     for item in map(Path, items):
         if item.is_dir():
-            paths += sorted(p for p in item.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+            found = sorted(p for p in item.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+            paths += found
+            if not found:
+                empty.append(item)
         else:
             paths.append(item)
-    return paths
+    return paths, empty
 
 
 def srt_time(seconds: float) -> str:
@@ -125,11 +81,13 @@ def transcribe(args) -> int:
 
     recognizer = Recognizer.from_checkpoint(args.checkpoint, args.device)
     decoder = decoder_from_args(args, recognizer.tokenizer.vocabulary)
-    paths = expand_inputs(args.files)
+    paths, empty = expand_inputs(args.files)
     if args.format == "srt" and len(paths) > 1 and not args.output_dir:
         raise ValueError("--format srt with several files needs --output-dir (one .srt per file)")
+    for folder in empty:
+        print(f"error: no audio files in {folder} (looked for {', '.join(sorted(AUDIO_SUFFIXES))})", file=sys.stderr)
     results = recognizer.transcribe_files(paths, decoder, batch_size=args.batch_size)
-    failures, documents = 0, []
+    failures, documents = len(empty), []
     for path, transcript, error in results:
         if error:
             failures += 1
@@ -178,21 +136,28 @@ def add_decoder_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command tree. Building it imports no torch: `asr --help` answers at once."""
     from .corpora import CORPORA, SPLITS, default_data_dir
 
     parser = argparse.ArgumentParser(prog="asr", description="CTC speech recognition with tanh RNNs, LSTMs and GRUs, "
                                      "and the gradient instruments that show why the gated cells win.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="on an error, print the full traceback as well as the one-line message")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # train's own parser is LightningCLI's: every argument after `train` goes to it (`asr train --help`).
     sub.add_parser("train", help="train a model from a YAML recipe (LightningCLI fit; see `asr train --help`)",
                    add_help=False)
-    sub.add_parser("compare", help="train several models and write a comparison report (see `asr compare --help`)",
-                   add_help=False)
-    sub.add_parser("wrec-sweep", help="gradient across time of untrained tanh RNNs by spectral radius of W_hh",
-                   add_help=False)
-    sub.add_parser("tune-decoder", help="pick LM weight and word score for beam search on the dev split",
-                   add_help=False)
-    sub.add_parser("bench", help="`asr bench transcribe CKPT`: WER and real-time factor of greedy, beam, beam+LM; "
-                   "`asr bench train -c RECIPE`: training loop vs bare model step", add_help=False)
+
+    p = sub.add_parser("compare", help="the study: train every model of a recipe and write reports/<study>/")
+    p.add_argument("-c", "--config", required=True, help="study recipe (YAML), e.g. recipes/an4_quick.yaml")
+    p.add_argument("--data-dir", help="override the recipe's data.data_dir")
+    p.add_argument("--runs-dir", help="override where the runs go (default runs/<study>)")
+    p.add_argument("--report-dir", help="override where the report goes (default reports/<study>)")
+
+    p = sub.add_parser("wrec-sweep", help="gradient across time of untrained tanh RNNs by spectral radius of W_hh")
+    p.add_argument("-c", "--config", required=True, help="sweep recipe, e.g. recipes/wrec_sweep.yaml")
+    p.add_argument("--data-dir")
+    p.add_argument("--report-dir")
 
     p = sub.add_parser("evaluate", help="WER/CER of a checkpoint on a corpus split")
     p.add_argument("checkpoint")
@@ -203,7 +168,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary-json", help="also write the summary as JSON here")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="cpu")
-
     add_decoder_options(p)
 
     p = sub.add_parser("transcribe", help="print the transcript of each audio file (or directory), one line per file")
@@ -217,8 +181,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     add_decoder_options(p)
 
+    p = sub.add_parser("tune-decoder", help="pick LM weight and word score for beam search on the dev split")
+    add_checkpoint_corpus_options(p, lm_required=True)
+    p.add_argument("--lm-weights", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0, 3.0])
+    p.add_argument("--word-scores", type=float, nargs="+", default=[-1.0, 0.0, 1.0, 2.0])
+
+    p = sub.add_parser("bench", help="measure: `bench transcribe` (WER and real-time factor of greedy, beam, beam+LM),"
+                       " `bench train` (training loop vs bare model step)")
+    bench_sub = p.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
+    p = bench_sub.add_parser("transcribe", help="WER and real-time factor of greedy, beam and beam+LM on a split")
+    add_checkpoint_corpus_options(p, lm_required=False)
+    p.add_argument("--split", choices=SPLITS, default="test")
+    p.add_argument("--lm-weight", type=float, default=1.0)
+    p.add_argument("--word-score", type=float, default=0.0)
+    p.add_argument("--repeats", type=int, default=3, help="timed passes per decoder after a warm-up (median reported)")
+    p = bench_sub.add_parser("train", help="seconds of the training loop against the bare model step")
+    p.add_argument("-c", "--config", required=True, help="a training recipe, e.g. recipes/an4_lstm.yaml")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--data-dir")
+    p.add_argument("--output", help="write the results here as JSON")
+
     p = sub.add_parser("lm", help="language model tools: `asr lm build` makes a lexicon and an ARPA n-gram LM")
-    lm_sub = p.add_subparsers(dest="lm_command", required=True)
+    lm_sub = p.add_subparsers(dest="lm_command", required=True, metavar="WHAT")
     p = lm_sub.add_parser("build", help="lexicon + n-gram LM from a corpus' training transcripts")
     p.add_argument("--dataset", choices=CORPORA, default="an4")
     p.add_argument("--data-dir", default=None)
@@ -232,31 +216,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_checkpoint_corpus_options(p: argparse.ArgumentParser, lm_required: bool) -> None:
+    from .corpora import CORPORA
+
+    p.add_argument("checkpoint")
+    p.add_argument("--dataset", choices=CORPORA, default="an4")
+    p.add_argument("--data-dir")
+    p.add_argument("--lexicon", required=lm_required, help="lexicon file (from `asr lm build`)")
+    p.add_argument("--lm", required=lm_required, help="word n-gram LM, ARPA (from `asr lm build`)")
+    p.add_argument("--beam-size", type=int, default=50)
+    p.add_argument("--output", help="write the results here as JSON")
+
+
+def run_command(args, argv: list[str], extra: list[str]) -> int:
+    """Calls the handler of the parsed command (importing only what it needs)."""
+    if args.command == "train":
+        from .training import train
+
+        return train(extra)
+    if args.command == "compare":
+        from .compare import command
+    elif args.command == "wrec-sweep":
+        from .sweep import command
+    elif args.command == "tune-decoder":
+        from .bench import tune_command as command
+    elif args.command == "bench" and args.bench_command == "transcribe":
+        from .bench import transcribe_command
+
+        return transcribe_command(args, argv[argv.index("transcribe") + 1:])
+    elif args.command == "bench":
+        from .bench import train_command as command
+    else:
+        command = {"evaluate": evaluate, "transcribe": transcribe, "download": download, "lm": lm_build}[args.command]
+    return command(args)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "train":
-        return train(argv[1:])
-    if argv and argv[0] == "compare":
-        from .compare import main as compare_main
-
-        return compare_main(argv[1:])
-    if argv[:1] == ["tune-decoder"] or argv[:2] in (["bench", "transcribe"], ["bench", "train"]):
-        from .bench import main as bench_main
-
-        words = 1 if argv[0] == "tune-decoder" else 2
-        return bench_main(argv[words:], " ".join(argv[:words]))
-    if argv and argv[0] == "wrec-sweep":
-        from .sweep import main as sweep_main
-
-        return sweep_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "train":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from .corpora import DataNotFoundError
     from .download import DownloadError
-    from .inference import CheckpointError
 
     try:
-        return {"evaluate": evaluate, "transcribe": transcribe, "download": download, "lm": lm_build}[args.command](args)
-    except (DataNotFoundError, DownloadError, CheckpointError, ValueError) as e:
+        return run_command(args, argv, extra)
+    except (DataNotFoundError, DownloadError, ValueError) as e:  # CheckpointError and AudioError are ValueErrors
+        if args.verbose:
+            traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -17,13 +17,10 @@ Every run also writes the `asr train` recipe that reproduces it (runs/<study>/<m
 """
 from __future__ import annotations
 
-import argparse
 import copy
-import csv
 import json
 import platform
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -33,13 +30,15 @@ import torch
 import yaml
 
 from .datamodule import ASRDataModule
-from .gradients import GradientFlowMonitor
+from .gradients import GradientFlowMonitor, model_gradient_across_time
 from .inference import Recognizer
-from .model import GATES
+from .model import parameter_count
 from .module import ASRModule
-from .training import holds_checkpoints, run_callbacks, run_loggers
+from .text import VOCABULARY
+from .training import column, holds_checkpoints, read_metrics, run_callbacks, run_loggers
 
 GRAPH_KEYS = ("frames", "utterances", "every_n_epochs")
+FLOW_AT = (1, 10, 40, 80)  # frames back at which the gradient across time is recorded
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -49,24 +48,22 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
-def parameter_count(model_args: dict, input_dim: int, vocab_size: int = 29) -> int:
-    """Parameters of AcousticModel(**model_args), counted without building it (see test_compare)."""
-    h, layers = model_args.get("hidden_size", 256), model_args.get("num_layers", 3)
-    dirs = 2 if model_args.get("bidirectional", True) else 1
-    cell = model_args.get("cell", "lstm")
-    if cell == "esn":  # only the readout is trained
-        return h * dirs * vocab_size + vocab_size
-    gates = GATES[cell]
-    count = input_dim * h + h  # input projection
-    for layer in range(layers):
-        layer_input = h if layer == 0 else h * dirs
-        count += dirs * gates * h * (layer_input + h + 2)  # W_ih, W_hh, b_ih, b_hh
-    return count + h * dirs * vocab_size + vocab_size  # output layer
+def model_hparams(model_args: dict, input_dim: int) -> dict:
+    """A study's model section as the training module's hyper-parameters (what build_model reads)."""
+    return {"input_dim": input_dim, "vocabulary": VOCABULARY, **model_args}
 
 
 def matched_hidden_size(model_args: dict, target_params: int, input_dim: int) -> int:
-    """The hidden size at which `model_args`' cell has the parameter count closest to target_params."""
-    return min(range(8, 8193), key=lambda h: abs(parameter_count({**model_args, "hidden_size": h}, input_dim) - target_params))
+    """The hidden size at which `model_args`' cell has the parameter count closest to target_params
+    (the count grows with the hidden size: bisection, each count on a model built on the meta device)."""
+    def count(h: int) -> int:
+        return parameter_count(model_hparams({**model_args, "hidden_size": h}, input_dim))
+
+    low, high = 1, 8192
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if count(mid) < target_params else (low, mid)
+    return min((low, high), key=lambda h: abs(count(h) - target_params))
 
 
 def resolve_models(recipe: dict, input_dim: int) -> dict[str, dict]:
@@ -78,21 +75,9 @@ def resolve_models(recipe: dict, input_dim: int) -> dict[str, dict]:
         if target:
             if target not in configs:
                 raise ValueError(f"model {name}: match_parameters names {target!r}, which is not in the study")
-            goal = parameter_count(configs[target]["model"], input_dim)
+            goal = parameter_count(model_hparams(configs[target]["model"], input_dim))
             configs[name]["model"]["hidden_size"] = matched_hidden_size(configs[name]["model"], goal, input_dim)
     return configs
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    files = sorted((run_dir / "csv").glob("version_*/metrics.csv"))
-    rows = []
-    for f in files:
-        rows += list(csv.DictReader(open(f)))
-    return rows
-
-
-def column(rows: list[dict], key: str, by: str = "step") -> list[tuple[int, float]]:
-    return [(int(float(r[by])), float(r[key])) for r in rows if r.get(key) not in (None, "")]
 
 
 def train_one(name: str, config: dict, seed: int, run_dir: Path, data: ASRDataModule, flow: dict) -> dict:
@@ -113,31 +98,48 @@ def train_one(name: str, config: dict, seed: int, run_dir: Path, data: ASRDataMo
     trainer.fit(module, datamodule=data)
     seconds = time.perf_counter() - start
 
+    # Every measurement of the row comes from the weights chosen on dev (best.ckpt), the weights the test
+    # WER is measured on; only the gradient-norm statistics describe the whole training run.
     best = run_dir / "checkpoints/best.ckpt"
+    selected_epoch = int(torch.load(best, map_location="cpu", weights_only=True)["epoch"])
     recognizer = Recognizer.from_checkpoint(best, "cuda" if torch.cuda.is_available() else "cpu")
     test, _ = recognizer.evaluate(data.hparams.dataset, "test", data.hparams.data_dir)
+    curve = model_gradient_across_time(recognizer.model, monitor.probe.to(recognizer.device)).cpu()
+    flow_file = run_dir / "gradient_flow.json"
+    flow_record = json.loads(flow_file.read_text())
+    flow_record["selected"] = {"epoch": selected_epoch, "curve": curve.tolist()}
+    flow_file.write_text(json.dumps(flow_record))
+    radii = recognizer.model.recurrent_spectral_radii()
+
     metrics = read_metrics(run_dir)  # the per-step norms the training module logged, not recomputed
     dev_wer = [v for _, v in column(metrics, "dev/wer")]
     norms = np.array([v for _, v in column(metrics, "grad_norm/total")])
     finite = norms[np.isfinite(norms)]
-    print(f"{name} seed {seed}: test WER {test['wer']:.2f} %, CER {test['cer']:.2f} %, {seconds:.0f} s", flush=True)
+    print(f"{name} seed {seed}: test WER {test['wer']:.2f} %, CER {test['cer']:.2f} % (weights of epoch "
+          f"{selected_epoch}), {seconds:.0f} s", flush=True)
     return {
         "seed": seed, "test_wer": test["wer"], "test_cer": test["cer"], "best_dev_wer": min(dev_wer) if dev_wer else None,
-        "parameters": module.model.num_parameters(), "train_seconds": seconds, "nonfinite_steps": module.nonfinite_steps,
-        "steps": trainer.global_step, "epochs": trainer.current_epoch,
+        "selected_epoch": selected_epoch, "spectral_radius": radii,
+        "gradient_across_time": {str(k): float(curve[k] / curve[0]) for k in FLOW_AT if k < len(curve)},
+        "parameters": recognizer.model.num_parameters(), "train_seconds": seconds,
+        "nonfinite_steps": module.nonfinite_steps, "steps": trainer.global_step, "epochs": trainer.current_epoch,
         "grad_norm": {"median": float(np.median(finite)), "p99": float(np.percentile(finite, 99)),
                       "max": float(finite.max())} if finite.size else None,
         "run_dir": str(run_dir),
     }
 
 
+def spread(values: list[float]) -> dict:
+    """Mean, sample standard deviation (n - 1; None for a single seed), range and the values."""
+    a = np.array(values, dtype=float)
+    return {"per_seed": a.tolist(), "mean": float(a.mean()), "sd": float(a.std(ddof=1)) if a.size > 1 else None,
+            "min": float(a.min()), "max": float(a.max())}
+
+
 def summarize(runs: list[dict]) -> dict:
-    wers = np.array([r["test_wer"] for r in runs])
-    cers = np.array([r["test_cer"] for r in runs])
     return {
-        "test_wer": {"per_seed": wers.tolist(), "mean": float(wers.mean()), "std": float(wers.std()),
-                     "min": float(wers.min()), "max": float(wers.max())},
-        "test_cer": {"per_seed": cers.tolist(), "mean": float(cers.mean()), "std": float(cers.std())},
+        "test_wer": spread([r["test_wer"] for r in runs]),
+        "test_cer": spread([r["test_cer"] for r in runs]),
         "parameters": runs[0]["parameters"],
         "train_seconds": float(np.mean([r["train_seconds"] for r in runs])),
         "nonfinite_steps": int(sum(r["nonfinite_steps"] for r in runs)),
@@ -205,18 +207,11 @@ def run_study(recipe: dict, recipe_path: str | None = None) -> Path:
     return report_dir
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="asr compare", description="train the models of a study recipe and "
-                                     "write reports/<study>/ (summary.json, report.md, plots)")
-    parser.add_argument("-c", "--config", required=True, help="study recipe (YAML)")
-    parser.add_argument("--data-dir", help="override the recipe's data.data_dir")
-    parser.add_argument("--runs-dir", help="override where the runs go (default runs/<study>)")
-    parser.add_argument("--report-dir", help="override where the report goes (default reports/<study>)")
-    args = parser.parse_args(argv)
+def command(args) -> int:
+    """`asr compare -c RECIPE [--data-dir D --runs-dir R --report-dir P]`."""
     path = Path(args.config)
     if not path.is_file():
-        print(f"error: study recipe {path} not found", file=sys.stderr)
-        return 2
+        raise ValueError(f"study recipe {path} not found")
     recipe = yaml.safe_load(path.read_text())
     if args.data_dir:
         recipe["base"].setdefault("data", {})["data_dir"] = args.data_dir
@@ -224,11 +219,5 @@ def main(argv: list[str]) -> int:
         recipe["runs_dir"] = args.runs_dir
     if args.report_dir:
         recipe["report_dir"] = args.report_dir
-    from .corpora import DataNotFoundError
-
-    try:
-        run_study(recipe, str(path))
-    except (ValueError, DataNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    run_study(recipe, str(path))
     return 0

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .audio import load_audio
 from .corpora import Utterance, load_split
-from .features import FeatureConfig, FeatureExtractor, SpecAugment
+from .features import FEATURES_VERSION, FeatureConfig, FeatureExtractor, SpecAugment
 from .text import CharTokenizer, ctc_min_frames
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def extract_features(utts: list[Utterance], extractor: FeatureExtractor, cache_d
     if cache_dir is not None:
         # Keyed by what the features depend on, not by where the corpus lies: the same cache serves any
         # copy of the corpus (downloads are checked file by file against asr/manifests/).
-        key = json.dumps([extractor.config.as_dict(), cache_dtype, [(u.id, u.text) for u in utts]])
+        key = json.dumps([FEATURES_VERSION, extractor.config.as_dict(), cache_dtype, [(u.id, u.text) for u in utts]])
         cache = Path(cache_dir) / f"features-{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt"
         if cache.exists():
             return [f.float() for f in torch.load(cache, weights_only=True)]
@@ -75,36 +75,65 @@ def extract_features(utts: list[Utterance], extractor: FeatureExtractor, cache_d
     return feats
 
 
-class BucketBatchSampler(Sampler[list[int]]):
-    """Batches of similar length (little padding, so the RNN does little wasted work), in random order.
+class EpochPermutation(Sampler[int]):
+    """A random permutation of the utterance indices, a new one every epoch and the same on every DDP rank.
 
-    Shards itself across DDP ranks: every rank builds the same batch list from (seed, epoch) and takes
-    every world_size-th batch, padded so that all ranks run the same number of steps.
+    Lightning calls `set_epoch` at the start of every epoch on `dataloader.sampler` and on
+    `dataloader.batch_sampler.sampler`, never on a batch sampler itself: this is the object it finds there
+    (BucketBatchSampler.sampler), and the batch sampler reads the epoch's order from it.
     """
 
-    def __init__(self, lengths: list[int], batch_size: int, shuffle: bool, seed: int = 0,
-                 num_replicas: int = 1, rank: int = 0):
-        self.lengths, self.batch_size, self.shuffle, self.seed = lengths, batch_size, shuffle, seed
-        self.num_replicas, self.rank, self.epoch = num_replicas, rank, 0
+    def __init__(self, size: int, shuffle: bool, seed: int = 0):
+        self.size, self.shuffle, self.seed, self.epoch = size, shuffle, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _batches(self) -> list[list[int]]:
-        rng = random.Random(self.seed + self.epoch)
-        order = list(range(len(self.lengths)))
+    def generator(self) -> random.Random:
+        """The epoch's random numbers: a function of (seed, epoch) only, so ranks and resumed runs agree."""
+        return random.Random(f"{self.seed}/{self.epoch}")
+
+    def __iter__(self) -> Iterator[int]:
+        order = list(range(self.size))
         if self.shuffle:
-            rng.shuffle(order)  # ties in length are broken differently each epoch
-        order.sort(key=lambda i: self.lengths[i])
+            self.generator().shuffle(order)
+        return iter(order)
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of similar length (little padding, so the RNN does little wasted work), in random order.
+
+    Every epoch: the utterances in `sampler`'s order (random ties in length), sorted by length, cut into
+    batches, the batches shuffled. Shards itself across DDP ranks: every rank builds the same batch list
+    and takes every world_size-th batch; when the batches do not divide evenly the first ones are repeated
+    so that all ranks run the same number of steps.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, shuffle: bool, seed: int = 0,
+                 num_replicas: int = 1, rank: int = 0):
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be at least 1, got {batch_size}")
+        self.lengths, self.batch_size, self.shuffle = lengths, batch_size, shuffle
+        self.num_replicas, self.rank = num_replicas, rank
+        self.sampler = EpochPermutation(len(lengths), shuffle, seed)
+
+    def batches(self) -> list[list[int]]:
+        """This rank's batches for the sampler's current epoch."""
+        order = sorted(self.sampler, key=lambda i: self.lengths[i])  # stable: ties keep the random order
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         if self.shuffle:
-            rng.shuffle(batches)
+            self.sampler.generator().shuffle(batches)
         total = math.ceil(len(batches) / self.num_replicas) * self.num_replicas
         batches += batches[: total - len(batches)]
         return batches[self.rank :: self.num_replicas]
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._batches())
+        # A generator: the order is drawn at the first batch, not when the iterator is made. (A resumed run
+        # makes its iterator before Lightning sets the epoch it resumes at.)
+        yield from self.batches()
 
     def __len__(self) -> int:
         return math.ceil(math.ceil(len(self.lengths) / self.batch_size) / self.num_replicas)
@@ -183,14 +212,17 @@ class ASRDataModule(L.LightningDataModule):
         self.extractor = FeatureExtractor(self.feature_config)
         self.tokenizer = CharTokenizer()
         self.datasets: dict[str, FeatureDataset] = {}
-        self.dropped: dict[str, list[str]] = {}
+        self.unemittable: dict[str, list[str]] = {}  # per split: ids whose transcript CTC cannot emit
 
     @property
     def feature_dim(self) -> int:
         return self.feature_config.output_dim
 
     def load(self, split: str) -> FeatureDataset:
-        """Features of one split, without utterances whose transcript cannot fit CTC's output length."""
+        """Features of one split. Training leaves out utterances whose transcript is empty or longer than CTC
+        can emit from their frames (their loss is infinite), and says which; dev and test keep every
+        utterance, so that the WER is always over the whole split (a model that cannot emit a transcript
+        pays for it in deletions)."""
         if split in self.datasets:
             return self.datasets[split]
         utts = load_split(self.hparams.dataset, split, self.hparams.data_dir)
@@ -200,20 +232,26 @@ class ASRDataModule(L.LightningDataModule):
             raise ValueError(f"{self.hparams.dataset} {split} split is empty under {self.hparams.data_dir}")
         cache_dir = Path(self.hparams.cache_dir) if self.hparams.cache_dir else None
         feats = extract_features(utts, self.extractor, cache_dir, self.hparams.cache_dtype)
-        examples, dropped = [], []
+        examples, unemittable = [], []
         for u, f in zip(utts, feats):
             labels = self.tokenizer.encode(u.text)
-            if len(labels) == 0 or self.extractor.stacked_length(f.shape[0]) < ctc_min_frames(labels):
-                dropped.append(u.id)
-            else:
-                examples.append(Example(u.id, u.text, f, labels))
-        if dropped:
-            log.warning("%s %s: %d utterance(s) left out, their transcript is empty or longer than CTC can emit "
-                        "from their %d ms frames: %s", self.hparams.dataset, split, len(dropped),
-                        10 * self.feature_config.stride, ", ".join(dropped))
-        self.dropped[split] = dropped
+            if not self.ctc_can_emit(f, labels):
+                unemittable.append(u.id)
+                if split == "train":
+                    continue
+            examples.append(Example(u.id, u.text, f, labels))
+        if unemittable:
+            what = "left out of training" if split == "train" else "kept, but CTC cannot emit their transcript"
+            log.warning("%s %s: %d utterance(s) %s (transcript empty or longer than their %g ms frames allow): %s",
+                        self.hparams.dataset, split, len(unemittable), what, self.feature_config.frame_ms,
+                        ", ".join(unemittable))
+        self.unemittable[split] = unemittable
         self.datasets[split] = FeatureDataset(examples)
         return self.datasets[split]
+
+    def ctc_can_emit(self, log_mel: torch.Tensor, labels: torch.Tensor) -> bool:
+        """Whether CTC can emit `labels` from this utterance's stacked frames (else its CTC loss is infinite)."""
+        return len(labels) > 0 and self.extractor.stacked_length(log_mel.shape[0]) >= ctc_min_frames(labels)
 
     def setup(self, stage: Optional[str] = None) -> None:
         splits = {"fit": ("train", "dev"), "validate": ("dev",), "test": ("test",)}.get(stage, ("train", "dev", "test"))

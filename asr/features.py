@@ -13,6 +13,10 @@ from dataclasses import asdict, dataclass
 import torch
 import torchaudio
 
+# Part of every feature cache's key: raise it whenever a change to this file changes the features a
+# configuration yields, so that no run reads features made by older code.
+FEATURES_VERSION = 1
+
 
 @dataclass(frozen=True)
 class FeatureConfig:

@@ -11,15 +11,15 @@ from typing import Optional
 import torch
 
 from .audio import AudioError, load_audio
+from .corpora import load_split
 from .datamodule import ASRDataModule
 from .decoding import GreedyDecoder, Transcript
 from .features import FeatureConfig, FeatureExtractor
 from .metrics import error_rates, utterance_errors
-from .model import AcousticModel
+from .model import AcousticModel, build_model
 from .segment import speech_segments
 from .text import CharTokenizer
 
-MODEL_ARGS = ("cell", "hidden_size", "num_layers", "bidirectional", "dropout")
 FEATURE_ARGS = ("sample_rate", "n_mels", "win_ms", "hop_ms", "stack", "stride")
 MIN_SECONDS = 0.1
 
@@ -58,7 +58,7 @@ class Recognizer:
         hp, data_hp = ckpt["hyper_parameters"], ckpt.get("datamodule_hyper_parameters", {})
         features = FeatureConfig(**{k: data_hp[k] for k in FEATURE_ARGS if k in data_hp})
         tokenizer = CharTokenizer(hp["vocabulary"])
-        model = AcousticModel(hp["input_dim"], len(tokenizer), **{k: hp[k] for k in MODEL_ARGS})
+        model = build_model(hp)  # the call the training module made: every hyper-parameter, none by hand
         state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
         model.load_state_dict(state)
         model.to(device).eval()
@@ -121,14 +121,26 @@ class Recognizer:
 
     def evaluate(self, dataset: str, split: str, data_dir: Optional[str], batch_size: int = 32,
                  decoder=None) -> tuple[dict, list[dict]]:
+        """WER/CER over every utterance of the split (the WER of `asr evaluate`, of the study and of
+        `asr bench transcribe`), and one row per utterance."""
         data, examples, scores = self.split_log_probs(dataset, split, data_dir, batch_size)
         decoder = decoder or GreedyDecoder(self.tokenizer.vocabulary)
-        refs, ids = [e.text for e in examples], [e.id for e in examples]
-        hyps = [decoder(s, self.frame_seconds).text for s in scores]
-        summary = error_rates(refs, hyps)
-        summary.update(dataset=dataset, split=split, left_out=data.dropped.get(split, []))
-        rows = [{"id": i, "reference": r, "hypothesis": h, **utterance_errors(r, h)} for i, r, h in zip(ids, refs, hyps)]
-        return summary, sorted(rows, key=lambda row: row["id"])
+        hyps = {e.id: decoder(s, self.frame_seconds).text for e, s in zip(examples, scores)}
+        summary, rows = score(load_split(dataset, split, data_dir), hyps)
+        summary.update(dataset=dataset, split=split, ctc_cannot_emit=data.unemittable.get(split, []))
+        return summary, rows
+
+
+def score(utterances: list, hypotheses: dict[str, str]) -> tuple[dict, list[dict]]:
+    """Scores hypotheses (by utterance id) against every reference of a split. A reference without a
+    hypothesis counts as all deletions and is named in summary["no_hypothesis"]: nothing is left out."""
+    refs = [u.text for u in utterances]
+    hyps = [hypotheses.get(u.id, "") for u in utterances]
+    summary = error_rates(refs, hyps)
+    summary["no_hypothesis"] = [u.id for u in utterances if u.id not in hypotheses]
+    rows = [{"id": u.id, "reference": r, "hypothesis": h, **utterance_errors(r, h)}
+            for u, r, h in zip(utterances, refs, hyps)]
+    return summary, sorted(rows, key=lambda row: row["id"])
 
 
 def write_rows(rows: list[dict], path: Path) -> None:

@@ -15,7 +15,8 @@ output layer, optimiser and data stay identical, so differences in WER come from
 """
 from __future__ import annotations
 
-from typing import Optional
+import inspect
+from typing import Mapping, Optional
 
 import torch
 from torch import nn
@@ -40,6 +41,8 @@ def spectral_radius(matrix: torch.Tensor) -> float:
 
 
 def scale_to_spectral_radius(matrix: torch.Tensor, radius: float) -> None:
+    if matrix.is_meta:  # a model built only to count its parameters has no values to scale
+        return
     with torch.no_grad():
         matrix.mul_(radius / spectral_radius(matrix))
 
@@ -86,6 +89,8 @@ class AcousticModel(nn.Module):
 
     def initialize(self, init: str, radius: Optional[float]) -> None:
         for name, weights in self.recurrent_weights().items():
+            if weights.is_meta:  # built on the meta device to count parameters: nothing to initialise
+                return
             blocks = weights.data.chunk(GATES[self.cell], dim=0)  # views into the parameter
             for block in blocks:
                 if init == "orthogonal":
@@ -112,9 +117,6 @@ class AcousticModel(nn.Module):
         block = CANDIDATE_BLOCK[self.cell]
         return {n.removeprefix("weight_hh_"): spectral_radius(w.chunk(GATES[self.cell], dim=0)[block])
                 for n, w in self.recurrent_weights().items()}
-
-    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        return lengths  # one output per (stacked) input frame
 
     def recurrent_input(self, features: torch.Tensor) -> torch.Tensor:
         """(batch, frames, input_dim) -> the sequence the recurrence runs over."""
@@ -152,3 +154,18 @@ class AcousticModel(nn.Module):
     def num_parameters(self) -> int:
         """Trained parameters (an echo state network's frozen weights do not count)."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def build_model(hparams: Mapping) -> AcousticModel:
+    """The acoustic model that a training module's hyper-parameters describe. Checkpoints carry those
+    hyper-parameters whole, and training, evaluation, transcription and the study all build their model
+    here, so a value set in a recipe can never be lost on the way from training to a loaded checkpoint."""
+    names = inspect.signature(AcousticModel).parameters
+    return AcousticModel(vocab_size=len(hparams["vocabulary"]), **{k: v for k, v in hparams.items() if k in names})
+
+
+def parameter_count(hparams: Mapping) -> int:
+    """Trained parameters of the model `hparams` describe, counted on a model built on the meta device
+    (shapes only: no memory, no initialisation)."""
+    with torch.device("meta"):
+        return build_model(hparams).num_parameters()

@@ -18,7 +18,7 @@ from .decoding import GreedyDecoder
 from .gradients import gradient_norms
 from .remedies import gradient_norm_penalty
 from .metrics import error_rates
-from .model import AcousticModel
+from .model import build_model
 from .text import VOCABULARY, CharTokenizer
 
 
@@ -62,8 +62,7 @@ class ASRModule(L.LightningModule):
         self.hparams["vocabulary"] = vocabulary  # the checkpoint carries the symbols it was trained on
         self.tokenizer = CharTokenizer(vocabulary)
         self.greedy = GreedyDecoder(vocabulary)
-        self.model = AcousticModel(input_dim, len(vocabulary), cell, hidden_size, num_layers, bidirectional,
-                                   dropout, init, spectral_radius, truncate_bptt, esn_leak)
+        self.model = build_model(self.hparams)  # the same call that rebuilds it from a checkpoint
         if gradient_penalty and not self.model.can_unroll():  # fail at construction, not at the first step
             raise ValueError("gradient_penalty needs a unidirectional rnn_tanh or rnn_relu model without truncate_bptt")
         self.ctc_loss = nn.CTCLoss(blank=0, zero_infinity=False)
@@ -78,6 +77,14 @@ class ASRModule(L.LightningModule):
         # CTCLoss wants (frames, batch, classes); the mean divides each utterance's loss by its label length.
         return self.ctc_loss(log_probs.transpose(0, 1).float(), batch.labels, batch.feature_lengths,
                              batch.label_lengths)
+
+    def evaluation_ctc(self, log_probs: torch.Tensor, batch) -> torch.Tensor:
+        """CTC loss over the batch's utterances whose transcript CTC can emit (dev and test keep the others
+        for the WER; their loss is infinite), averaged the way training averages it."""
+        per_utterance = nn.functional.ctc_loss(log_probs.transpose(0, 1).float(), batch.labels, batch.feature_lengths,
+                                               batch.label_lengths, blank=0, reduction="none")
+        per_label = per_utterance / batch.label_lengths.to(per_utterance)
+        return per_label[torch.isfinite(per_label)].mean()  # NaN when none can be emitted: logged as such
 
     def loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         log_probs = self.model(batch.features, batch.feature_lengths)
@@ -125,37 +132,23 @@ class ASRModule(L.LightningModule):
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.learning_rate,
                                       weight_decay=self.hparams.weight_decay)
+        # One-cycle: warm up to the peak rate, then anneal. cycle_momentum=False: the schedule moves the
+        # learning rate only, AdamW's beta1 stays 0.9 (OneCycleLR would otherwise cycle it 0.95 -> 0.85 -> 0.95).
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=self.hparams.learning_rate, total_steps=max(1, self.trainer.estimated_stepping_batches),
-            pct_start=self.hparams.warmup_fraction)
+            pct_start=self.hparams.warmup_fraction, cycle_momentum=False)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    # --- evaluation -----------------------------------------------------------------------------
-    def transcribe_batch(self, batch) -> tuple[torch.Tensor, list[str]]:
-        loss, log_probs = self.loss(batch)
-        scores = log_probs.detach().cpu()
-        return loss, [self.greedy(row[:n], 0.0).text for row, n in zip(scores, batch.feature_lengths.tolist())]
-
-    def _evaluation_step(self, batch, split: str):
-        loss, hyps = self.transcribe_batch(batch)
-        self._refs += batch.texts
-        self._hyps += hyps
-        self.log(f"{split}/loss", loss, batch_size=len(batch.texts))
-
-    def _evaluation_epoch_end(self, split: str):
-        if self._refs:  # every rank decodes the whole split (see ASRDataModule.dataloader): no gathering
-            rates = error_rates(self._refs, self._hyps)
-            self.log_dict({f"{split}/wer": rates["wer"], f"{split}/cer": rates["cer"]}, prog_bar=split == "dev")
-        self._refs, self._hyps = [], []
-
+    # --- evaluation (dev, every epoch: picks the best checkpoint) ----------------------------------
     def validation_step(self, batch, batch_idx):
-        self._evaluation_step(batch, "dev")
+        log_probs = self.model(batch.features, batch.feature_lengths)
+        scores = log_probs.detach().cpu()
+        self._refs += batch.texts
+        self._hyps += [self.greedy(row[:n], 0.0).text for row, n in zip(scores, batch.feature_lengths.tolist())]
+        self.log("dev/loss", self.evaluation_ctc(log_probs, batch), batch_size=len(batch.texts))
 
     def on_validation_epoch_end(self):
-        self._evaluation_epoch_end("dev")
-
-    def test_step(self, batch, batch_idx):
-        self._evaluation_step(batch, "test")
-
-    def on_test_epoch_end(self):
-        self._evaluation_epoch_end("test")
+        if self._refs:  # every rank decodes the whole split (see ASRDataModule.dataloader): no gathering
+            rates = error_rates(self._refs, self._hyps)
+            self.log_dict({"dev/wer": rates["wer"], "dev/cer": rates["cer"]}, prog_bar=True)
+        self._refs, self._hyps = [], []

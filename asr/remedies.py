@@ -85,14 +85,14 @@ class LeakyReservoir(nn.Module):
     (below 1 gives the echo-state property, fading memory of the input); `leak` sets how slowly the
     state integrates (small leak, long memory)."""
 
-    def __init__(self, input_size: int, hidden_size: int, spectral_radius: float = 0.9, leak: float = 0.3,
-                 input_scale: float = 1.0):
+    def __init__(self, input_size: int, hidden_size: int, spectral_radius: float = 0.9, leak: float = 0.3):
         super().__init__()
         self.hidden_size, self.leak = hidden_size, leak
         w = torch.randn(hidden_size, hidden_size) / hidden_size ** 0.5
-        w *= spectral_radius / torch.linalg.eigvals(w.double()).abs().max().float()
+        if not w.is_meta:  # (a model built on the meta device only counts parameters)
+            w *= spectral_radius / torch.linalg.eigvals(w.double()).abs().max().float()
         self.register_buffer("weight_hh", w)
-        self.register_buffer("weight_ih", (torch.rand(hidden_size, input_size) * 2 - 1) * input_scale / input_size ** 0.5)
+        self.register_buffer("weight_ih", (torch.rand(hidden_size, input_size) * 2 - 1) / input_size ** 0.5)
 
     def forward(self, inputs: torch.Tensor, state: Optional[torch.Tensor] = None) -> torch.Tensor:
         drive = inputs @ self.weight_ih.T

@@ -1,4 +1,7 @@
-"""The study's report: plots (matplotlib) and report.md, from summary.json and each run's logs."""
+"""The study's report: plots (matplotlib) and report.md, from summary.json and each run's logs.
+
+Every number in a model's row comes from the weights chosen on dev (the checkpoint the test WER is
+measured on); the gradient-norm columns describe the whole training run and say so."""
 from __future__ import annotations
 
 import json
@@ -10,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .compare import column, read_metrics  # noqa: E402
+from .training import column, read_metrics  # noqa: E402
 
 PLOTS = {
     "wer": "wer_by_model.png",
@@ -44,10 +47,10 @@ def plot_wer(summary: dict, out: Path) -> None:
     plt.close(fig)
 
 
-def plot_grad_norm(summary: dict, out: Path) -> None:
+def plot_grad_norm(summary: dict, logs: dict, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    for i, (name, model) in enumerate(summary["models"].items()):
-        points = column(read_metrics(first_run(model)), "grad_norm/total")
+    for i, name in enumerate(summary["models"]):
+        points = column(logs[name], "grad_norm/total")
         if points:
             steps, norms = zip(*points)
             ax.plot(steps, norms, lw=0.8, color=f"C{i}", label=name)
@@ -73,29 +76,31 @@ def plot_flow(summary: dict, out: Path) -> None:
         if not flow:
             continue
         direction = "bi" if flow["bidirectional"] else "uni"
-        init, trained = np.array(flow["curves"][0]["curve"]), np.array(flow["curves"][-1]["curve"])
+        init, trained = np.array(flow["curves"][0]["curve"]), np.array(flow["selected"]["curve"])
         ax.plot(init / init[0], ls="--", lw=1, color=f"C{i}", alpha=0.7)
-        ax.plot(trained / trained[0], lw=1.6, color=f"C{i}", label=f"{name} ({direction})")
+        ax.plot(trained / trained[0], lw=1.6, color=f"C{i}",
+                label=f"{name} ({direction}, epoch {flow['selected']['epoch']} weights)")
     ax.set_yscale("log")
     ax.set_xlabel(f"frames back from the last frame ({summary['frame_ms']:g} ms each)")
     ax.set_ylabel("‖∂ output_T / ∂ input_t‖, relative to k = 0")
-    ax.set_title("Gradient across time: dashed at initialisation, solid after training")
+    ax.set_title("Gradient across time: dashed at initialisation, solid on the dev-selected weights")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
 
 
-def plot_radius(summary: dict, out: Path) -> None:
+def plot_radius(summary: dict, logs: dict, out: Path) -> None:
     models = summary["models"]
     fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 3.2), squeeze=False, sharey=True)
-    for ax, (name, model) in zip(axes[0], models.items()):
-        rows = read_metrics(first_run(model))
+    for ax, name in zip(axes[0], models):
+        rows = logs[name]
         keys = sorted({k for r in rows for k in r if k.startswith("spectral_radius/") and r[k]})
         for key in keys:
             points = column(rows, key, by="epoch")
             ax.plot([e + 1 for e, _ in points], [v for _, v in points], marker=".", label=key.split("/")[1])
         ax.axhline(1.0, color="grey", lw=0.8, ls=":")
+        ax.axvline(models[name]["runs"][0]["selected_epoch"] + 1, color="k", lw=0.8, ls="--")  # the selected weights
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("epoch")
     axes[0][0].set_ylabel("spectral radius of W_hh")
@@ -113,10 +118,10 @@ def per_epoch_mean(points: list[tuple[int, float]]) -> tuple[list[int], list[flo
     return [e + 1 for e in epochs], [float(np.mean(by_epoch[e])) for e in epochs]
 
 
-def plot_curves(summary: dict, out: Path) -> None:
+def plot_curves(summary: dict, logs: dict, out: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-    for i, (name, model) in enumerate(summary["models"].items()):
-        rows = read_metrics(first_run(model))
+    for i, name in enumerate(summary["models"]):
+        rows = logs[name]
         for ax, key in zip(axes, ("train/loss", "dev/loss", "dev/wer")):
             x, y = per_epoch_mean(column(rows, key, by="epoch"))
             ax.plot(x, y, marker=".", color=f"C{i}", label=name)
@@ -131,20 +136,20 @@ def plot_curves(summary: dict, out: Path) -> None:
     plt.close(fig)
 
 
-def final_radius(model: dict) -> float | None:
-    """Largest spectral radius of any W_hh at the last epoch of the first seed."""
-    rows = read_metrics(first_run(model))
-    keys = {k for r in rows for k in r if k.startswith("spectral_radius/") and r[k]}
-    last = [column(rows, k, by="epoch")[-1][1] for k in keys if column(rows, k, by="epoch")]
-    return max(last) if last else None
+def selected_radius(model: dict) -> float:
+    """Largest spectral radius of any W_hh on the dev-selected weights, over the seeds."""
+    return max(max(r["spectral_radius"].values()) for r in model["runs"])
 
 
 def flow_ratio(model: dict, k: int) -> float | None:
-    flow = load_flow(model)
-    if not flow:
+    """Gradient k frames back relative to the last frame's own, on the dev-selected weights: geometric
+    mean over the seeds (the values span orders of magnitude). None where the probe is shorter."""
+    values = [r["gradient_across_time"].get(str(k)) for r in model["runs"]]
+    if any(v is None for v in values) or not values:
         return None
-    curve = flow["curves"][-1]["curve"]
-    return curve[k] / curve[0] if k < len(curve) and curve[0] else None
+    if any(v <= 0 for v in values):
+        return float(np.mean(values))
+    return float(np.exp(np.mean(np.log(values))))
 
 
 def sentences(summary: dict) -> list[str]:
@@ -175,10 +180,11 @@ def sentences(summary: dict) -> list[str]:
         if best and best != baseline and ratios.get(baseline) is not None:
             out.append(f"40 frames back, {best} keeps {ratios[best]:.1e} of the last frame's gradient against "
                        f"{ratios[baseline]:.1e} for {baseline} (table above).")
-        radius = final_radius(models[baseline])
+        radius = selected_radius(models[baseline])
         flow = flow_ratio(models[baseline], 40)
         if radius and radius > 1 and flow is not None and flow < 1e-3:
-            out.append(f"The spectral radius of {baseline}'s W_hh ended above 1 (largest layer {radius:.2f}), yet its "
+            out.append(f"On its selected weights {baseline}'s W_hh has spectral radius above 1 (largest layer "
+                       f"{radius:.2f}), yet its "
                        "gradient still vanishes across time: saturated tanh units (diag(1 - h^2) near 0) shrink "
                        "every backward step more than W_hh stretches it.")
     exploded = {n: m["nonfinite_steps"] for n, m in models.items() if m["nonfinite_steps"]}
@@ -188,32 +194,40 @@ def sentences(summary: dict) -> list[str]:
     return out
 
 
+def mean_sd(stats: dict) -> str:
+    return f"{stats['mean']:.2f}" + (f" ± {stats['sd']:.2f}" if stats.get("sd") is not None else "")
+
+
 def summary_table(summary: dict) -> list[str]:
     """The side-by-side table (markdown), one row per model."""
-    rows = ["| model | cell | hidden | parameters | test WER % (mean ± sd) | seeds | test CER % | train s | "
-            "max grad norm | non-finite steps |", "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| model | cell | hidden | parameters | test WER % (mean ± sample sd) | per seed | test CER % | "
+            "selected epoch | train s | max grad norm (training) | non-finite steps (training) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, m in summary["models"].items():
         cfg = m["config"]["model"]
         seeds = ", ".join(f"{w:.1f}" for w in m["test_wer"]["per_seed"])
+        epochs = ", ".join(str(r["selected_epoch"]) for r in m["runs"])
         clip = m["config"].get("trainer", {}).get("gradient_clip_val")
         rows.append(f"| {name} | {cfg.get('cell')}{f' (clip {clip})' if clip else ''} | {cfg.get('hidden_size')} | "
-                    f"{m['parameters']:,} | {m['test_wer']['mean']:.2f} ± {m['test_wer']['std']:.2f} | {seeds} | "
-                    f"{m['test_cer']['mean']:.2f} | {m['train_seconds']:.0f} | "
+                    f"{m['parameters']:,} | {mean_sd(m['test_wer'])} | {seeds} | {mean_sd(m['test_cer'])} | "
+                    f"{epochs} | {m['train_seconds']:.0f} | "
                     f"{m['grad_norm_max'] if m['grad_norm_max'] is None else format(m['grad_norm_max'], '.3g')} | "
                     f"{m['nonfinite_steps']} |")
     return rows
 
 
 def gradient_table(summary: dict, ks=(10, 40, 80)) -> list[str]:
-    """Per model: test WER, the gradient reaching k frames back after training, largest norm, non-finite steps."""
+    """Per model, on the dev-selected weights: test WER, the gradient reaching k frames back, the largest
+    spectral radius of W_hh; then the training run's largest gradient norm and skipped steps."""
     ms = summary["frame_ms"]
     rows = ["| model | test WER % | " + " | ".join(f"gradient {k} frames ({k * ms:g} ms) back" for k in ks)
-            + " | max grad norm | non-finite steps |", "|---" * (len(ks) + 4) + "|"]
+            + " | spectral radius | max grad norm (training) | non-finite steps (training) |", "|---" * (len(ks) + 5) + "|"]
     for name, m in summary["models"].items():
         ratios = [flow_ratio(m, k) for k in ks]
         cells = " | ".join("n/a" if r is None else f"{r:.1e}" for r in ratios)
         norm = "n/a" if m["grad_norm_max"] is None else f"{m['grad_norm_max']:.3g}"
-        rows.append(f"| {name} | {m['test_wer']['mean']:.2f} | {cells} | {norm} | {m['nonfinite_steps']} |")
+        rows.append(f"| {name} | {m['test_wer']['mean']:.2f} | {cells} | {selected_radius(m):.2f} | {norm} | "
+                    f"{m['nonfinite_steps']} |")
     return rows
 
 
@@ -221,10 +235,11 @@ def write_report(summary: dict, report_dir: Path) -> None:
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     plot_wer(summary, report_dir / PLOTS["wer"])
-    plot_grad_norm(summary, report_dir / PLOTS["grad_norm"])
+    logs = {name: read_metrics(first_run(m)) for name, m in summary["models"].items()}  # each CSV read once
+    plot_grad_norm(summary, logs, report_dir / PLOTS["grad_norm"])
     plot_flow(summary, report_dir / PLOTS["flow"])
-    plot_radius(summary, report_dir / PLOTS["radius"])
-    plot_curves(summary, report_dir / PLOTS["curves"])
+    plot_radius(summary, logs, report_dir / PLOTS["radius"])
+    plot_curves(summary, logs, report_dir / PLOTS["curves"])
 
     rows = summary_table(summary)
     base = summary["recipe"]["base"]
@@ -236,13 +251,17 @@ def write_report(summary: dict, report_dir: Path) -> None:
         f"Recipe: `{summary.get('recipe_path')}` ({base.get('trainer', {}).get('max_epochs')} epochs, "
         f"{base['model'].get('num_layers')} layers, {'bi' if base['model'].get('bidirectional', True) else 'uni'}directional). "
         "Each run's checkpoint is chosen on the dev split (speakers held out of training); the test split is "
-        "evaluated once, with greedy CTC decoding. Reproduce with `asr compare -c "
+        "evaluated once on those weights, every utterance scored, with greedy CTC decoding; sd is the sample "
+        "standard deviation over seeds. Every column comes from the selected weights except those marked "
+        "(training), which cover all training steps. Reproduce with `asr compare -c "
         f"{summary.get('recipe_path')}`.",
         "",
         *rows,
         "",
-        "Gradient across time after training (relative to the last frame's own, mean over fixed dev "
-        "utterances; n/a where the probe is shorter), largest total gradient norm and skipped steps:",
+        "Gradient across time on the selected weights (relative to the last frame's own, mean over fixed dev "
+        "utterances, geometric mean over seeds; n/a where the probe is shorter), largest spectral radius of "
+        "W_hh on the selected weights (candidate-state block for gated cells), and, over all training steps, "
+        "the largest total gradient norm and the skipped steps:",
         "",
         *gradient_table(summary),
         "",
@@ -271,7 +290,8 @@ def write_report(summary: dict, report_dir: Path) -> None:
         f"![gradient flow]({PLOTS['flow']})",
         "",
         "**Spectral radius of W_hh** per layer and direction (for LSTM and GRU: the candidate-state block) over "
-        "training; 1 is the border between vanishing and exploding for a linear recurrence.",
+        "training (dashed line: the selected epoch); 1 is the border between vanishing and exploding for a "
+        "linear recurrence.",
         "",
         f"![spectral radius]({PLOTS['radius']})",
         "",

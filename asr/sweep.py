@@ -7,9 +7,7 @@ initialisation is drawn beside them. Seconds on a CPU.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -22,6 +20,7 @@ import yaml  # noqa: E402
 from .datamodule import ASRDataModule  # noqa: E402
 from .gradients import fixed_probe_batch, model_gradient_across_time  # noqa: E402
 from .model import AcousticModel  # noqa: E402
+from .text import VOCABULARY  # noqa: E402
 
 DEFAULTS = {"study": "wrec_sweep", "dataset": "an4", "split": "dev", "data_dir": None, "cache_dir": "data/cache",
             "radii": [0.5, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5], "matrix": "orthogonal", "hidden_size": 128,
@@ -37,12 +36,12 @@ def sweep(recipe: dict) -> dict:
     curves = {}
     for rho in r["radii"]:
         torch.manual_seed(r["seed"])  # the same matrix before rescaling, so only rho changes
-        model = AcousticModel(data.feature_dim, 29, cell="rnn_tanh", hidden_size=r["hidden_size"], num_layers=1,
+        model = AcousticModel(data.feature_dim, len(VOCABULARY), cell="rnn_tanh", hidden_size=r["hidden_size"], num_layers=1,
                               bidirectional=False, dropout=0.0, init=r["matrix"], spectral_radius=rho)
         curve = model_gradient_across_time(model, probe)
         curves[f"tanh rho={rho:g}"] = (curve / curve[0]).tolist()
     torch.manual_seed(r["seed"])
-    lstm = AcousticModel(data.feature_dim, 29, cell="lstm", hidden_size=r["hidden_size"], num_layers=1,
+    lstm = AcousticModel(data.feature_dim, len(VOCABULARY), cell="lstm", hidden_size=r["hidden_size"], num_layers=1,
                          bidirectional=False, dropout=0.0)
     curve = model_gradient_across_time(lstm, probe)
     curves["lstm (default init)"] = (curve / curve[0]).tolist()
@@ -108,13 +107,12 @@ def write(result: dict, report_dir: Path, recipe_path: str | None) -> None:
     ]))
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="asr wrec-sweep", description=__doc__.splitlines()[0])
-    parser.add_argument("-c", "--config", required=True)
-    parser.add_argument("--data-dir")
-    parser.add_argument("--report-dir")
-    args = parser.parse_args(argv)
-    recipe = yaml.safe_load(Path(args.config).read_text()) or {}
+def command(args) -> int:
+    """`asr wrec-sweep -c RECIPE`."""
+    path = Path(args.config)
+    if not path.is_file():
+        raise ValueError(f"sweep recipe {path} not found")
+    recipe = yaml.safe_load(path.read_text()) or {}
     if args.data_dir:
         recipe["data_dir"] = args.data_dir
     result = sweep(recipe)
@@ -124,7 +122,3 @@ def main(argv: list[str]) -> int:
         print(name, " ".join(f"k={k}: {v:.2e}" for k, v in values.items()))
     print(f"report: {report_dir / 'report.md'}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

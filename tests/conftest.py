@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,11 +15,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    path = Path(os.environ.get("ASR_DATA_DIR") or REPO.parent / "shared" / "data")
+    """$ASR_DATA_DIR (CI: ../shared/data), else the repository's data/ where `make test` downloads the corpora."""
+    path = Path(os.environ.get("ASR_DATA_DIR") or REPO / "data")
     missing = [name for name in ("an4", "fsdd") if not (path / name).is_dir()]
     if missing:
-        pytest.fail(f"test data missing: {', '.join(missing)} not under {path}. Set ASR_DATA_DIR to a folder holding "
-                    f"an4/ and fsdd/ (CI: ../shared/data), or run `asr download an4 fsdd --data-dir DIR`.")
+        pytest.fail(f"test data missing: {', '.join(missing)} not under {path}. Run `make test` (it downloads them into "
+                    f"data/), or set ASR_DATA_DIR to a folder holding an4/ and fsdd/.")
     return path
 
 
@@ -52,3 +54,33 @@ def checkpoint(tmp_path_factory, data_dir) -> Path:
                "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu"])
     assert rc == 0
     return run / "checkpoints/last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def overfit(tmp_path_factory, data_dir) -> SimpleNamespace:
+    """A small LSTM trained until it has memorised 8 real AN4 training utterances (1.2-2.2 s, three words or
+    more), saved as a checkpoint: the learning test's model, and a model whose transcripts have words in
+    them for the transcription tests. About half a minute on 2 cores."""
+    import lightning as L
+
+    from asr.corpora import load_split
+    from asr.datamodule import ASRDataModule, FeatureDataset
+    from asr.module import ASRModule
+
+    out = tmp_path_factory.mktemp("overfit")
+    data = ASRDataModule(dataset="an4", data_dir=str(data_dir), batch_size=8, spec_augment=False,
+                         cache_dir=str(out / "cache"))
+    eight = [e for e in data.load("train").examples if 120 <= e.log_mel.shape[0] <= 220 and len(e.text.split()) >= 3][:8]
+    assert len(eight) == 8
+    data.datasets["train"] = FeatureDataset(eight)
+    L.seed_everything(0, verbose=False)
+    model = ASRModule(input_dim=data.feature_dim, cell="lstm", hidden_size=128, num_layers=1, dropout=0.0,
+                      learning_rate=5e-3, weight_decay=0.0, warmup_fraction=0.1)
+    trainer = L.Trainer(max_steps=800, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu", limit_val_batches=0,
+                        use_distributed_sampler=False)
+    trainer.fit(model, datamodule=data)
+    checkpoint = out / "overfit.ckpt"
+    trainer.save_checkpoint(checkpoint, weights_only=True)
+    by_id = {u.id: u for u in load_split("an4", "train", data_dir)}
+    return SimpleNamespace(checkpoint=checkpoint, utterances=[by_id[e.id] for e in eight])

@@ -2,7 +2,6 @@
 import csv
 import json
 
-import lightning as L
 import pytest
 import torch
 
@@ -17,17 +16,10 @@ def tiny(run_dir, data_dir, *extra):
             "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu", *extra]
 
 
-class StopAfterFirstEpoch(L.Callback):
-    """Stands in for an interrupted run: a 2-epoch schedule that stops once epoch 0 is checkpointed."""
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        trainer.should_stop = True
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data_dir):
     run = tmp_path_factory.mktemp("run")
-    assert main(tiny(run, data_dir, "--trainer.max_epochs", "2", "--trainer.callbacks+=test_cli.StopAfterFirstEpoch")) == 0
+    assert main(tiny(run, data_dir, "--trainer.max_epochs", "2", "--trainer.callbacks+=recorders.StopAfterFirstEpoch")) == 0
     assert torch.load(run / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 3  # 24 utts / 8
     return run
 
@@ -70,10 +62,37 @@ def test_resume_continues_from_the_checkpoint(trained, data_dir):
 
 
 def test_an_existing_run_is_never_overwritten(trained, data_dir, capsys):
+    before = (trained / "checkpoints/best.ckpt").read_bytes()
+    assert main(tiny(trained, data_dir)) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: {trained / 'checkpoints'} already holds checkpoints of an earlier run. Resume it "
+        f"with --ckpt_path {trained / 'checkpoints/last.ckpt'}, or start a new one with another --run_dir.")
+    assert (trained / "checkpoints/best.ckpt").read_bytes() == before
+
+
+def test_resuming_from_a_checkpoint_that_holds_code_is_refused_in_one_line(tmp_path, data_dir, capsys):
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"x": object()}}, evil)
+    assert main(tiny(tmp_path / "r", data_dir, "--ckpt_path", str(evil))) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: refusing to load {evil}: it holds Python objects beyond tensors")
+    assert not any(line.startswith("Traceback") for line in err)
+
+
+def test_verbose_adds_the_traceback_to_the_one_line_error(tmp_path, data_dir, capsys):
+    assert main(["--verbose", *tiny(tmp_path / "r", data_dir, "--model.cell", "transformer")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and 'raise ValueError(f"unknown cell' in err
+    assert err.strip().splitlines()[-1] == "error: unknown cell 'transformer': choose one of rnn_tanh, rnn_relu, lstm, gru, esn"
+
+
+@pytest.mark.parametrize("argv,message", [(["bench"], "the following arguments are required: WHAT"),
+                                          (["lm"], "the following arguments are required: WHAT"),
+                                          (["evaluate", "x.ckpt", "--nonsense"], "unrecognized arguments: --nonsense")])
+def test_incomplete_commands_get_a_usage_message(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
-        main(tiny(trained, data_dir))
-    assert str(e.value) == (f"error: {trained / 'checkpoints'} already holds checkpoints of an earlier run. Resume it "
-                            f"with --ckpt_path {trained / 'checkpoints/last.ckpt'}, or start a new one with another --run_dir.")
+        main(argv)
+    assert e.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_evaluate_reports_wer_and_writes_per_utterance_results(trained, data_dir, tmp_path, capsys):
@@ -90,11 +109,11 @@ def test_evaluate_reports_wer_and_writes_per_utterance_results(trained, data_dir
 
 def test_unknown_cell_in_a_recipe(tmp_path, data_dir, capsys):
     assert main(tiny(tmp_path / "r", data_dir, "--model.cell", "transformer")) == 2
-    assert capsys.readouterr().err.strip() == "error: unknown cell 'transformer': choose one of rnn_tanh, rnn_relu, lstm, gru, esn"
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: unknown cell 'transformer': choose one of rnn_tanh, rnn_relu, lstm, gru, esn"
 
 
 def test_missing_data_dir(tmp_path, capsys):
     assert main(tiny(tmp_path / "r", tmp_path / "nowhere")) == 2
-    assert capsys.readouterr().err.strip() == (
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"error: an4 not found under {tmp_path / 'nowhere'}: run `asr download an4 --data-dir {tmp_path / 'nowhere'}`, "
         f"or point --data-dir / ASR_DATA_DIR at a folder holding an4/")

@@ -1,27 +1,46 @@
 """`asr compare` end to end on a CPU-sized study, and the W_rec sweep's ordering."""
 import json
+import statistics
 
 import pytest
+import torch
 import yaml
 
 from asr.cli import main
-from asr.compare import matched_hidden_size, parameter_count
-from asr.model import CELLS, AcousticModel
+from asr.compare import matched_hidden_size, model_hparams, spread
+from asr.datamodule import ASRDataModule
+from asr.gradients import fixed_probe_batch, model_gradient_across_time
+from asr.inference import Recognizer
+from asr.model import CELLS, AcousticModel, parameter_count
 from asr.report import PLOTS
 from asr.sweep import sweep
+from asr.text import VOCABULARY
 
 
 @pytest.mark.parametrize("cell,bidirectional", [(c, b) for c in CELLS for b in (True, False) if not (c == "esn" and b)])
-def test_parameter_count_matches_the_model(cell, bidirectional):
+def test_parameter_count_on_the_meta_device_matches_a_real_model(cell, bidirectional):
     args = {"cell": cell, "hidden_size": 24, "num_layers": 3, "bidirectional": bidirectional}
-    assert parameter_count(args, 240) == AcousticModel(240, 29, **args).num_parameters()
+    real = AcousticModel(240, len(VOCABULARY), **args)
+    assert parameter_count(model_hparams(args, 240)) == sum(p.numel() for p in real.parameters() if p.requires_grad)
 
 
-def test_matched_parameter_count():
+def test_matched_hidden_size_is_the_closest_one():
     lstm = {"cell": "lstm", "hidden_size": 128, "num_layers": 2, "bidirectional": True}
-    h = matched_hidden_size({**lstm, "cell": "rnn_tanh"}, parameter_count(lstm, 240), 240)
-    assert h > 128
-    assert parameter_count({**lstm, "cell": "rnn_tanh", "hidden_size": h}, 240) == pytest.approx(parameter_count(lstm, 240), rel=0.02)
+    goal = parameter_count(model_hparams(lstm, 240))
+    tanh = {**lstm, "cell": "rnn_tanh"}
+    h = matched_hidden_size(tanh, goal, 240)
+
+    def miss(size):
+        return abs(AcousticModel(240, len(VOCABULARY), **{**tanh, "hidden_size": size}).num_parameters() - goal)
+
+    assert miss(h) <= miss(h - 1) and miss(h) <= miss(h + 1) and miss(h) / goal < 0.01
+
+
+def test_spread_reports_the_sample_standard_deviation():
+    s = spread([10.0, 12.0, 17.0])
+    assert s["sd"] == pytest.approx(statistics.stdev([10.0, 12.0, 17.0])) and s["mean"] == pytest.approx(13.0)
+    assert (s["min"], s["max"]) == (10.0, 17.0)
+    assert spread([4.0])["sd"] is None  # one seed: no spread to report
 
 
 def test_compare_writes_the_whole_report(tmp_path, data_dir, capsys):
@@ -47,16 +66,41 @@ def test_compare_writes_the_whole_report(tmp_path, data_dir, capsys):
     assert set(s["relative_wer_reduction"]) == {"lstm", "tanh_rnn_wide"}
     for name, m in s["models"].items():
         assert {"test_wer", "test_cer", "parameters", "train_seconds", "nonfinite_steps", "grad_norm_max"} <= set(m)
-        assert {"per_seed", "mean", "std", "min", "max"} <= set(m["test_wer"]) and len(m["test_wer"]["per_seed"]) == 1
+        assert {"per_seed", "mean", "sd", "min", "max"} <= set(m["test_wer"]) and len(m["test_wer"]["per_seed"]) == 1
         assert m["grad_norm_max"] > 0
         flow = json.loads((tmp_path / "runs" / name / "seed0/gradient_flow.json").read_text())
         assert [c["epoch"] for c in flow["curves"]] == [-1, 0, 1] and len(flow["curves"][0]["curve"]) == 30
+        run = m["runs"][0]
+        assert flow["selected"]["epoch"] == run["selected_epoch"]
         # each run leaves the `asr train` recipe that reproduces it
         assert yaml.safe_load((tmp_path / "runs" / name / "seed0/config.yaml").read_text())["seed_everything"] == 0
     wide, lstm = s["models"]["tanh_rnn_wide"], s["models"]["lstm"]
     assert wide["parameters"] == pytest.approx(lstm["parameters"], rel=0.05)
+    base = s["models"]["tanh_rnn_clipped"]["test_wer"]["per_seed"][0]
+    for name in ("lstm", "tanh_rnn_wide"):
+        wer = s["models"][name]["test_wer"]["per_seed"][0]
+        assert s["relative_wer_reduction"][name] == pytest.approx((base - wer) / base)
+
+    # Every number of a row comes from the dev-selected weights: recompute them from best.ckpt.
+    best = tmp_path / "runs/lstm/seed0/checkpoints/best.ckpt"
+    run = lstm["runs"][0]
+    assert run["selected_epoch"] == torch.load(best, weights_only=True)["epoch"]
+    recognizer = Recognizer.from_checkpoint(best)
+    assert run["spectral_radius"] == pytest.approx(recognizer.model.recurrent_spectral_radii(), rel=1e-6)
+    assert lstm["parameters"] == recognizer.model.num_parameters()
+    data = ASRDataModule(**recipe["base"]["data"])
+    probe = fixed_probe_batch([data.extractor.stack(e.log_mel) for e in data.load("dev").examples], 30, 2)
+    curve = model_gradient_across_time(recognizer.model, probe)
+    assert run["gradient_across_time"]["10"] == pytest.approx(float(curve[10] / curve[0]), rel=1e-5)
+    # ... and the test WER is the one `asr evaluate` gives for that checkpoint, to the last digit
+    evaluated = tmp_path / "evaluate.json"
+    assert main(["evaluate", str(best), "--data-dir", str(data_dir), "--summary-json", str(evaluated),
+                 "--output", str(tmp_path / "rows.csv")]) == 0
+    assert json.loads(evaluated.read_text())["wer"] == run["test_wer"]
+
     report_text = (report / "report.md").read_text()
-    assert "| lstm | lstm | 16 |" in report_text and "37.6" in report_text
+    assert f"| lstm | lstm | 16 | {lstm['parameters']:,} | {lstm['test_wer']['mean']:.2f} |" in report_text
+    assert "37.6" in report_text
     # a second run must not overwrite the first one's checkpoints
     assert main(["compare", "-c", str(path), "--runs-dir", str(tmp_path / "runs"), "--report-dir", str(report)]) == 2
     assert "already holds runs of this study" in capsys.readouterr().err

@@ -44,17 +44,28 @@ def test_missing_corpus_says_how_to_get_it(tmp_path):
                             f"--data-dir / ASR_DATA_DIR at a folder holding an4/")
 
 
-def test_utterances_too_long_for_ctc_are_reported_not_silently_dropped(data_dir, tmp_path, caplog):
+def test_utterances_ctc_cannot_emit_leave_training_but_stay_in_evaluation(data_dir, tmp_path, caplog):
     from asr.datamodule import ASRDataModule
 
     # 8 kHz digits stacked 12 frames apart: 120 ms per output frame, too coarse for longer words
     data = ASRDataModule(dataset="fsdd", data_dir=str(data_dir), sample_rate=8000, n_mels=40, stack=3, stride=12,
                          max_utterances=60, cache_dir=str(tmp_path))
     with caplog.at_level("WARNING"):
-        kept = data.load("test")
-    dropped = data.dropped["test"]
-    assert dropped and len(kept) + len(dropped) == 60
-    assert f"fsdd test: {len(dropped)} utterance(s) left out" in caplog.text and dropped[0] in caplog.text
+        test, train = data.load("test"), data.load("train")
+    assert len(test) == 60 and data.unemittable["test"]  # scored anyway: a coarse model pays in deletions
+    assert f"fsdd test: {len(data.unemittable['test'])} utterance(s) kept, but CTC cannot emit" in caplog.text
+    dropped = data.unemittable["train"]
+    assert dropped and len(train) + len(dropped) == 60 and not {e.id for e in train.examples} & set(dropped)
+    assert f"fsdd train: {len(dropped)} utterance(s) left out of training" in caplog.text and dropped[0] in caplog.text
+    assert "(transcript empty or longer than their 120 ms frames allow)" in caplog.text
+
+
+def test_no_speaker_is_in_two_an4_splits(data_dir):
+    speakers = {s: {u.speaker for u in load_split("an4", s, data_dir)} for s in ("train", "dev", "test")}
+    assert all(speakers.values())
+    assert not speakers["train"] & speakers["dev"]
+    assert not speakers["train"] & speakers["test"]
+    assert not speakers["dev"] & speakers["test"]
 
 
 def test_a_feature_cache_stands_in_for_the_audio(data_dir, tmp_path):

@@ -1,4 +1,5 @@
-"""Multi-GPU readiness: the same recipe runs 2-process DDP (here on CPU, gloo) through trainer settings alone."""
+"""Multi-GPU readiness: the same recipe runs 2-process DDP (here on CPU, gloo) through trainer settings alone,
+and the two ranks split every epoch's utterances between them, in a new order each epoch."""
 import csv
 import os
 import subprocess
@@ -7,20 +8,34 @@ from pathlib import Path
 
 import torch
 
+from recorders import read_batch_order
 
-def test_two_process_ddp_trains_a_few_steps(tmp_path, data_dir):
+TESTS = Path(__file__).parent
+
+
+def test_two_process_ddp_shards_every_epoch_disjointly(tmp_path, data_dir):
     asr = Path(sys.executable).with_name("asr")
     cmd = [str(asr), "train", "-c", "recipes/an4_gru.yaml", "--run_dir", str(tmp_path), "--data.data_dir", str(data_dir),
            "--data.max_utterances", "32", "--data.batch_size", "4", "--data.cache_dir", str(tmp_path / "cache"),
-           "--model.hidden_size", "16", "--model.num_layers", "1", "--trainer.max_epochs", "1",
+           "--model.hidden_size", "16", "--model.num_layers", "1", "--trainer.max_epochs", "2",
            "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
-           "--trainer.enable_progress_bar", "false"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+           "--trainer.enable_progress_bar", "false", "--trainer.callbacks+=recorders.RecordBatchOrder"]
+    log = tmp_path / "order.jsonl"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "BATCH_ORDER_LOG": str(log),
+           "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stdout + result.stderr
     ckpt = torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=True)
     # 32 training utterances in batches of 4 shared by 2 ranks: 4 steps per epoch
-    assert ckpt["global_step"] == 4
+    assert ckpt["global_step"] == 8
     rows = list(csv.DictReader(open(tmp_path / "csv/version_0/metrics.csv")))
-    assert len([r for r in rows if r["grad_norm/total"]]) == 4
+    assert len([r for r in rows if r["grad_norm/total"]]) == 8
+    order = read_batch_order(log)
+    assert sorted(order) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    for epoch in (0, 1):
+        shards = [[i for batch in order[(rank, epoch)] for i in batch] for rank in (0, 1)]
+        assert len(shards[0]) == len(shards[1]) == 16
+        assert not set(shards[0]) & set(shards[1])  # disjoint
+        assert len(set(shards[0]) | set(shards[1])) == 32  # together: every utterance, once
+    assert order[(0, 0)] != order[(0, 1)] and order[(1, 0)] != order[(1, 1)]
