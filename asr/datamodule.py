@@ -274,6 +274,3 @@ class ASRDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self.dataloader("dev")
-
-    def test_dataloader(self) -> DataLoader:
-        return self.dataloader("test")

@@ -111,7 +111,11 @@ class BeamSearchDecoder:
                 continue
             t = min(int(t), emissions.shape[0] - 1)
             symbols.append((self.vocabulary[token], t, math.exp(float(emissions[t, token]))))
-        words = words_from_symbols(symbols, frame_seconds, offset)  # with a lexicon: its spellings
+        words = words_from_symbols(symbols, frame_seconds, offset)
+        if self.lexicon is not None:
+            # A hypothesis may end inside a word the lexicon is still spelling ("... SEVEN R"): only the words
+            # the decoder completed count, and they come first, in order.
+            words = words[: len(hyp.words)]
         return Transcript(" ".join(w.word for w in words), words)
 
 

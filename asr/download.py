@@ -2,7 +2,7 @@
 
 GitHub's archive tarballs are not byte-stable over time, so instead of one checksum of the tarball the
 project ships a manifest with the sha256 of every file it reads (asr/manifests/<corpus>.sha256, made
-from the pinned upstream commit). A corpus is moved into place only once every file matches, and an
+from the pinned upstream commit with `sha256sum`, paths relative to the corpus folder). A corpus is moved into place only once every file matches, and an
 existing folder is never overwritten.
 """
 from __future__ import annotations
@@ -41,15 +41,6 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def write_manifest(name: str, root: Path, out: Path | None = None) -> Path:
-    """Records the sha256 of every file the project reads from corpus `name` at `root`."""
-    files = sorted({p for pattern in SOURCES[name]["patterns"] for p in root.glob(pattern) if p.is_file()})
-    out = out or MANIFESTS / f"{name}.sha256"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(f"{sha256(p)}  {p.relative_to(root).as_posix()}\n" for p in files))
-    return out
 
 
 def verify(name: str, root: Path) -> None:

@@ -100,31 +100,6 @@ class WittenBellLM:
         Path(path).write_text("\n".join(out) + "\n")
 
 
-def read_arpa_probability(path: Path):
-    """A tiny ARPA reader (for tests and checks): returns prob(word, history) with standard backoff."""
-    logp, backoff = {}, {}
-    for line in Path(path).read_text().splitlines():
-        parts = line.split("\t")
-        if len(parts) >= 2 and not line.startswith("\\") and not line.startswith("ngram"):
-            gram = tuple(parts[1].split())
-            logp[gram] = float(parts[0])
-            if len(parts) == 3:
-                backoff[gram] = float(parts[2])
-
-    def prob(word: str, history: tuple[str, ...]) -> float:
-        history = tuple(history)
-        while True:
-            if history + (word,) in logp:
-                return 10 ** logp[history + (word,)]
-            if not history:
-                return 10 ** logp[(UNK,)] if word != UNK else 0.0
-            weight = backoff.get(history, 0.0)
-            history = history[1:]
-            return 10 ** weight * prob(word, history)
-
-    return prob
-
-
 def write_lexicon(words: set[str], path: Path) -> None:
     """'HELLO H E L L O |' per word: the spelling the decoder may emit for it."""
     Path(path).write_text("".join(f"{w} {' '.join(w)} {WORD_SEPARATOR}\n" for w in sorted(words)))

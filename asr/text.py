@@ -41,9 +41,6 @@ class CharTokenizer:
         text = normalize_transcript(text)
         return torch.tensor([self.index[c] for c in text], dtype=torch.long)
 
-    def decode_ids(self, ids: Sequence[int]) -> str:
-        return "".join(self.vocabulary[i] for i in ids if i != 0)
-
 
 def ctc_min_frames(labels: torch.Tensor) -> int:
     """Fewest output frames that can emit `labels` under CTC: one per label plus a blank between repeats."""

@@ -42,8 +42,18 @@ def test_lexicon_keeps_the_output_to_known_words(tmp_path):
     assert GreedyDecoder(VOCABULARY)(emissions, 0.02).text == "CAX"
     arpa, lexicon = build(["CAT", "DOG", "CAT DOG"], tmp_path, order=2)
     assert BeamSearchDecoder(VOCABULARY, beam_size=20, lexicon=str(lexicon))(emissions, 0.02).text == "CAT"
-    with_lm = BeamSearchDecoder(VOCABULARY, beam_size=20, lexicon=str(lexicon), lm=str(arpa), lm_weight=0.5)
-    assert with_lm(emissions, 0.02).text == "CAT"
+
+
+def test_the_language_model_overrules_a_weak_acoustic_preference(tmp_path):
+    # CAT D?G where the vowel frame leans to I (0.5) over O (0.4): both DIG and DOG are words; the LM has seen
+    # "CAT DOG" many times and "CAT DIG" never, so with it the decoder says DOG, without it DIG.
+    emissions = posteriors("_C_A_T_ _D_O_G_", {11: ("I", 0.5)})
+    arpa, lexicon = build(["CAT DOG"] * 20 + ["DIG", "CAT"], tmp_path, order=2)
+    without = BeamSearchDecoder(VOCABULARY, beam_size=20, lexicon=str(lexicon))
+    with_lm = BeamSearchDecoder(VOCABULARY, beam_size=20, lexicon=str(lexicon), lm=str(arpa), lm_weight=2.0)
+    assert GreedyDecoder(VOCABULARY)(emissions, 0.02).text == "CAT DIG"
+    assert without(emissions, 0.02).text == "CAT DIG"
+    assert with_lm(emissions, 0.02).text == "CAT DOG"
 
 
 def test_bad_decoder_options_say_what_is_wrong(tmp_path):
@@ -56,3 +66,4 @@ def test_bad_decoder_options_say_what_is_wrong(tmp_path):
         BeamSearchDecoder(VOCABULARY, lm=str(arpa))
     with pytest.raises(ValueError, match=r"^--lexicon and --lm need --decoder beam$"):
         make_decoder(VOCABULARY, "greedy", lm=str(arpa), lexicon=None)
+

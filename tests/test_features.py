@@ -33,5 +33,8 @@ def test_spec_augment_masks_training_batches_only():
     example = Example("u", "A", torch.randn(200, 80) + 5.0, torch.tensor([3]))
     plain = Collate(ex)([example]).features
     augmented = Collate(ex, SpecAugment(freq_width=20, time_width=20))([example]).features
-    assert torch.equal(plain, Collate(ex)([example]).features)  # no augmentation: deterministic
+    # without augmentation the batch holds the stacked frames themselves: frame i = frames 2i, 2i+1, 2i+2
+    frames = example.log_mel
+    assert plain.shape == (1, 99, 240)
+    assert all(torch.equal(plain[0, i], torch.cat([frames[2 * i], frames[2 * i + 1], frames[2 * i + 2]])) for i in range(99))
     assert (augmented == 0).sum() > 0 and (plain == 0).sum() == 0

@@ -56,3 +56,17 @@ def test_tanh_rnn_gradient_vanishes_where_lstm_keeps_it():
     assert c_tanh[40] / c_tanh[0] < 1e-6  # 40 frames through a contracting W_hh: gone
     assert c_lstm[40] / c_lstm[0] > 100 * c_tanh[40] / c_tanh[0]
     assert lstm.training and tanh.rnn.dropout == 0.0  # modes restored
+
+
+def test_gradient_across_time_of_the_model_matches_its_jacobian():
+    """The instrument on a real model against an independent computation: the full Jacobian of the last
+    frame's winning score with respect to every recurrent input (torch.autograd.functional.jacobian)."""
+    torch.manual_seed(0)
+    model = AcousticModel(12, 29, cell="rnn_tanh", hidden_size=16, num_layers=2, bidirectional=True, dropout=0.0)
+    features = torch.randn(1, 25, 12)
+    curve = model_gradient_across_time(model, features)
+    inputs = model.recurrent_input(features).detach()
+    winner = int(model.recur(inputs)[0, -1].argmax())
+    jacobian = torch.autograd.functional.jacobian(lambda x: model.recur(x)[0, -1, winner], inputs)  # (1, 25, 16)
+    expected = jacobian[0].norm(dim=-1).flip(0)
+    assert torch.allclose(curve, expected, rtol=1e-4, atol=1e-7)

@@ -1,7 +1,9 @@
 """The n-gram language model builder: a proper distribution, written as a readable ARPA file."""
+import math
+
 import pytest
 
-from asr.lm import BOS, EOS, UNK, WittenBellLM, build, read_arpa_probability
+from asr.lm import BOS, EOS, UNK, WittenBellLM, build
 
 SENTENCES = ["ENTER SIX TWO FOUR", "ENTER SEVEN", "ERASE SIX", "RUBOUT SIX TWO", "SIX SIX TWO FOUR EIGHT"]
 
@@ -15,13 +17,26 @@ def test_every_distribution_sums_to_one(order):
         assert sum(lm.prob(w, history) for w in words) == pytest.approx(1.0, abs=1e-9), history
 
 
-def test_arpa_file_gives_back_the_model_probabilities(tmp_path):
+def test_kenlm_reads_back_the_model_probabilities(tmp_path):
+    """The ARPA file read by an independent reader: KenLM, through flashlight-text (what beam search uses)."""
+    from flashlight.lib.text.decoder import KenLM
+    from flashlight.lib.text.dictionary import Dictionary
+
     arpa, lexicon = build(SENTENCES, tmp_path, order=3, name="tiny")
     lm = WittenBellLM([s.split() for s in SENTENCES], 3)
-    prob = read_arpa_probability(arpa)
-    for word, history in [("TWO", ("SIX",)), ("FOUR", ("SIX", "TWO")), ("SEVEN", ("SIX",)), ("EIGHT", (BOS,)),
-                          (EOS, ("TWO", "FOUR")), (UNK, ("ERASE",))]:
-        assert prob(word, history) == pytest.approx(lm.prob(word, history), rel=1e-5), (word, history)
+    words = Dictionary()
+    for word in sorted(set(lm.vocab) | {BOS}):
+        words.add_entry(word)
+    kenlm = KenLM(str(arpa), words)
+    for sentence in ["ENTER SIX TWO FOUR", "SIX SEVEN EIGHT", "ERASE NEVERSEEN SIX"]:
+        state, history = kenlm.start(False), (BOS,)
+        for word in sentence.split():
+            token = word if word in lm.vocab else UNK
+            state, log10_prob = kenlm.score(state, words.get_index(token))
+            assert log10_prob == pytest.approx(math.log10(lm.prob(token, history[-2:])), abs=1e-5), (sentence, word)
+            history += (token,)
+        _, log10_end = kenlm.finish(state)
+        assert log10_end == pytest.approx(math.log10(lm.prob(EOS, history[-2:])), abs=1e-5), sentence
     text = arpa.read_text()
     assert text.startswith("\\data\\\nngram 1=") and text.rstrip().endswith("\\end\\")
     assert "ENTER E N T E R |" in lexicon.read_text().splitlines()

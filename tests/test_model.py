@@ -43,3 +43,18 @@ def test_spectral_radius_after_init_is_the_one_asked_for(radius):
     for name, rho in model.recurrent_spectral_radii().items():
         assert rho == pytest.approx(radius, rel=1e-4), name
     assert spectral_radius(torch.diag(torch.tensor([0.3, -2.0]))) == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru"])
+def test_an_utterance_in_a_padded_batch_gets_the_output_it_gets_alone(cell):
+    """Packing keeps the padding out of both directions: the backward direction of a short utterance starts
+    at its own last frame, not at the end of the padding."""
+    torch.manual_seed(0)
+    model = AcousticModel(12, 29, cell=cell, hidden_size=16, num_layers=2, bidirectional=True, dropout=0.0).eval()
+    long, short = torch.randn(40, 12), torch.randn(23, 12)
+    batch = torch.stack([long, torch.cat([short, torch.full((17, 12), 5.0)])])  # padding that would show
+    with torch.no_grad():
+        together = model(batch, torch.tensor([40, 23]))
+        alone = model(short[None], torch.tensor([23]))
+    assert torch.allclose(together[1, :23], alone[0], atol=1e-6)
+    assert torch.allclose(together[0], model(long[None])[0], atol=1e-6)

@@ -107,3 +107,42 @@ def test_echo_state_network_trains_only_its_readout(an4_batch):
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"model.output.weight", "model.output.bias"}
     assert set(gradient_norms(module.model)) <= {"output", "total"}
+
+
+def test_penalty_gradient_with_two_layers_matches_finite_differences():
+    """Omega for a 2-layer RNN as the training module sums it (asr/module.py), as a function of both W_hh, checked by
+    torch.autograd.gradcheck (finite differences, float64); delta is held constant as in Pascanu et al."""
+    torch.manual_seed(0)
+    rnn = nn.RNN(6, 5, num_layers=2, batch_first=True).double()
+    x = torch.randn(3, 9, 6, dtype=torch.float64)
+    _, states = unrolled_rnn(rnn, x)
+    loss = sum(h.pow(2).sum() for h in states[-1])
+    flat = [h for layer in states for h in layer]
+    deltas = [g.detach() for g in torch.autograd.grad(loss, flat)]
+
+    def omega(w0, w1):
+        weights = {"weight_hh_l0": w0, "weight_hh_l1": w1}
+        _, layers = unrolled_with(rnn, x, weights)
+        return sum(gradient_norm_penalty(weights[f"weight_hh_l{i}"], layer, deltas[i * 9:(i + 1) * 9])
+                   for i, layer in enumerate(layers)) / 2
+
+    w0 = rnn.weight_hh_l0.detach().clone().requires_grad_(True)
+    w1 = rnn.weight_hh_l1.detach().clone().requires_grad_(True)
+    assert float(omega(w0, w1)) > 0
+    assert torch.autograd.gradcheck(omega, (w0, w1), eps=1e-6, atol=1e-5)
+    g0, g1 = torch.autograd.grad(omega(w0, w1), (w0, w1))
+    assert g0.abs().sum() > 0 and g1.abs().sum() > 0  # both layers get a penalty gradient
+
+
+def unrolled_with(rnn, x, weights):
+    """unrolled_rnn with the recurrent matrices replaced by `weights` (so that gradcheck can vary them)."""
+    originals = {name: getattr(rnn, name) for name in weights}
+    try:
+        for name, w in weights.items():
+            delattr(rnn, name)
+            setattr(rnn, name, w)
+        return unrolled_rnn(rnn, x)
+    finally:
+        for name, w in originals.items():
+            delattr(rnn, name)
+            rnn.register_parameter(name, w)

@@ -13,10 +13,11 @@ def test_vocabulary_has_blank_first_space_apostrophe_and_letters():
     assert VOCABULARY[:3] == ["_", " ", "'"] and len(VOCABULARY) == 29
 
 
-def test_encode_decode_roundtrip():
+def test_encode_gives_the_vocabulary_indices():
     tok = CharTokenizer()
-    ids = tok.encode("seven o'clock")
-    assert tok.decode_ids(ids.tolist()) == "SEVEN O'CLOCK"
+    # blank 0, space 1, apostrophe 2, A 3 ... Z 28
+    assert tok.encode("a b'z").tolist() == [3, 1, 4, 2, 28]
+    assert tok.encode("Seven, o'clock!").tolist() == [21, 7, 24, 7, 16, 1, 17, 2, 5, 14, 17, 5, 13]
 
 
 def test_greedy_decode_merges_repeats_and_drops_blanks():
