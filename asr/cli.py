@@ -29,6 +29,10 @@ def evaluate(args) -> int:
     from .inference import Recognizer, write_rows
 
     recognizer = Recognizer.from_checkpoint(args.checkpoint, args.device)
+    trained_on = recognizer.data_hparams.get("dataset")
+    if trained_on and trained_on != args.dataset:
+        print(f"warning: {args.checkpoint} was trained on {trained_on}, and is evaluated on {args.dataset}: other "
+              "speakers, words and recording conditions than it learned, expect a high WER", file=sys.stderr)
     decoder = decoder_from_args(args, recognizer.tokenizer.vocabulary)
     summary, rows = recognizer.evaluate(args.dataset, args.split, args.data_dir, args.batch_size, decoder)
     out = Path(args.output) if args.output else Path(args.checkpoint).with_suffix(f".{args.dataset}-{args.split}.csv")

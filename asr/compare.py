@@ -21,10 +21,10 @@ import copy
 import json
 import platform
 import subprocess
-import time
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.callbacks import Timer
 import numpy as np
 import torch
 import yaml
@@ -35,7 +35,7 @@ from .inference import Recognizer
 from .model import parameter_count
 from .module import ASRModule
 from .text import VOCABULARY
-from .training import column, holds_checkpoints, read_metrics, run_callbacks, run_loggers
+from .training import AtomicCheckpointIO, RunLock, column, read_metrics, run_callbacks, run_loggers
 
 GRAPH_KEYS = ("frames", "utterances", "every_n_epochs")
 FLOW_AT = (1, 10, 40, 80)  # frames back at which the gradient across time is recorded
@@ -81,22 +81,45 @@ def resolve_models(recipe: dict, input_dim: int) -> dict[str, dict]:
 
 
 def train_one(name: str, config: dict, seed: int, run_dir: Path, data: ASRDataModule, flow: dict) -> dict:
-    """Trains one model for one seed; returns its measurements."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    """Trains one model for one seed and returns its measurements (also kept in <run_dir>/result.json).
+    A run that finished earlier is read back from result.json; an interrupted one resumes from its
+    last.ckpt, exactly (see asr/training.py), so a study killed at any point ends as an uninterrupted one."""
     recipe = {"run_dir": str(run_dir), "seed_everything": seed, **copy.deepcopy(config)}
     recipe["data"]["seed"] = seed
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    config_file, result_file = run_dir / "config.yaml", run_dir / "result.json"
+    if config_file.exists() and yaml.safe_load(config_file.read_text()) != recipe:
+        raise ValueError(f"{run_dir} holds a run of a different recipe (see its config.yaml); nothing was "
+                         "overwritten. Move it away, or pass --runs-dir to run the study elsewhere.")
+    if result_file.exists():
+        print(f"{name} seed {seed}: finished earlier, read from {result_file}", flush=True)
+        return json.loads(result_file.read_text())
+    RunLock.acquire(run_dir)
+    try:
+        result = fit_and_measure(name, config, seed, run_dir, data, flow, recipe)
+    finally:
+        RunLock.release(run_dir)
+    tmp = result_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(result_file)
+    return result
 
+
+def fit_and_measure(name: str, config: dict, seed: int, run_dir: Path, data: ASRDataModule, flow: dict,
+                    recipe: dict) -> dict:
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))  # the `asr train` recipe
+    last = run_dir / "checkpoints/last.ckpt"
+    resume = last if last.is_file() else None
+    if resume:
+        print(f"{name} seed {seed}: resuming from {resume}", flush=True)
     L.seed_everything(seed, verbose=False)
     module = ASRModule(input_dim=data.feature_dim, **config["model"])
-    monitor = GradientFlowMonitor(**flow)
+    monitor, timer = GradientFlowMonitor(**flow), Timer()
     trainer = L.Trainer(default_root_dir=str(run_dir), logger=run_loggers(run_dir), log_every_n_steps=1,
-                        callbacks=[*run_callbacks(run_dir), monitor], use_distributed_sampler=False,
-                        enable_model_summary=False, **config.get("trainer", {}))
+                        callbacks=[*run_callbacks(run_dir), monitor, timer], use_distributed_sampler=False,
+                        enable_model_summary=False, plugins=[AtomicCheckpointIO()], **config.get("trainer", {}))
     data.hparams.seed = seed
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=data)
-    seconds = time.perf_counter() - start
+    trainer.fit(module, datamodule=data, ckpt_path=resume)
+    seconds = timer.time_elapsed("train")  # every session of the run, resumed ones included
 
     # Every measurement of the row comes from the weights chosen on dev (best.ckpt), the weights the test
     # WER is measured on; only the gradient-norm statistics describe the whole training run.
@@ -104,7 +127,7 @@ def train_one(name: str, config: dict, seed: int, run_dir: Path, data: ASRDataMo
     selected_epoch = int(torch.load(best, map_location="cpu", weights_only=True)["epoch"])
     recognizer = Recognizer.from_checkpoint(best, "cuda" if torch.cuda.is_available() else "cpu")
     test, _ = recognizer.evaluate(data.hparams.dataset, "test", data.hparams.data_dir)
-    curve = model_gradient_across_time(recognizer.model, monitor.probe.to(recognizer.device)).cpu()
+    curve = model_gradient_across_time(recognizer.model, monitor.probe_batch(data).to(recognizer.device)).cpu()
     flow_file = run_dir / "gradient_flow.json"
     flow_record = json.loads(flow_file.read_text())
     flow_record["selected"] = {"epoch": selected_epoch, "curve": curve.tolist()}
@@ -125,7 +148,7 @@ def train_one(name: str, config: dict, seed: int, run_dir: Path, data: ASRDataMo
         "nonfinite_steps": module.nonfinite_steps, "steps": trainer.global_step, "epochs": trainer.current_epoch,
         "grad_norm": {"median": float(np.median(finite)), "p99": float(np.percentile(finite, 99)),
                       "max": float(finite.max())} if finite.size else None,
-        "run_dir": str(run_dir),
+        "run_dir": str(run_dir), "git_commit": environment()["git_commit"],
     }
 
 
@@ -173,11 +196,6 @@ def run_study(recipe: dict, recipe_path: str | None = None) -> Path:
     flow = {k: v for k, v in recipe.get("gradient_flow", {}).items() if k in GRAPH_KEYS}
     data = ASRDataModule(**recipe["base"].get("data", {}))
     configs = resolve_models(recipe, data.feature_dim)
-    earlier = [str(runs_dir / n / f"seed{s}") for n in configs for s in seeds if holds_checkpoints(runs_dir / n / f"seed{s}")]
-    if earlier:
-        raise ValueError(f"{runs_dir} already holds runs of this study ({', '.join(earlier[:3])}"
-                         f"{' ...' if len(earlier) > 3 else ''}); nothing was overwritten. Move them away or "
-                         f"pass --runs-dir to start the study elsewhere.")
     data.setup("fit")
 
     results = {}

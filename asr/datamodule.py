@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -35,27 +35,37 @@ class Example:
     text: str
     log_mel: torch.Tensor  # (frames, n_mels), normalised, not yet stacked
     labels: torch.Tensor
+    augment_seed: Optional[int] = None  # seeds this utterance's SpecAugment masks in this epoch
 
 
 class FeatureDataset(Dataset):
+    """Examples by index; an (index, augment_seed) key, as the training sampler gives, also hands the
+    example the seed of its augmentation for this epoch."""
+
     def __init__(self, examples: list[Example]):
         self.examples = examples
 
     def __len__(self) -> int:
         return len(self.examples)
 
-    def __getitem__(self, i: int) -> Example:
-        return self.examples[i]
+    def __getitem__(self, key) -> Example:
+        if isinstance(key, tuple):
+            index, seed = key
+            return replace(self.examples[index], augment_seed=seed)
+        return self.examples[key]
 
     def lengths(self) -> list[int]:
         return [e.log_mel.shape[0] for e in self.examples]
 
 
 def extract_features(utts: list[Utterance], extractor: FeatureExtractor, cache_dir: Optional[Path],
-                     cache_dtype: str = "float32") -> list[torch.Tensor]:
+                     cache_dtype: str = "float32", bad_audio: str = "stop") -> list[Optional[torch.Tensor]]:
     """Log-mel features of every utterance, read from / written to a cache keyed by config and transcripts.
     A cache hit reads no audio at all, so a cache can stand in for the corpus' WAV files (see
-    scripts/prepare_gpu_carry.sh); float16 halves its size."""
+    scripts/prepare_gpu_carry.sh); float16 halves its size. A damaged cache file is named and rebuilt.
+
+    A file that cannot be read stops everything with its name (bad_audio="stop"), or is skipped, named in a
+    warning, its entry None (bad_audio="skip"; the cache is then not written)."""
     cache = None
     if cache_dir is not None:
         # Keyed by what the features depend on, not by where the corpus lies: the same cache serves any
@@ -63,9 +73,29 @@ def extract_features(utts: list[Utterance], extractor: FeatureExtractor, cache_d
         key = json.dumps([FEATURES_VERSION, extractor.config.as_dict(), cache_dtype, [(u.id, u.text) for u in utts]])
         cache = Path(cache_dir) / f"features-{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt"
         if cache.exists():
-            return [f.float() for f in torch.load(cache, weights_only=True)]
-    feats = [extractor.log_mel(load_audio(u.path, extractor.config.sample_rate)) for u in utts]
-    if cache is not None:
+            try:
+                stored = torch.load(cache, weights_only=True)
+                if len(stored) != len(utts):
+                    raise ValueError(f"{len(stored)} entries for {len(utts)} utterances")
+                return [f.float() for f in stored]
+            except Exception as e:  # noqa: BLE001 - truncated, corrupt or foreign: the audio is the truth
+                reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                log.warning("feature cache %s is damaged (%s): rebuilding it from the audio", cache, reason)
+                cache.unlink(missing_ok=True)
+    feats: list[Optional[torch.Tensor]] = []
+    skipped = []
+    for u in utts:
+        try:
+            feats.append(extractor.log_mel(load_audio(u.path, extractor.config.sample_rate)))
+        except ValueError as e:  # AudioError (unreadable, empty, corrupt) or too short for one frame
+            if bad_audio == "stop":
+                raise ValueError(f"{u.path} (utterance {u.id}): {e}. Replace or remove the file, or set "
+                                 "data.bad_audio: skip to go on without it (the skipped files are listed).") from None
+            skipped.append(f"{u.path} ({e})")
+            feats.append(None)
+    if skipped:
+        log.warning("%d audio file(s) skipped (data.bad_audio: skip): %s", len(skipped), "; ".join(skipped))
+    elif cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".{os.getpid()}.tmp")  # DDP ranks may write at once; replace() is atomic
         stored = [f.to(getattr(torch, cache_dtype)) for f in feats]
@@ -92,6 +122,11 @@ class EpochPermutation(Sampler[int]):
     def generator(self) -> random.Random:
         """The epoch's random numbers: a function of (seed, epoch) only, so ranks and resumed runs agree."""
         return random.Random(f"{self.seed}/{self.epoch}")
+
+    def augment_seed(self, index: int) -> int:
+        """Seed of utterance `index`'s augmentation in this epoch: like the order, a function of (seed, epoch)
+        and nothing else, so no worker process, rank or resumed run draws different masks."""
+        return int(hashlib.sha1(f"{self.seed}/{self.epoch}/{index}".encode()).hexdigest()[:15], 16)
 
     def __iter__(self) -> Iterator[int]:
         order = list(range(self.size))
@@ -130,10 +165,11 @@ class BucketBatchSampler(Sampler[list[int]]):
         batches += batches[: total - len(batches)]
         return batches[self.rank :: self.num_replicas]
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list]:
         # A generator: the order is drawn at the first batch, not when the iterator is made. (A resumed run
         # makes its iterator before Lightning sets the epoch it resumes at.)
-        yield from self.batches()
+        for batch in self.batches():
+            yield [(i, self.sampler.augment_seed(i)) for i in batch] if self.shuffle else batch
 
     def __len__(self) -> int:
         return math.ceil(math.ceil(len(self.lengths) / self.batch_size) / self.num_replicas)
@@ -160,7 +196,11 @@ class Collate:
     def __call__(self, examples: list[Example]) -> Batch:
         feats = []
         for e in examples:
-            x = self.augment(e.log_mel) if self.augment is not None else e.log_mel
+            if self.augment is not None:
+                generator = torch.Generator().manual_seed(e.augment_seed) if e.augment_seed is not None else None
+                x = self.augment(e.log_mel, generator)
+            else:
+                x = e.log_mel
             feats.append(self.extractor.stack(x))
         return Batch(
             features=pad_sequence(feats, batch_first=True),
@@ -184,6 +224,8 @@ class ASRDataModule(L.LightningDataModule):
         max_utterances: use only the first N utterances of each split (quick experiments, tests).
         num_workers: DataLoader worker processes.
         seed: seed of the batch order.
+        bad_audio: what an unreadable audio file does: stop (the default: the error names the file) or skip
+            (train without it; a warning lists every skipped file; in dev/test it counts as all deletions).
     """
 
     def __init__(
@@ -203,10 +245,19 @@ class ASRDataModule(L.LightningDataModule):
         max_utterances: Optional[int] = None,
         num_workers: int = 0,
         seed: int = 0,
+        bad_audio: str = "stop",
     ):
         super().__init__()
         if cache_dtype not in ("float32", "float16"):
-            raise ValueError(f"cache_dtype must be float32 or float16, got {cache_dtype!r}")
+            raise ValueError(f"data.cache_dtype must be float32 or float16, got {cache_dtype!r}")
+        if bad_audio not in ("stop", "skip"):
+            raise ValueError(f"data.bad_audio must be stop or skip, got {bad_audio!r}")
+        for name, value, low in (("batch_size", batch_size, 1), ("sample_rate", sample_rate, 1), ("n_mels", n_mels, 1),
+                                 ("win_ms", win_ms, 1e-9), ("hop_ms", hop_ms, 1e-9), ("stack", stack, 1),
+                                 ("stride", stride, 1), ("num_workers", num_workers, 0),
+                                 ("max_utterances", max_utterances if max_utterances is not None else 1, 1)):
+            if value < low:
+                raise ValueError(f"data.{name} must be {'positive' if low == 1e-9 else f'at least {low}'}, got {value}")
         self.save_hyperparameters()
         self.feature_config = FeatureConfig(sample_rate, n_mels, win_ms, hop_ms, stack, stride)
         self.extractor = FeatureExtractor(self.feature_config)
@@ -231,9 +282,11 @@ class ASRDataModule(L.LightningDataModule):
         if not utts:
             raise ValueError(f"{self.hparams.dataset} {split} split is empty under {self.hparams.data_dir}")
         cache_dir = Path(self.hparams.cache_dir) if self.hparams.cache_dir else None
-        feats = extract_features(utts, self.extractor, cache_dir, self.hparams.cache_dtype)
+        feats = extract_features(utts, self.extractor, cache_dir, self.hparams.cache_dtype, self.hparams.bad_audio)
         examples, unemittable = [], []
         for u, f in zip(utts, feats):
+            if f is None:  # skipped unreadable file (bad_audio: skip), already reported
+                continue
             labels = self.tokenizer.encode(u.text)
             if not self.ctc_can_emit(f, labels):
                 unemittable.append(u.id)
@@ -266,8 +319,11 @@ class ASRDataModule(L.LightningDataModule):
             world, rank = 1, 0
         sampler = BucketBatchSampler(data.lengths(), self.hparams.batch_size, shuffle, self.hparams.seed, world, rank)
         collate = Collate(self.extractor, SpecAugment() if augment and self.hparams.spec_augment else None)
+        # The loader's own generator: making an iterator draws a number from it, which would otherwise come
+        # from the global one and shift every dropout mask after it (and resumed runs from uninterrupted ones).
         return DataLoader(data, batch_sampler=sampler, collate_fn=collate, num_workers=self.hparams.num_workers,
-                          persistent_workers=self.hparams.num_workers > 0)
+                          persistent_workers=self.hparams.num_workers > 0,
+                          generator=torch.Generator().manual_seed(self.hparams.seed))
 
     def train_dataloader(self) -> DataLoader:
         return self.dataloader("train", shuffle=True, augment=True)

@@ -79,16 +79,28 @@ class FeatureExtractor:
 
 
 class SpecAugment(torch.nn.Module):
-    """Masks random bands of mel channels and spans of frames (Park et al. 2019), training data only."""
+    """Masks random bands of mel channels and spans of frames (Park et al. 2019), training data only.
+
+    Mask widths are uniform in [0, width), starts uniform over the positions where the mask fits, as in
+    torchaudio's FrequencyMasking / TimeMasking; written out here because those draw from the global random
+    generator, and these draw from the one they are given (seeded per utterance and epoch by the data module),
+    so that an epoch's masks are the same in every worker, on every rank and in a resumed run."""
 
     def __init__(self, freq_masks: int = 2, freq_width: int = 27, time_masks: int = 2, time_width: int = 10):
         super().__init__()
-        self.freq = torch.nn.ModuleList(torchaudio.transforms.FrequencyMasking(freq_width) for _ in range(freq_masks))
-        self.time = torch.nn.ModuleList(torchaudio.transforms.TimeMasking(time_width) for _ in range(time_masks))
+        self.freq_masks, self.freq_width, self.time_masks, self.time_width = freq_masks, freq_width, time_masks, time_width
 
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        """(frames, n_mels) -> same shape with masks (the transforms want (..., freq, time))."""
-        x = feats.T.unsqueeze(0)
-        for mask in [*self.freq, *self.time]:
-            x = mask(x)
-        return x.squeeze(0).T
+    @staticmethod
+    def mask(x: torch.Tensor, axis: int, max_width: int, generator) -> None:
+        width = int(torch.randint(0, max(1, max_width), (), generator=generator))
+        start = int(torch.randint(0, max(1, x.shape[axis] - width + 1), (), generator=generator))
+        x.narrow(axis, start, min(width, x.shape[axis] - start)).zero_()
+
+    def forward(self, feats: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(frames, n_mels) -> a masked copy (0 is each band's mean after per-utterance normalisation)."""
+        x = feats.clone()
+        for _ in range(self.freq_masks):
+            self.mask(x, 1, self.freq_width, generator)
+        for _ in range(self.time_masks):
+            self.mask(x, 0, self.time_width, generator)
+        return x

@@ -111,12 +111,16 @@ class GradientFlowMonitor(L.Callback):
         self.curves: list[dict] = []
         self.probe: torch.Tensor | None = None
 
-    def measure(self, trainer, pl_module, epoch: int) -> None:
+    def probe_batch(self, data) -> torch.Tensor:
+        """The fixed dev utterances every curve of the run is measured on."""
         if self.probe is None:
-            data = trainer.datamodule
             dev = [data.extractor.stack(e.log_mel) for e in data.load("dev").examples]
             self.probe = fixed_probe_batch(dev, self.frames, self.utterances)
-        curve = model_gradient_across_time(pl_module.model, self.probe.to(pl_module.device)).cpu()
+        return self.probe
+
+    def measure(self, trainer, pl_module, epoch: int) -> None:
+        probe = self.probe_batch(trainer.datamodule)
+        curve = model_gradient_across_time(pl_module.model, probe.to(pl_module.device)).cpu()
         self.curves.append({"epoch": epoch, "step": trainer.global_step, "curve": curve.tolist()})
         if trainer.logger is not None and trainer.is_global_zero:
             trainer.logger.log_metrics({f"grad_flow/k{k}": float(curve[k] / curve[0]) for k in self.log_at
@@ -124,12 +128,18 @@ class GradientFlowMonitor(L.Callback):
         if trainer.is_global_zero and trainer.default_root_dir:
             out = Path(trainer.default_root_dir) / "gradient_flow.json"
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps({"frames": self.frames, "utterances": int(self.probe.shape[0]),
+            out.write_text(json.dumps({"frames": self.frames, "utterances": int(probe.shape[0]),
                                        "cell": pl_module.model.cell, "bidirectional": pl_module.model.bidirectional,
                                        "curves": self.curves}))
 
+    def state_dict(self) -> dict:
+        return {"curves": self.curves}  # in every checkpoint: a resumed run continues the same history
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.curves = list(state_dict.get("curves", []))
+
     def on_fit_start(self, trainer, pl_module):
-        if trainer.current_epoch == 0 and not self.curves:
+        if not self.curves:  # a fresh run (a resumed one brought its history, initialisation included)
             self.measure(trainer, pl_module, epoch=-1)  # -1: at initialisation
 
     def on_train_epoch_end(self, trainer, pl_module):

@@ -4,6 +4,8 @@ from __future__ import annotations
 import csv
 import json
 import pickle
+import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -29,17 +31,30 @@ class CheckpointError(ValueError):
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """torch.load with weights_only=True: tensors and plain containers only, so a file can never run code."""
+    """torch.load with weights_only=True: tensors and plain containers only, so a file can never run code.
+    A file that is not a readable checkpoint gets a CheckpointError that says what it is."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes), not a checkpoint: was it copied or written completely?")
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head[:2] == b"PK":  # a zip archive whose end (the central directory) is missing
+            raise CheckpointError(f"{path} is truncated: a checkpoint whose end is missing (an interrupted copy or "
+                                  "save?). Use an intact copy, or resume from last.ckpt.")
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (not the zip archive torch.save writes)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"refusing to load {path}: it holds Python objects beyond tensors and plain data "
-                              f"({str(e).splitlines()[0]})") from None
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        what = f" (such as {found.group(1)})" if found else ""
+        raise CheckpointError(f"refusing to load {path}: it holds Python objects beyond tensors and plain data{what}, "
+                              "and loading it would run code") from None
     except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"{path} is not a readable checkpoint ({e})") from None
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"{path} is damaged: a zip archive torch cannot read ({reason})") from None
 
 
 @dataclass

@@ -57,6 +57,16 @@ class ASRModule(L.LightningModule):
         vocabulary: Optional[list[str]] = None,
     ):
         super().__init__()
+        for name, value, ok, allowed in (
+                ("hidden_size", hidden_size, hidden_size >= 1, "at least 1"),
+                ("num_layers", num_layers, num_layers >= 1, "at least 1"),
+                ("dropout", dropout, 0 <= dropout < 1, "in [0, 1)"),
+                ("learning_rate", learning_rate, learning_rate > 0, "positive"),
+                ("weight_decay", weight_decay, weight_decay >= 0, "0 or more"),
+                ("warmup_fraction", warmup_fraction, 0 <= warmup_fraction < 1, "in [0, 1)"),
+                ("gradient_penalty", gradient_penalty, gradient_penalty >= 0, "0 or more")):
+            if not ok:
+                raise ValueError(f"model.{name} must be {allowed}, got {value}")
         vocabulary = list(vocabulary or VOCABULARY)
         self.save_hyperparameters()
         self.hparams["vocabulary"] = vocabulary  # the checkpoint carries the symbols it was trained on
@@ -124,6 +134,12 @@ class ASRModule(L.LightningModule):
             for p in self.parameters():
                 p.grad = None
         self.log("train/nonfinite_steps", float(self.nonfinite_steps), on_step=True, on_epoch=False)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["nonfinite_steps"] = self.nonfinite_steps  # a resumed run keeps counting from here
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.nonfinite_steps = int(checkpoint.get("nonfinite_steps", 0))
 
     def on_train_epoch_end(self):
         radii = self.model.recurrent_spectral_radii()

@@ -1,12 +1,28 @@
 """Training runs: `asr train` (LightningCLI), and what every run shares, whether started by `asr train`
-or by `asr compare`: where its logs and checkpoints go, how the best checkpoint is chosen, and how its
-logged metrics are read back."""
+or by `asr compare`: where its logs and checkpoints go, how the best checkpoint is chosen, how a killed
+run resumes exactly, and how its logged metrics are read back.
+
+A run survives a kill: last.ckpt is written (atomically) at the end of every epoch and holds, besides
+weights, optimiser, schedule and loop counters, every random number generator's state, so a run resumed
+from it with `--ckpt_path` takes the very steps the uninterrupted run would have taken. One process at
+a time may write a run directory (a lock the operating system releases when its holder dies).
+"""
 from __future__ import annotations
 
 import csv
+import fcntl
+import os
+import random
+import re
+import socket
 import warnings
 from pathlib import Path
+from typing import Any, Optional
 
+import lightning as L
+import numpy as np
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -26,7 +42,87 @@ def run_callbacks(run_dir: Path) -> list:
                             auto_insert_metric_name=False),
             ModelCheckpoint(dirpath=checkpoints, filename="last", save_top_k=1, every_n_epochs=1,
                             save_on_train_epoch_end=True, enable_version_counter=False),
-            LearningRateMonitor(logging_interval="step")]
+            LearningRateMonitor(logging_interval="step"), RandomState()]
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes a checkpoint to a temporary file beside it, then renames it into place: a kill in the middle
+    of a save leaves the previous checkpoint whole."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options: Optional[Any] = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, path)
+
+
+class RandomState(L.Callback):
+    """Puts every random number generator (Python, NumPy, torch CPU and CUDA) in the checkpoint and, on
+    resume, back where it was when the checkpoint was written, at the start of the first resumed epoch (so
+    that whatever the resuming process drew while starting up does not count). Dropout and SpecAugment
+    masks then repeat those of the uninterrupted run exactly."""
+
+    def __init__(self):
+        self.pending: Optional[dict] = None
+
+    def state_dict(self) -> dict:
+        state = {"python": list(random.getstate()), "numpy": list(np.random.get_state()),
+                 "torch": torch.get_rng_state()}
+        state["python"][1] = list(state["python"][1])  # tuples of ints: plain data for weights_only loading
+        state["numpy"][1] = torch.from_numpy(state["numpy"][1].copy())
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.pending = state_dict
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if self.pending is None:
+            return
+        state, self.pending = self.pending, None
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((kind, keys.numpy(), pos, has_gauss, cached))
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class RunLock:
+    """One writer per run directory: an exclusive lock on <run_dir>/.lock, held until the process ends.
+    The operating system drops the lock of a process that dies, even by kill -9, so it never stays stuck."""
+
+    held: dict[str, Any] = {}  # run_dir -> open lock file, for the life of the process
+
+    @classmethod
+    def acquire(cls, run_dir: Path) -> None:
+        run_dir = Path(run_dir).resolve()
+        if str(run_dir) in cls.held or int(os.environ.get("LOCAL_RANK", "0")) > 0:  # DDP ranks > 0: rank 0 holds it
+            return
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(run_dir / ".lock", "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise ValueError(f"{run_dir} is being written by {holder}: one run directory takes one training at a "
+                             "time. Wait for it to finish (or stop it), or choose another --run_dir.") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        cls.held[str(run_dir)] = handle
+
+    @classmethod
+    def release(cls, run_dir: Path) -> None:
+        handle = cls.held.pop(str(Path(run_dir).resolve()), None)
+        if handle is not None:
+            handle.close()
 
 
 def holds_checkpoints(run_dir: Path) -> bool:
@@ -36,17 +132,38 @@ def holds_checkpoints(run_dir: Path) -> bool:
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
-    """Every row the CSV logger wrote for a run (all its versions, in order)."""
-    rows = []
-    for f in sorted((Path(run_dir) / "csv").glob("version_*/metrics.csv")):
+    """One continuous record of a run from the CSV logger's files. A resumed run writes a new version that
+    repeats the steps the killed one logged after its last checkpoint: a row of an earlier version gives way
+    to a row of a later one that logged the same metrics at the same step and epoch."""
+    versions = sorted((Path(run_dir) / "csv").glob("version_*/metrics.csv"),
+                      key=lambda f: int(re.sub(r"\D", "", f.parent.name) or 0))
+    tables = []
+    for f in versions:
         with open(f, newline="") as handle:
-            rows += list(csv.DictReader(handle))
+            tables.append(list(csv.DictReader(handle)))
+
+    def identity(row: dict) -> tuple:
+        return row.get("step"), row.get("epoch") or "", frozenset(k for k, v in row.items() if v not in (None, ""))
+
+    rows = []
+    for i, table in enumerate(tables):
+        later = {identity(r) for t in tables[i + 1:] for r in t}
+        rows += [r for r in table if identity(r) not in later]
     return rows
 
 
 def column(rows: list[dict], key: str, by: str = "step") -> list[tuple[int, float]]:
     """(step or epoch, value) of every row that logged `key`."""
     return [(int(float(r[by])), float(r[key])) for r in rows if r.get(key) not in (None, "")]
+
+
+def check_trainer_values(trainer) -> None:
+    """Refuses trainer values that would train nothing, naming the option and what it accepts."""
+    for name in ("max_epochs", "max_steps"):
+        value = trainer.get(name) if hasattr(trainer, "get") else getattr(trainer, name, None)
+        if value is not None and value != -1 and value < 1:
+            raise ValueError(f"trainer.{name} must be at least 1 (or -1 / null for no limit), got {value}: "
+                             "nothing would be trained")
 
 
 class TrainCLI(LightningCLI):
@@ -68,6 +185,8 @@ class TrainCLI(LightningCLI):
 
     def before_instantiate_classes(self):
         config = self.config[self.subcommand]
+        check_trainer_values(config.trainer)
+        RunLock.acquire(Path(config.run_dir))  # before looking at the run dir: two starts cannot both pass
         if self.subcommand == "fit" and not config.ckpt_path and holds_checkpoints(Path(config.run_dir)):
             checkpoints = Path(config.run_dir) / "checkpoints"
             raise ValueError(f"{checkpoints} already holds checkpoints of an earlier run. Resume it with "
@@ -80,38 +199,30 @@ class TrainCLI(LightningCLI):
             kwargs["logger"] = run_loggers(run_dir)
         kwargs["callbacks"] = [*run_callbacks(run_dir), *(trainer_config.get("callbacks") or [])]
         kwargs.setdefault("default_root_dir", str(run_dir))
+        if not trainer_config.get("plugins"):
+            kwargs["plugins"] = [AtomicCheckpointIO()]
         return super().instantiate_trainer(**kwargs)
 
 
 def train(argv: list[str]) -> int:
-    from .datamodule import ASRDataModule
-    from .module import ASRModule
-
-    # `asr train ARGS` is `fit ARGS` for LightningCLI, which warns when args and sys.argv both exist.
-    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-    TrainCLI(
-        ASRModule,
-        ASRDataModule,
-        args=["fit", *argv],
-        trainer_defaults={
-            "log_every_n_steps": 1,  # gradient norms are logged on every step
-            "use_distributed_sampler": False,  # ASRDataModule's bucket sampler shards itself across ranks
-        },
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={"prog": "asr train"},
-    )
-    return 0
-
-
-def train(argv: list[str]) -> int:
     """`asr train ARGS` is LightningCLI's `fit ARGS`."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
     from .datamodule import ASRDataModule
     from .module import ASRModule
 
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # args given and sys.argv both set
+    try:
+        run_train_cli(argv, ASRModule, ASRDataModule)
+    except MisconfigurationException as e:  # e.g. resuming a run whose schedule has already ended
+        raise ValueError(str(e).strip()) from e
+    return 0
+
+
+def run_train_cli(argv: list[str], module_class, data_class) -> None:
     TrainCLI(
-        ASRModule,
-        ASRDataModule,
+        module_class,
+        data_class,
         args=["fit", *argv],
         trainer_defaults={
             "log_every_n_steps": 1,  # gradient norms are logged on every step
@@ -120,4 +231,3 @@ def train(argv: list[str]) -> int:
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"prog": "asr train"},
     )
-    return 0

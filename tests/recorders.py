@@ -2,6 +2,7 @@
 tests folder is on sys.path (pytest) or PYTHONPATH (subprocess runs)."""
 import json
 import os
+import signal
 
 import lightning as L
 
@@ -29,3 +30,11 @@ def read_batch_order(path) -> dict:
             row = json.loads(line)
             order.setdefault((row["rank"], row["epoch"]), []).append(row["ids"])
     return order
+
+
+class KillAtStep(L.Callback):
+    """kill -9 of its own process once $KILL_AT_STEP optimizer steps are done (no clean-up of any kind)."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == int(os.environ["KILL_AT_STEP"]):
+            os.kill(os.getpid(), signal.SIGKILL)

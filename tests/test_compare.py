@@ -101,9 +101,18 @@ def test_compare_writes_the_whole_report(tmp_path, data_dir, capsys):
     report_text = (report / "report.md").read_text()
     assert f"| lstm | lstm | 16 | {lstm['parameters']:,} | {lstm['test_wer']['mean']:.2f} |" in report_text
     assert "37.6" in report_text
-    # a second run must not overwrite the first one's checkpoints
-    assert main(["compare", "-c", str(path), "--runs-dir", str(tmp_path / "runs"), "--report-dir", str(report)]) == 2
-    assert "already holds runs of this study" in capsys.readouterr().err
+    # the same command again: every run finished earlier, is read back, and gives the same report numbers
+    capsys.readouterr()
+    assert main(["compare", "-c", str(path), "--runs-dir", str(tmp_path / "runs"), "--report-dir", str(report)]) == 0
+    assert capsys.readouterr().out.count("finished earlier, read from") == 3
+    again = json.loads((report / "summary.json").read_text())
+    assert again["models"] == s["models"] and again["relative_wer_reduction"] == s["relative_wer_reduction"]
+    # another recipe is never trained on top of these runs
+    recipe["base"]["model"]["hidden_size"] = 12
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(recipe))
+    assert main(["compare", "-c", str(other), "--runs-dir", str(tmp_path / "runs"), "--report-dir", str(report)]) == 2
+    assert "holds a run of a different recipe (see its config.yaml); nothing was overwritten" in capsys.readouterr().err
 
 
 def test_wrec_sweep_vanishes_below_one_and_grows_above(data_dir, tmp_path):

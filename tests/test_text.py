@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from asr.decoding import GreedyDecoder
@@ -32,3 +33,14 @@ def test_ctc_min_frames_counts_blanks_between_repeats():
     tok = CharTokenizer()
     assert ctc_min_frames(tok.encode("AB")) == 2
     assert ctc_min_frames(tok.encode("HELLO")) == 6  # LL needs a blank between
+
+
+def test_a_reference_without_a_hypothesis_counts_as_all_deletions_and_is_named():
+    from asr.corpora import Utterance
+    from asr.inference import score
+
+    utts = [Utterance("a", None, "ONE TWO", "s"), Utterance("b", None, "THREE FOUR FIVE", "s")]
+    summary, rows = score(utts, {"a": "ONE TWO"})
+    assert summary["no_hypothesis"] == ["b"]
+    assert (summary["deletions"], summary["reference_words"]) == (3, 5) and summary["wer"] == pytest.approx(60.0)
+    assert [r["hypothesis"] for r in rows] == ["ONE TWO", ""] and rows[1]["deletions"] == 3
