@@ -185,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     add_decoder_options(p)
 
+    p = sub.add_parser("serve", help="a web page that compares the models on your own recordings (Gradio, local)")
+    p.add_argument("checkpoints", nargs="*", help="checkpoints to compare (default: the shipped ones in checkpoints/, "
+                   "else the newest `make demo` run's)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--reports", default="reports/an4_quick", help="study report shown beside the results")
+
     p = sub.add_parser("tune-decoder", help="pick LM weight and word score for beam search on the dev split")
     add_checkpoint_corpus_options(p, lm_required=True)
     p.add_argument("--lm-weights", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0, 3.0])
@@ -242,6 +249,8 @@ def run_command(args, argv: list[str], extra: list[str]) -> int:
         from .compare import command
     elif args.command == "wrec-sweep":
         from .sweep import command
+    elif args.command == "serve":
+        from .serve import command
     elif args.command == "tune-decoder":
         from .bench import tune_command as command
     elif args.command == "bench" and args.bench_command == "transcribe":

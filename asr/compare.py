@@ -30,12 +30,13 @@ import torch
 import yaml
 
 from .datamodule import ASRDataModule
-from .gradients import GradientFlowMonitor, model_gradient_across_time
+from .gradients import model_gradient_across_time
 from .inference import Recognizer
 from .model import parameter_count
 from .module import ASRModule
 from .text import VOCABULARY
-from .training import AtomicCheckpointIO, RunLock, column, read_metrics, run_callbacks, run_loggers
+from .training import (AtomicCheckpointIO, GradientFlowMonitor, RunLock, column, read_metrics, run_callbacks,
+                       run_loggers)
 
 GRAPH_KEYS = ("frames", "utterances", "every_n_epochs")
 FLOW_AT = (1, 10, 40, 80)  # frames back at which the gradient across time is recorded

@@ -14,7 +14,7 @@ import torch
 
 from .audio import AudioError, load_audio
 from .corpora import load_split
-from .datamodule import ASRDataModule
+from .dataset import CorpusFeatures
 from .decoding import GreedyDecoder, Transcript
 from .features import FeatureConfig, FeatureExtractor
 from .metrics import error_rates, utterance_errors
@@ -125,12 +125,10 @@ class Recognizer:
         return results
 
     def split_log_probs(self, dataset: str, split: str, data_dir: Optional[str],
-                        batch_size: int = 32) -> tuple[ASRDataModule, list, list[torch.Tensor]]:
+                        batch_size: int = 32) -> tuple[CorpusFeatures, list, list[torch.Tensor]]:
         """A corpus split's examples (through the training feature cache) and the model's log-probs for each."""
-        data = ASRDataModule(dataset=dataset, data_dir=data_dir, batch_size=batch_size, spec_augment=False,
-                             cache_dir=self.data_hparams.get("cache_dir"),
-                             cache_dtype=self.data_hparams.get("cache_dtype", "float32"),
-                             **{k: v for k, v in self.data_hparams.items() if k in FEATURE_ARGS})
+        data = CorpusFeatures(dataset, data_dir, self.extractor.config, cache_dir=self.data_hparams.get("cache_dir"),
+                              cache_dtype=self.data_hparams.get("cache_dtype", "float32"))
         examples = data.load(split).examples
         return data, examples, self.log_probs([data.extractor.stack(e.log_mel) for e in examples], batch_size)
 

@@ -7,9 +7,10 @@ see asr/decoding.py.
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a tensor is made: `asr --help` imports this file
+    import torch
 
 BLANK = "_"
 # Index 0 is the CTC blank (nn.CTCLoss's default), then space, apostrophe and A-Z.
@@ -37,12 +38,14 @@ class CharTokenizer:
     def __len__(self) -> int:
         return len(self.vocabulary)
 
-    def encode(self, text: str) -> torch.Tensor:
+    def encode(self, text: str) -> "torch.Tensor":
+        import torch
+
         text = normalize_transcript(text)
         return torch.tensor([self.index[c] for c in text], dtype=torch.long)
 
 
-def ctc_min_frames(labels: torch.Tensor) -> int:
+def ctc_min_frames(labels: "torch.Tensor") -> int:
     """Fewest output frames that can emit `labels` under CTC: one per label plus a blank between repeats."""
     repeats = int((labels[1:] == labels[:-1]).sum()) if len(labels) > 1 else 0
     return len(labels) + repeats

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import json
 import os
 import random
 import re
@@ -26,6 +27,8 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from .gradients import fixed_probe_batch, model_gradient_across_time
 
 
 def run_loggers(run_dir: Path) -> list:
@@ -129,6 +132,54 @@ def holds_checkpoints(run_dir: Path) -> bool:
     """True when run_dir already holds checkpoints: a new run must never overwrite them."""
     checkpoints = Path(run_dir) / "checkpoints"
     return checkpoints.is_dir() and any(checkpoints.iterdir())
+
+
+class GradientFlowMonitor(L.Callback):
+    """Measures the gradient-across-time curve on fixed dev utterances at initialisation and every
+    `every_n_epochs` epochs, logs it at a few distances (grad_flow/k<K>) and writes every curve to
+    <run_dir>/gradient_flow.json for the report."""
+
+    def __init__(self, frames: int = 100, utterances: int = 8, every_n_epochs: int = 1,
+                 log_at: tuple[int, ...] = (1, 10, 40, 80)):
+        self.frames, self.utterances, self.every_n_epochs, self.log_at = frames, utterances, every_n_epochs, log_at
+        self.curves: list[dict] = []
+        self.probe: torch.Tensor | None = None
+
+    def probe_batch(self, data) -> torch.Tensor:
+        """The fixed dev utterances every curve of the run is measured on."""
+        if self.probe is None:
+            dev = [data.extractor.stack(e.log_mel) for e in data.load("dev").examples]
+            self.probe = fixed_probe_batch(dev, self.frames, self.utterances)
+        return self.probe
+
+    def measure(self, trainer, pl_module, epoch: int) -> None:
+        probe = self.probe_batch(trainer.datamodule)
+        curve = model_gradient_across_time(pl_module.model, probe.to(pl_module.device)).cpu()
+        self.curves.append({"epoch": epoch, "step": trainer.global_step, "curve": curve.tolist()})
+        if trainer.logger is not None and trainer.is_global_zero:
+            trainer.logger.log_metrics({f"grad_flow/k{k}": float(curve[k] / curve[0]) for k in self.log_at
+                                        if k < len(curve)}, step=trainer.global_step)
+        if trainer.is_global_zero and trainer.default_root_dir:
+            out = Path(trainer.default_root_dir) / "gradient_flow.json"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps({"frames": self.frames, "utterances": int(probe.shape[0]),
+                                       "cell": pl_module.model.cell, "bidirectional": pl_module.model.bidirectional,
+                                       "curves": self.curves}))
+
+    def state_dict(self) -> dict:
+        return {"curves": self.curves}  # in every checkpoint: a resumed run continues the same history
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.curves = list(state_dict.get("curves", []))
+
+    def on_fit_start(self, trainer, pl_module):
+        if not self.curves:  # a fresh run (a resumed one brought its history, initialisation included)
+            self.measure(trainer, pl_module, epoch=-1)  # -1: at initialisation
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        last = trainer.current_epoch + 1 == trainer.max_epochs
+        if (trainer.current_epoch + 1) % self.every_n_epochs == 0 or last:
+            self.measure(trainer, pl_module, epoch=trainer.current_epoch)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

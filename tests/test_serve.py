@@ -1,0 +1,114 @@
+"""`asr serve` in a real browser: headless Chromium (Debian's `chromium`, driven by Playwright) uploads
+real AN4 audio, waits for the transcripts and the gradient chart, and checks that the page says what
+`asr transcribe` says; bad recordings get a message on the page and the server keeps serving."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from asr.cli import main
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(overfit, checkpoint):
+    port = free_port()
+    asr = Path(sys.executable).with_name("asr")
+    process = subprocess.Popen([str(asr), "serve", str(overfit.checkpoint), str(checkpoint), "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail(f"asr serve did not come up on {url}:\n{process.stdout.read()[-3000:]}")
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
+        pytest.fail("the browser test needs Debian's Chromium: `apt-get install chromium` (.ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def transcribe_on_the_page(browser, url, audio: Path, typed: str = ""):
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(url)
+    page.wait_for_selector("#transcribe-button")
+    page.locator("#audio-input input[type=file]").set_input_files(str(audio))
+    page.wait_for_selector("#audio-input audio, #audio-input .waveform-container, #audio-input [data-testid=waveform-x]",
+                           state="attached", timeout=30000)
+    if typed:
+        page.fill("#reference-text textarea", typed)
+    page.click("#transcribe-button")
+    # done when the status line says how much audio was heard, or what was wrong (not Gradio's timer)
+    page.wait_for_function("(document.querySelector('#status') || {}).innerText?.match(/^error:|s of audio/)",
+                           timeout=120000)
+    return page
+
+
+def test_the_page_transcribes_like_the_command_line_and_plots_the_gradient(server, browser, overfit, capsys, tmp_path):
+    utterance = overfit.utterances[2]
+    assert main(["transcribe", str(overfit.checkpoint), str(utterance.path)]) == 0
+    expected = capsys.readouterr().out.strip()
+    assert expected  # the memorised words
+
+    page = transcribe_on_the_page(browser, server, utterance.path, typed=utterance.text)
+    page.wait_for_selector("#results-table", timeout=60000)
+    assert page.inner_text("[data-model='overfit'] .transcript").strip() == expected
+    assert float(page.inner_text("[data-model='overfit'] .wer")) < 50
+    assert page.locator("#results-table tr[data-model]").count() == 2  # both models, side by side
+    assert len(page.inner_text("[data-model='overfit'] .words").split("),")) >= 2  # words with times
+    page.wait_for_selector("#gradient-plot img, #gradient-plot svg", timeout=60000)
+    screenshot = Path(os.environ.get("ASR_SERVE_SCREENSHOT") or tmp_path / "serve.png")
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.stat().st_size > 10_000
+
+
+def test_bad_recordings_get_a_message_and_the_server_keeps_serving(server, browser, overfit, tmp_path):
+    silence = tmp_path / "silence.wav"
+    soundfile.write(silence, np.zeros(16000 * 2), 16000)
+    page = transcribe_on_the_page(browser, server, silence)
+    assert page.inner_text("#status").startswith("error: no speech found")
+    assert page.locator("#results-table").count() == 0
+
+    ten_minutes = tmp_path / "long.wav"
+    t = np.arange(16000 * 600) / 16000
+    soundfile.write(ten_minutes, 0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 0.5 * t) > 0), 16000)
+    page = transcribe_on_the_page(browser, server, ten_minutes)
+    assert page.inner_text("#status").startswith("error: too long for this page: 600 s of audio")
+
+    page = transcribe_on_the_page(browser, server, overfit.utterances[0].path)  # and it still works
+    page.wait_for_selector("#results-table", timeout=60000)
