@@ -4,7 +4,7 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export ASR_DATA_DIR
 
-.PHONY: venv test demo clean-venv
+.PHONY: venv test demo serve clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP)
 demo: $(STAMP)
 	@if [ -z "$$ASR_DATA_DIR" ]; then $(VENV)/bin/asr download an4 --data-dir data; fi
 	$(VENV)/bin/asr compare -c recipes/an4_quick.yaml --runs-dir runs/an4_quick-$$(date +%Y%m%d-%H%M%S)
+
+# The comparison in a browser (http://127.0.0.1:7860): the shipped checkpoints, else the newest demo run's.
+serve: $(STAMP)
+	$(VENV)/bin/asr serve
 
 clean-venv:
 	rm -rf $(VENV)

@@ -21,6 +21,7 @@ import copy
 import json
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -199,11 +200,15 @@ def run_study(recipe: dict, recipe_path: str | None = None) -> Path:
     configs = resolve_models(recipe, data.feature_dim)
     data.setup("fit")
 
-    results = {}
+    results, done = {}, 0
     for name, config in configs.items():
         if config.get("data", {}) != recipe["base"].get("data", {}):
             raise ValueError(f"model {name} changes the data section: every model of a study must see the same data")
-        runs = [train_one(name, config, seed, runs_dir / name / f"seed{seed}", data, flow) for seed in seeds]
+        runs = []
+        for seed in seeds:
+            done += 1
+            print(f"[study {study}: run {done}/{len(configs) * len(seeds)}] {name} seed {seed}", file=sys.stderr, flush=True)
+            runs.append(train_one(name, config, seed, runs_dir / name / f"seed{seed}", data, flow))
         results[name] = {"config": config, **summarize(runs)}
 
     baseline = recipe.get("baseline")

@@ -18,6 +18,7 @@ from .dataset import CorpusFeatures
 from .decoding import GreedyDecoder, Transcript
 from .features import FeatureConfig, FeatureExtractor
 from .metrics import error_rates, utterance_errors
+from .progress import progress
 from .model import AcousticModel, build_model
 from .segment import speech_segments
 from .text import CharTokenizer
@@ -88,7 +89,8 @@ class Recognizer:
         """Per-frame log-probabilities of each stacked feature sequence, batched by length."""
         order = sorted(range(len(feats)), key=lambda i: len(feats[i]))
         out: list[torch.Tensor] = [torch.empty(0)] * len(feats)
-        for start in range(0, len(order), batch_size):
+        starts = range(0, len(order), batch_size)
+        for start in progress(starts, len(starts), "network", "batches", minimum=4):
             chunk = order[start : start + batch_size]
             lengths = torch.tensor([len(feats[i]) for i in chunk])
             padded = torch.nn.utils.rnn.pad_sequence([feats[i] for i in chunk], batch_first=True).to(self.device)
@@ -105,7 +107,7 @@ class Recognizer:
         rate = self.extractor.config.sample_rate
         results: list = []
         pieces, owners, offsets = [], [], []
-        for index, path in enumerate(paths):
+        for index, path in enumerate(progress(paths, len(paths), "reading audio", "files", minimum=50)):
             try:
                 waveform = load_audio(path, rate, min_seconds=MIN_SECONDS)
             except AudioError as e:
@@ -117,7 +119,8 @@ class Recognizer:
                     pieces.append(self.extractor(waveform[a:b]))
                     owners.append(index)
                     offsets.append(a / rate)
-        for feats_log_probs, owner, offset in zip(self.log_probs(pieces, batch_size), owners, offsets):
+        scored = zip(self.log_probs(pieces, batch_size), owners, offsets)
+        for feats_log_probs, owner, offset in progress(scored, len(pieces), "decoding", "pieces", minimum=50):
             piece = decoder(feats_log_probs, self.frame_seconds, offset)
             whole = results[owner][1]
             whole.words += piece.words
@@ -138,7 +141,8 @@ class Recognizer:
         `asr bench transcribe`), and one row per utterance."""
         data, examples, scores = self.split_log_probs(dataset, split, data_dir, batch_size)
         decoder = decoder or GreedyDecoder(self.tokenizer.vocabulary)
-        hyps = {e.id: decoder(s, self.frame_seconds).text for e, s in zip(examples, scores)}
+        decoded = progress(zip(examples, scores), len(examples), f"decoding {dataset} {split}", "utterances", minimum=50)
+        hyps = {e.id: decoder(s, self.frame_seconds).text for e, s in decoded}
         summary, rows = score(load_split(dataset, split, data_dir), hyps)
         summary.update(dataset=dataset, split=split, ctc_cannot_emit=data.unemittable.get(split, []))
         return summary, rows

@@ -99,8 +99,11 @@ def test_evaluate_reports_wer_and_writes_per_utterance_results(trained, data_dir
     out, summary = tmp_path / "utts.json", tmp_path / "summary.json"
     assert main(["evaluate", str(trained / "checkpoints/best.ckpt"), "--dataset", "an4", "--split", "test",
                  "--data-dir", str(data_dir), "--output", str(out), "--summary-json", str(summary)]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "an4 test: 130 utterances, 773 words" in printed and "WER " in printed
+    # progress of long work on stderr: plain lines when it is not a terminal
+    assert "decoding an4 test: 130/130 utterances" in captured.err.splitlines()
     rows, s = json.loads(out.read_text()), json.loads(summary.read_text())
     assert len(rows) == 130 and {"id", "reference", "hypothesis", "wer", "substitutions"} <= set(rows[0])
     assert s["substitutions"] + s["deletions"] + s["hits"] == 773
