@@ -157,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="override the recipe's data.data_dir")
     p.add_argument("--runs-dir", help="override where the runs go (default runs/<study>)")
     p.add_argument("--report-dir", help="override where the report goes (default reports/<study>)")
+    p.add_argument("--jobs", type=int, help="runs trained side by side, one torch thread each (default: the "
+                   "recipe's `jobs`, else 1); on a CPU, at most one job per core")
 
     p = sub.add_parser("wrec-sweep", help="gradient across time of untrained tanh RNNs by spectral radius of W_hh")
     p.add_argument("-c", "--config", required=True, help="sweep recipe, e.g. recipes/wrec_sweep.yaml")

@@ -142,3 +142,32 @@ def test_remedies_study_runs_every_remedy_a_few_steps(tmp_path, data_dir):
     text = (report / "report.md").read_text()
     assert "| esn | " in text and "gradient 10 frames (300 ms) back" in text
     assert s["models"]["esn"]["parameters"] == 32 * 29 + 29  # only the readout is trained
+
+
+def test_parallel_jobs_give_the_numbers_of_a_sequential_study(tmp_path, data_dir):
+    """`asr compare --jobs 2`: the runs in two processes of one torch thread each, the same results as one
+    after the other with one thread."""
+    recipe = {
+        "study": "jobs", "seeds": [0, 1], "baseline": "tanh",
+        "gradient_flow": {"frames": 30, "utterances": 2, "every_n_epochs": 1},
+        "base": {"model": {"hidden_size": 8, "num_layers": 1, "bidirectional": True},
+                 "data": {"dataset": "an4", "data_dir": str(data_dir), "batch_size": 8, "max_utterances": 16,
+                          "cache_dir": str(tmp_path / "cache")},
+                 "trainer": {"max_epochs": 2, "accelerator": "cpu", "enable_progress_bar": False}},
+        "models": {"tanh": {"model": {"cell": "rnn_tanh"}}, "gru": {"model": {"cell": "gru"}}},
+    }
+    path = tmp_path / "jobs.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["compare", "-c", str(path), "--runs-dir", str(tmp_path / "one"), "--report-dir", str(tmp_path / "r1")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert main(["compare", "-c", str(path), "--runs-dir", str(tmp_path / "two"), "--report-dir", str(tmp_path / "r2"),
+                 "--jobs", "2"]) == 0
+    one, two = (json.loads((tmp_path / f"r{i}/summary.json").read_text()) for i in (1, 2))
+    for name in ("tanh", "gru"):
+        assert one["models"][name]["test_wer"] == two["models"][name]["test_wer"]
+        for a, b in zip(one["models"][name]["runs"], two["models"][name]["runs"]):
+            assert (a["seed"], a["gradient_across_time"], a["grad_norm"]) == (b["seed"], b["gradient_across_time"], b["grad_norm"])
