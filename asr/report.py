@@ -184,9 +184,9 @@ def sentences(summary: dict) -> list[str]:
         flow = flow_ratio(models[baseline], 40)
         if radius and radius > 1 and flow is not None and flow < 1e-3:
             out.append(f"On its selected weights {baseline}'s W_hh has spectral radius above 1 (largest layer "
-                       f"{radius:.2f}), yet its "
-                       "gradient still vanishes across time: saturated tanh units (diag(1 - h^2) near 0) shrink "
-                       "every backward step more than W_hh stretches it.")
+                       f"{radius:.2f}), yet its gradient 40 frames back is {flow:.1e} of the last frame's: the "
+                       "spectral radius alone does not decide vanishing, each backward step also multiplies by "
+                       "the tanh derivative 1 - h^2.")
     exploded = {n: m["nonfinite_steps"] for n, m in models.items() if m["nonfinite_steps"]}
     if exploded:
         out.append("Steps skipped because the loss or gradient was not finite: "
@@ -231,6 +231,12 @@ def gradient_table(summary: dict, ks=(10, 40, 80)) -> list[str]:
     return rows
 
 
+def run_commits(summary: dict) -> list[str]:
+    """The commits the runs were trained at (a study resumed across commits names each)."""
+    commits = [r.get("git_commit") or summary.get("git_commit") for m in summary["models"].values() for r in m["runs"]]
+    return sorted({str(c)[:12] for c in commits})
+
+
 def write_report(summary: dict, report_dir: Path) -> None:
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -247,7 +253,8 @@ def write_report(summary: dict, report_dir: Path) -> None:
         f"# Study `{summary['study']}`: vanilla RNN vs gated cells on {summary['dataset']}",
         "",
         f"Device: {summary['device']}; torch {summary['versions']['torch']}, lightning {summary['versions']['lightning']}; "
-        f"git {summary['git_commit']}{' (uncommitted changes)' if summary['git_dirty'] else ''}. "
+        f"runs trained at git {', '.join(run_commits(summary))}"
+        f"{' (uncommitted changes)' if summary['git_dirty'] else ''}. "
         f"Recipe: `{summary.get('recipe_path')}` ({base.get('trainer', {}).get('max_epochs')} epochs, "
         f"{base['model'].get('num_layers')} layers, {'bi' if base['model'].get('bidirectional', True) else 'uni'}directional). "
         "Each run's checkpoint is chosen on the dev split (speakers held out of training); the test split is "
