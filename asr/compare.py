@@ -82,7 +82,8 @@ def resolve_models(recipe: dict, input_dim: int) -> dict[str, dict]:
     return configs
 
 
-def train_one(name: str, config: dict, seed: int, run_dir: Path, data: ASRDataModule, flow: dict) -> dict:
+def train_one(name: str, config: dict, seed: int, run_dir: Path, data: ASRDataModule, flow: dict,
+              code_commit: str | None = None) -> dict:
     """Trains one model for one seed and returns its measurements (also kept in <run_dir>/result.json).
     A run that finished earlier is read back from result.json; an interrupted one resumes from its
     last.ckpt, exactly (see asr/training.py), so a study killed at any point ends as an uninterrupted one."""
@@ -97,7 +98,7 @@ def train_one(name: str, config: dict, seed: int, run_dir: Path, data: ASRDataMo
         return json.loads(result_file.read_text())
     RunLock.acquire(run_dir)
     try:
-        result = fit_and_measure(name, config, seed, run_dir, data, flow, recipe)
+        result = fit_and_measure(name, config, seed, run_dir, data, flow, recipe, code_commit)
     finally:
         RunLock.release(run_dir)
     tmp = result_file.with_suffix(".tmp")
@@ -107,7 +108,8 @@ def train_one(name: str, config: dict, seed: int, run_dir: Path, data: ASRDataMo
 
 
 def fit_and_measure(name: str, config: dict, seed: int, run_dir: Path, data: ASRDataModule, flow: dict,
-                    recipe: dict) -> dict:
+                    recipe: dict, code_commit: str | None) -> dict:
+    """Trains (or finishes) one run and measures it; code_commit: the commit of the code this process runs."""
     (run_dir / "config.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))  # the `asr train` recipe
     last = run_dir / "checkpoints/last.ckpt"
     resume = last if last.is_file() else None
@@ -150,7 +152,7 @@ def fit_and_measure(name: str, config: dict, seed: int, run_dir: Path, data: ASR
         "nonfinite_steps": module.nonfinite_steps, "steps": trainer.global_step, "epochs": trainer.current_epoch,
         "grad_norm": {"median": float(np.median(finite)), "p99": float(np.percentile(finite, 99)),
                       "max": float(finite.max())} if finite.size else None,
-        "run_dir": str(run_dir), "git_commit": environment()["git_commit"],
+        "run_dir": str(run_dir), "git_commit": code_commit,
     }
 
 
@@ -193,14 +195,16 @@ def one_thread() -> None:
     torch.set_num_threads(1)  # jobs side by side must not fight over the cores (each OpenMP pool spins)
 
 
-def train_in_worker(name: str, config: dict, seed: int, run_dir: Path, data_args: dict, flow: dict) -> dict:
+def train_in_worker(name: str, config: dict, seed: int, run_dir: Path, data_args: dict, flow: dict,
+                    code_commit: str | None) -> dict:
     data = ASRDataModule(**data_args)  # the feature cache makes this cheap
     data.setup("fit")
     config = deep_merge(config, {"trainer": {"enable_progress_bar": False}})  # bars of parallel jobs would interleave
-    return train_one(name, config, seed, run_dir, data, flow)
+    return train_one(name, config, seed, run_dir, data, flow, code_commit)
 
 
-def run_in_parallel(jobs: list, data_args: dict, flow: dict, workers: int, study: str) -> list[dict]:
+def run_in_parallel(jobs: list, data_args: dict, flow: dict, workers: int, study: str,
+                    code_commit: str | None) -> list[dict]:
     """The study's runs in `workers` processes of one torch thread each (independent runs: on a 2-core CPU,
     2 jobs x 1 thread trained 1.24x the steps per second of 1 job x 2 threads; see benchmarks/README.md)."""
     import multiprocessing
@@ -208,7 +212,7 @@ def run_in_parallel(jobs: list, data_args: dict, flow: dict, workers: int, study
 
     context = multiprocessing.get_context("spawn")  # a fresh interpreter each: no forked OpenMP or Lightning state
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=one_thread) as pool:
-        futures = [pool.submit(train_in_worker, name, config, seed, run_dir, data_args, flow)
+        futures = [pool.submit(train_in_worker, name, config, seed, run_dir, data_args, flow, code_commit)
                    for name, config, seed, run_dir in jobs]
         for done, ((name, _, seed, _), future) in enumerate(zip(jobs, futures), 1):
             future.result()
@@ -233,12 +237,12 @@ def run_study(recipe: dict, recipe_path: str | None = None) -> Path:
     jobs = [(name, config, seed, runs_dir / name / f"seed{seed}") for name, config in configs.items() for seed in seeds]
     workers = int(recipe.get("jobs", 1))
     if workers > 1:
-        measured = run_in_parallel(jobs, recipe["base"].get("data", {}), flow, workers, study)
+        measured = run_in_parallel(jobs, recipe["base"].get("data", {}), flow, workers, study, started["git_commit"])
     else:
         measured = []
         for done, (name, config, seed, run_dir) in enumerate(jobs, 1):
             print(f"[study {study}: run {done}/{len(jobs)}] {name} seed {seed}", file=sys.stderr, flush=True)
-            measured.append(train_one(name, config, seed, run_dir, data, flow))
+            measured.append(train_one(name, config, seed, run_dir, data, flow, started["git_commit"]))
     results = {name: {"config": config, **summarize([m for (n, _, _, _), m in zip(jobs, measured) if n == name])}
                for name, config in configs.items()}
 

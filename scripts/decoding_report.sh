@@ -10,7 +10,7 @@ asr=${ASR:-.venv/bin/asr}
 mkdir -p "$out"
 $asr lm build --dataset an4 --order 3 --out data/lm/an4
 $asr tune-decoder "$ckpt" --lexicon data/lm/an4/lexicon.txt --lm data/lm/an4/an4_3gram.arpa \
-  --lm-weights 0 0.5 1 2 3 --word-scores -1 0 1 2 3 4 --output "$out/tune_dev.json"
+  --lm-weights 0 0.5 1 2 3 4 --word-scores -1 0 1 2 3 4 5 6 --output "$out/tune_dev.json"
 read -r weight score < <(python3 -c "import json; b=json.load(open('$out/tune_dev.json'))['best']; print(b['lm_weight'], b['word_score'])")
 $asr bench transcribe "$ckpt" --lexicon data/lm/an4/lexicon.txt --lm data/lm/an4/an4_3gram.arpa \
   --lm-weight "$weight" --word-score "$score" --repeats 3 --output "$out/bench_test.json"

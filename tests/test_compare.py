@@ -101,6 +101,7 @@ def test_compare_writes_the_whole_report(tmp_path, data_dir, capsys):
     report_text = (report / "report.md").read_text()
     assert f"| lstm | lstm | 16 | {lstm['parameters']:,} | {lstm['test_wer']['mean']:.2f} |" in report_text
     assert "37.6" in report_text
+    assert f"runs trained at git {s['git_commit'][:12]}" in report_text  # the code these runs ran
     # the same command again: every run finished earlier, is read back, and gives the same report numbers
     capsys.readouterr()
     assert main(["compare", "-c", str(path), "--runs-dir", str(tmp_path / "runs"), "--report-dir", str(report)]) == 0
