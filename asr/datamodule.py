@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import warnings
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
@@ -19,6 +20,11 @@ from torch.utils.data import DataLoader, Sampler
 
 from .dataset import CorpusFeatures, Example, FeatureDataset, extract_features  # noqa: F401 (re-exported)
 from .features import FeatureConfig, FeatureExtractor, SpecAugment
+
+
+# Lightning warns that a loader without state_dict() cannot resume inside an epoch; this one does: the data
+# module keeps its place in the checkpoint (ASRDataModule.state_dict).
+warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 
 
 class EpochPermutation(Sampler[int]):
@@ -70,6 +76,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.lengths, self.batch_size, self.shuffle = lengths, batch_size, shuffle
         self.num_replicas, self.rank = num_replicas, rank
         self.sampler = EpochPermutation(len(lengths), shuffle, seed)
+        self.resume_at: Optional[tuple[int, int]] = None  # (epoch, batches already trained): skip those, once
 
     def batches(self) -> list[list[int]]:
         """This rank's batches for the sampler's current epoch."""
@@ -84,7 +91,10 @@ class BucketBatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list]:
         # A generator: the order is drawn at the first batch, not when the iterator is made. (A resumed run
         # makes its iterator before Lightning sets the epoch it resumes at.)
-        for batch in self.batches():
+        skip = 0
+        if self.resume_at is not None and self.resume_at[0] == self.sampler.epoch:
+            skip, self.resume_at = self.resume_at[1], None
+        for batch in self.batches()[skip:]:
             yield [(i, self.sampler.augment_seed(i)) for i in batch] if self.shuffle else batch
 
     def __len__(self) -> int:
@@ -174,6 +184,7 @@ class ASRDataModule(L.LightningDataModule):
         self.feature_config, self.extractor, self.tokenizer = (self.corpus.feature_config, self.corpus.extractor,
                                                                self.corpus.tokenizer)
         self.datasets, self.unemittable = self.corpus.datasets, self.corpus.unemittable
+        self.resume_at: Optional[tuple[int, int]] = None  # see state_dict()
 
     @property
     def feature_dim(self) -> int:
@@ -203,7 +214,22 @@ class ASRDataModule(L.LightningDataModule):
                           generator=torch.Generator().manual_seed(self.hparams.seed))
 
     def train_dataloader(self) -> DataLoader:
-        return self.dataloader("train", shuffle=True, augment=True)
+        loader = self.dataloader("train", shuffle=True, augment=True)
+        loader.batch_sampler.resume_at = self.resume_at  # (epoch, batches) of a checkpoint written in mid-epoch
+        return loader
+
+    # Where the data order stood, in every checkpoint: the epoch comes back through Lightning's set_epoch; the
+    # batches of that epoch already trained on are skipped when a run resumes from a checkpoint written
+    # inside an epoch (`last_every_n_steps`), so it goes on exactly where the killed run was.
+    def state_dict(self) -> dict:
+        if self.trainer is None:
+            return {}
+        trained = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": self.trainer.current_epoch, "batches_trained": trained}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if state_dict:
+            self.resume_at = (state_dict["epoch"], state_dict["batches_trained"])
 
     def val_dataloader(self) -> DataLoader:
         return self.dataloader("dev")

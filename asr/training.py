@@ -36,16 +36,23 @@ def run_loggers(run_dir: Path) -> list:
     return [CSVLogger(run_dir, name="csv"), TensorBoardLogger(run_dir, name="tensorboard")]
 
 
-def run_callbacks(run_dir: Path) -> list:
-    """best.ckpt (lowest dev WER: model selection never looks at test), last.ckpt (the end of every epoch,
-    to resume from) and the learning rate. last.ckpt has its own callback: ModelCheckpoint's `save_last`
-    rewrites it only in an epoch that also saved a new best, so it would lag behind once dev WER plateaus."""
+def run_callbacks(run_dir: Path, last_every_n_steps: Optional[int] = None) -> list:
+    """best.ckpt (lowest dev WER: model selection never looks at test), last.ckpt (to resume from: the end of
+    every epoch and, with last_every_n_steps, every that many steps within one) and the learning rate.
+    last.ckpt has callbacks of its own: ModelCheckpoint's `save_last` rewrites it only in an epoch that also
+    saved a new best, so it would lag behind once dev WER plateaus."""
     checkpoints = Path(run_dir) / "checkpoints"
-    return [ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="dev/wer", mode="min", save_top_k=1,
-                            auto_insert_metric_name=False),
-            ModelCheckpoint(dirpath=checkpoints, filename="last", save_top_k=1, every_n_epochs=1,
-                            save_on_train_epoch_end=True, enable_version_counter=False),
-            LearningRateMonitor(logging_interval="step"), RandomState()]
+    callbacks = [ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="dev/wer", mode="min", save_top_k=1,
+                                 auto_insert_metric_name=False),
+                 ModelCheckpoint(dirpath=checkpoints, filename="last", save_top_k=1, every_n_epochs=1,
+                                 save_on_train_epoch_end=True, enable_version_counter=False),
+                 LearningRateMonitor(logging_interval="step"), RandomState()]
+    if last_every_n_steps:
+        if last_every_n_steps < 1:
+            raise ValueError(f"last_every_n_steps must be at least 1, got {last_every_n_steps}")
+        callbacks.insert(2, ModelCheckpoint(dirpath=checkpoints, filename="last", save_top_k=1,
+                                            every_n_train_steps=last_every_n_steps, enable_version_counter=False))
+    return callbacks
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -62,9 +69,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 class RandomState(L.Callback):
     """Puts every random number generator (Python, NumPy, torch CPU and CUDA) in the checkpoint and, on
-    resume, back where it was when the checkpoint was written, at the start of the first resumed epoch (so
-    that whatever the resuming process drew while starting up does not count). Dropout and SpecAugment
-    masks then repeat those of the uninterrupted run exactly."""
+    resume, back where it was when the checkpoint was written, just before the first resumed training step
+    (so that whatever the resuming process drew while starting up does not count). Dropout masks then repeat
+    those of the uninterrupted run exactly. (SpecAugment draws from generators of its own, seeded per
+    utterance and epoch by the data module, and the loader has its own generator: neither touches these.)"""
 
     def __init__(self):
         self.pending: Optional[dict] = None
@@ -81,7 +89,7 @@ class RandomState(L.Callback):
     def load_state_dict(self, state_dict: dict) -> None:
         self.pending = state_dict
 
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.pending is None:
             return
         state, self.pending = self.pending, None
@@ -222,6 +230,9 @@ class TrainCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser):
         parser.add_argument("--run_dir", type=str, default="runs/default", help="folder for logs and checkpoints")
+        parser.add_argument("--last_every_n_steps", type=Optional[int], default=None,
+                            help="also rewrite last.ckpt every N training steps (long epochs: a kill then costs at "
+                                 "most N steps; the resumed run continues inside the epoch, exactly)")
         parser.link_arguments("data.feature_dim", "model.input_dim", apply_on="instantiate")
 
     def _parse_ckpt_path(self):
@@ -248,7 +259,8 @@ class TrainCLI(LightningCLI):
         trainer_config = self._get(self.config_init, "trainer", default={})
         if trainer_config.get("logger") in (None, True):  # a recipe may still name its own loggers
             kwargs["logger"] = run_loggers(run_dir)
-        kwargs["callbacks"] = [*run_callbacks(run_dir), *(trainer_config.get("callbacks") or [])]
+        every = self.config[self.subcommand].get("last_every_n_steps")
+        kwargs["callbacks"] = [*run_callbacks(run_dir, every), *(trainer_config.get("callbacks") or [])]
         kwargs.setdefault("default_root_dir", str(run_dir))
         if not trainer_config.get("plugins"):
             kwargs["plugins"] = [AtomicCheckpointIO()]

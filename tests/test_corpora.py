@@ -85,3 +85,15 @@ def test_a_feature_cache_stands_in_for_the_audio(data_dir, tmp_path):
     assert max(float((a.log_mel - b.log_mel).abs().max()) for a, b in zip(fp32.examples, cached.examples)) < 1e-2
     sizes = sorted(p.stat().st_size for p in (tmp_path / "cache").glob("*.pt"))
     assert len(sizes) == 2 and sizes[0] < 0.6 * sizes[1]
+
+
+def test_a_new_version_of_the_feature_code_never_reads_an_old_cache(data_dir, tmp_path, monkeypatch):
+    import asr.dataset
+    from asr.datamodule import ASRDataModule
+
+    kwargs = dict(dataset="an4", data_dir=str(data_dir), max_utterances=4, cache_dir=str(tmp_path))
+    ASRDataModule(**kwargs).load("dev")
+    assert len(list(tmp_path.glob("features-*.pt"))) == 1
+    monkeypatch.setattr(asr.dataset, "FEATURES_VERSION", asr.dataset.FEATURES_VERSION + 1)
+    ASRDataModule(**kwargs).load("dev")
+    assert len(list(tmp_path.glob("features-*.pt"))) == 2  # computed anew under a new key, not read from the old
