@@ -83,7 +83,7 @@ def plot_flow(summary: dict, out: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel(f"frames back from the last frame ({summary['frame_ms']:g} ms each)")
     ax.set_ylabel("‖∂ output_T / ∂ input_t‖, relative to k = 0")
-    ax.set_title("Gradient across time: dashed at initialisation, solid on the dev-selected weights")
+    ax.set_title("Gradient across time (dashed: initialisation; solid: dev-selected weights)", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=110)

@@ -152,8 +152,14 @@ def study_panel(reports: Path) -> tuple[str, Optional[str]]:
     if not report.is_file():
         return f"(no study report in {reports}: run `make demo`)", None
     lines = report.read_text().splitlines()
-    table = [line for line in lines if line.startswith("|")]
-    return "\n".join(["### The study on AN4 test (`make demo`)", "", *table]), str(plot) if plot.is_file() else None
+    tables, previous = [], ""
+    for line in lines:  # the report's tables, each kept apart
+        if line.startswith("|"):
+            if not previous.startswith("|"):
+                tables.append("")
+            tables.append(line)
+        previous = line
+    return "\n".join(["### The study on AN4 test (`make demo`)", *tables]), str(plot) if plot.is_file() else None
 
 
 def build_app(models: list[LoadedModel], reports: Path):

@@ -20,22 +20,23 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def wall(cmd: list[str], env: dict, repeats: int) -> list[float]:
+def wall(cmd: list[str], env: dict, repeats: int, cwd: Path) -> list[float]:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(cmd, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         times.append(time.perf_counter() - start)
     return times
 
 
 def measure(source: Path, ckpt: str, audio: str, repeats: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(source)}
+    env = {**os.environ, "PYTHONPATH": str(source)}  # and cwd=source: `python -c` puts the cwd first on sys.path
     asr = [sys.executable, "-c", "import sys; from asr.cli import main; sys.exit(main())"]
     results = {}
+    ckpt, audio = str(Path(ckpt).resolve()), str(Path(audio).resolve())
     for name, args in (("asr --help", ["--help"]), ("asr transcribe CKPT one.wav", ["transcribe", ckpt, audio])):
-        wall(asr + args, env, 1)  # warm the file cache
-        times = wall(asr + args, env, repeats)
+        wall(asr + args, env, 1, source)  # warm the file cache
+        times = wall(asr + args, env, repeats, source)
         results[name] = {"median_s": statistics.median(times), "runs_s": times}
         print(f"{source.name:>12}  {name:<28} median {statistics.median(times):.2f} s  ({', '.join(f'{t:.2f}' for t in times)})",
               flush=True)
