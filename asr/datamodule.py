@@ -18,7 +18,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Sampler
 
-from .dataset import CorpusFeatures, Example, FeatureDataset, extract_features  # noqa: F401 (re-exported)
+from .dataset import CorpusFeatures, Example, FeatureDataset
 from .features import FeatureConfig, FeatureExtractor, SpecAugment
 
 

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from .datamodule import ASRDataModule  # noqa: E402
+from .dataset import CorpusFeatures  # noqa: E402
 from .gradients import fixed_probe_batch, model_gradient_across_time  # noqa: E402
 from .model import AcousticModel  # noqa: E402
 from .text import VOCABULARY  # noqa: E402
@@ -30,18 +30,18 @@ DEFAULTS = {"study": "wrec_sweep", "dataset": "an4", "split": "dev", "data_dir":
 def sweep(recipe: dict) -> dict:
     """Gradient-across-time curves (relative to k = 0) per spectral radius, plus a default LSTM."""
     r = {**DEFAULTS, **recipe}
-    data = ASRDataModule(dataset=r["dataset"], data_dir=r["data_dir"], cache_dir=r["cache_dir"])
+    data = CorpusFeatures(r["dataset"], r["data_dir"], cache_dir=r["cache_dir"])  # the default features
     probe = fixed_probe_batch([data.extractor.stack(e.log_mel) for e in data.load(r["split"]).examples],
                               r["frames"], r["utterances"])
     curves = {}
     for rho in r["radii"]:
         torch.manual_seed(r["seed"])  # the same matrix before rescaling, so only rho changes
-        model = AcousticModel(data.feature_dim, len(VOCABULARY), cell="rnn_tanh", hidden_size=r["hidden_size"], num_layers=1,
+        model = AcousticModel(data.feature_config.output_dim, len(VOCABULARY), cell="rnn_tanh", hidden_size=r["hidden_size"], num_layers=1,
                               bidirectional=False, dropout=0.0, init=r["matrix"], spectral_radius=rho)
         curve = model_gradient_across_time(model, probe)
         curves[f"tanh rho={rho:g}"] = (curve / curve[0]).tolist()
     torch.manual_seed(r["seed"])
-    lstm = AcousticModel(data.feature_dim, len(VOCABULARY), cell="lstm", hidden_size=r["hidden_size"], num_layers=1,
+    lstm = AcousticModel(data.feature_config.output_dim, len(VOCABULARY), cell="lstm", hidden_size=r["hidden_size"], num_layers=1,
                          bidirectional=False, dropout=0.0)
     curve = model_gradient_across_time(lstm, probe)
     curves["lstm (default init)"] = (curve / curve[0]).tolist()
