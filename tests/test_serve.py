@@ -62,13 +62,15 @@ def browser():
         chromium.close()
 
 
-def transcribe_on_the_page(browser, url, audio: Path, typed: str = ""):
+def transcribe_on_the_page(browser, url, audio: Path, typed: str = "", wait_for_audio: bool = True):
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     page.goto(url)
     page.wait_for_selector("#transcribe-button")
     page.locator("#audio-input input[type=file]").set_input_files(str(audio))
-    page.wait_for_selector("#audio-input audio, #audio-input .waveform-container, #audio-input [data-testid=waveform-x]",
-                           state="attached", timeout=30000)
+    if wait_for_audio:  # the player appears once the upload is in
+        page.wait_for_selector("#audio-input audio, #audio-input .waveform-container", state="attached", timeout=30000)
+    else:
+        page.wait_for_timeout(3000)
     if typed:
         page.fill("#reference-text textarea", typed)
     page.click("#transcribe-button")
@@ -110,5 +112,30 @@ def test_bad_recordings_get_a_message_and_the_server_keeps_serving(server, brows
     page = transcribe_on_the_page(browser, server, ten_minutes)
     assert page.inner_text("#status").startswith("error: too long for this page: 600 s of audio")
 
+    not_audio = tmp_path / "notes.wav"
+    not_audio.write_bytes(b"RIFF\x00\x00\x00\x00WAVEthese are not samples" * 8)
+    page = transcribe_on_the_page(browser, server, not_audio, wait_for_audio=False)
+    assert page.inner_text("#status").startswith("error: unreadable or corrupt audio (")
+
     page = transcribe_on_the_page(browser, server, overfit.utterances[0].path)  # and it still works
     page.wait_for_selector("#results-table", timeout=60000)
+
+
+def test_an_an4_test_file_and_requests_at_once(server, browser, overfit, an4_test_wav, capsys):
+    """A real AN4 test recording (unseen by the model) from two pages at the same time: both are answered
+    (one waits in the queue), each with what `asr transcribe` says."""
+    assert main(["transcribe", str(overfit.checkpoint), str(an4_test_wav)]) == 0
+    expected = capsys.readouterr().out.strip()
+    pages = []
+    for _ in range(2):
+        page = browser.new_page()
+        page.goto(server)
+        page.wait_for_selector("#transcribe-button")
+        page.locator("#audio-input input[type=file]").set_input_files(str(an4_test_wav))
+        page.wait_for_selector("#audio-input audio, #audio-input .waveform-container", state="attached", timeout=30000)
+        pages.append(page)
+    for page in pages:
+        page.click("#transcribe-button")
+    for page in pages:
+        page.wait_for_selector("#results-table", timeout=120000)
+        assert page.inner_text("[data-model='overfit'] .transcript").strip() == expected
