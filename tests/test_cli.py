@@ -120,3 +120,23 @@ def test_missing_data_dir(tmp_path, capsys):
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"error: an4 not found under {tmp_path / 'nowhere'}: run `asr download an4 --data-dir {tmp_path / 'nowhere'}`, "
         f"or point --data-dir / ASR_DATA_DIR at a folder holding an4/")
+
+
+def test_checkpoint_errors_say_what_the_file_is(trained, tmp_path):
+    good = (trained / "checkpoints/best.ckpt").read_bytes()
+    cases = {"empty.ckpt": (b"", "is empty (0 bytes), not a checkpoint"),
+             "random.ckpt": (bytes(range(256)) * 20, "is not a PyTorch checkpoint (not the zip archive torch.save writes)"),
+             "truncated.ckpt": (good[: len(good) // 2], "is truncated: a checkpoint whose end is missing")}
+    for name, (content, message) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(CheckpointError) as e:
+            Recognizer.from_checkpoint(path)
+        assert str(e.value).startswith(f"{path} {message}"), str(e.value)
+
+
+def test_evaluating_on_another_corpus_warns(trained, data_dir, tmp_path, capsys):
+    assert main(["evaluate", str(trained / "checkpoints/best.ckpt"), "--dataset", "fsdd", "--data-dir", str(data_dir),
+                 "--output", str(tmp_path / "rows.csv")]) == 0
+    assert (f"warning: {trained / 'checkpoints/best.ckpt'} was trained on an4, and is evaluated on fsdd"
+            in capsys.readouterr().err)
