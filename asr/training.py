@@ -111,7 +111,8 @@ class RunLock:
     @classmethod
     def acquire(cls, run_dir: Path) -> None:
         run_dir = Path(run_dir).resolve()
-        if str(run_dir) in cls.held or int(os.environ.get("LOCAL_RANK", "0")) > 0:  # DDP ranks > 0: rank 0 holds it
+        other_rank = int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
+        if str(run_dir) in cls.held or other_rank:  # DDP: global rank 0 holds the lock for all ranks
             return
         run_dir.mkdir(parents=True, exist_ok=True)
         handle = open(run_dir / ".lock", "a+")
