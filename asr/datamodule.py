@@ -71,8 +71,6 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     def __init__(self, lengths: list[int], batch_size: int, shuffle: bool, seed: int = 0,
                  num_replicas: int = 1, rank: int = 0):
-        if batch_size < 1:
-            raise ValueError(f"data.batch_size must be at least 1, got {batch_size}")
         self.lengths, self.batch_size, self.shuffle = lengths, batch_size, shuffle
         self.num_replicas, self.rank = num_replicas, rank
         self.sampler = EpochPermutation(len(lengths), shuffle, seed)

@@ -122,6 +122,7 @@ class CorpusFeatures:
         self.extractor = FeatureExtractor(feature_config)
         self.tokenizer = CharTokenizer()
         self.datasets: dict[str, FeatureDataset] = {}
+        self.utterances: dict[str, list[Utterance]] = {}  # per split: every utterance read, kept or not
         self.unemittable: dict[str, list[str]] = {}  # per split: ids whose transcript CTC cannot emit
 
     def load(self, split: str) -> FeatureDataset:
@@ -154,6 +155,7 @@ class CorpusFeatures:
                         self.dataset, split, len(unemittable), what, self.feature_config.frame_ms,
                         ", ".join(unemittable))
         self.unemittable[split] = unemittable
+        self.utterances[split] = utts
         self.datasets[split] = FeatureDataset(examples)
         return self.datasets[split]
 

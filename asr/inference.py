@@ -13,7 +13,6 @@ from typing import Optional
 import torch
 
 from .audio import AudioError, load_audio
-from .corpora import load_split
 from .dataset import CorpusFeatures
 from .decoding import GreedyDecoder, Transcript
 from .features import FeatureConfig, FeatureExtractor
@@ -143,7 +142,7 @@ class Recognizer:
         decoder = decoder or GreedyDecoder(self.tokenizer.vocabulary)
         decoded = progress(zip(examples, scores), len(examples), f"decoding {dataset} {split}", "utterances", minimum=50)
         hyps = {e.id: decoder(s, self.frame_seconds).text for e, s in decoded}
-        summary, rows = score(load_split(dataset, split, data_dir), hyps)
+        summary, rows = score(data.utterances[split], hyps)  # every reference of the split, not only the examples
         summary.update(dataset=dataset, split=split, ctc_cannot_emit=data.unemittable.get(split, []))
         return summary, rows
 
