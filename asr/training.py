@@ -46,7 +46,7 @@ def run_callbacks(run_dir: Path, last_every_n_steps: Optional[int] = None) -> li
                                  auto_insert_metric_name=False),
                  ModelCheckpoint(dirpath=checkpoints, filename="last", save_top_k=1, every_n_epochs=1,
                                  save_on_train_epoch_end=True, enable_version_counter=False),
-                 LearningRateMonitor(logging_interval="step"), RandomState()]
+                 LearningRateMonitor(logging_interval="step"), RandomState(), LogsWithCheckpoints()]
     if last_every_n_steps:
         if last_every_n_steps < 1:
             raise ValueError(f"last_every_n_steps must be at least 1, got {last_every_n_steps}")
@@ -100,6 +100,15 @@ class RandomState(L.Callback):
         torch.set_rng_state(state["torch"])
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class LogsWithCheckpoints(L.Callback):
+    """Flushes the loggers whenever a checkpoint is written: the CSV logger buffers rows, and a run killed
+    after a checkpoint but before the next flush would lose steps that the resumed run never logs again."""
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        for logger in trainer.loggers:
+            logger.save()
 
 
 class RunLock:
@@ -200,7 +209,8 @@ def read_metrics(run_dir: Path) -> list[dict]:
     tables = []
     for f in versions:
         with open(f, newline="") as handle:
-            tables.append(list(csv.DictReader(handle)))
+            # a line cut short by a kill in mid-write has missing fields (None): the resumed run logs it again
+            tables.append([row for row in csv.DictReader(handle) if None not in row.values()])
 
     def identity(row: dict) -> tuple:
         return row.get("step"), row.get("epoch") or "", frozenset(k for k, v in row.items() if v not in (None, ""))
