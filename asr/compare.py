@@ -12,6 +12,7 @@ data, trainer) and a list of `models`, each overriding only what makes it differ
       tanh_rnn_clipped: {model: {cell: rnn_tanh}, trainer: {gradient_clip_val: 1.0}}
       lstm: {model: {cell: lstm}}
       tanh_rnn_wide: {model: {cell: rnn_tanh}, match_parameters: lstm}   # widened to the LSTM's size
+      tanh_rnn: {model: {cell: rnn_tanh}, seeds: [0]}   # fewer seeds than the study's, where time is short
 
 Every run also writes the `asr train` recipe that reproduces it (runs/<study>/<model>/seed<N>/config.yaml).
 """
@@ -41,6 +42,7 @@ from .training import (AtomicCheckpointIO, GradientFlowMonitor, RunLock, column,
 
 GRAPH_KEYS = ("frames", "utterances", "every_n_epochs")
 FLOW_AT = (1, 10, 40, 80)  # frames back at which the gradient across time is recorded
+MODEL_STUDY_KEYS = ("match_parameters", "seeds")  # what a model entry says about the study, not about training
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -70,7 +72,7 @@ def matched_hidden_size(model_args: dict, target_params: int, input_dim: int) ->
 
 def resolve_models(recipe: dict, input_dim: int) -> dict[str, dict]:
     """Each model's full training configuration (base + its overrides), widened where asked."""
-    configs = {name: deep_merge(recipe["base"], {k: v for k, v in (spec or {}).items() if k != "match_parameters"})
+    configs = {name: deep_merge(recipe["base"], {k: v for k, v in (spec or {}).items() if k not in MODEL_STUDY_KEYS})
                for name, spec in recipe["models"].items()}
     for name, spec in recipe["models"].items():
         target = (spec or {}).get("match_parameters")
@@ -234,7 +236,9 @@ def run_study(recipe: dict, recipe_path: str | None = None) -> Path:
     for name, config in configs.items():
         if config.get("data", {}) != recipe["base"].get("data", {}):
             raise ValueError(f"model {name} changes the data section: every model of a study must see the same data")
-    jobs = [(name, config, seed, runs_dir / name / f"seed{seed}") for name, config in configs.items() for seed in seeds]
+    model_seeds = {name: list((spec or {}).get("seeds", seeds)) for name, spec in recipe["models"].items()}
+    jobs = [(name, config, seed, runs_dir / name / f"seed{seed}") for name, config in configs.items()
+            for seed in model_seeds[name]]
     workers = int(recipe.get("jobs", 1))
     if workers > 1:
         measured = run_in_parallel(jobs, recipe["base"].get("data", {}), flow, workers, study, started["git_commit"])

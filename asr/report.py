@@ -41,7 +41,8 @@ def plot_wer(summary: dict, out: Path) -> None:
         ax.text(i, wer["mean"] + 1, f"{wer['mean']:.1f}", ha="center", va="bottom", fontsize=9)
     ax.set_xticks(range(len(names)), names, rotation=20, ha="right")
     ax.set_ylabel("test WER % (mean, seed range)")
-    ax.set_title(f"{summary['dataset']} test WER, {len(summary['seeds'])} seed(s), greedy decoding")
+    counts = sorted({len(m["runs"]) for m in summary["models"].values()})
+    ax.set_title(f"{summary['dataset']} test WER, {'-'.join(map(str, counts))} seed(s) per model, greedy decoding")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -57,7 +58,7 @@ def plot_grad_norm(summary: dict, logs: dict, out: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("training step")
     ax.set_ylabel("total gradient norm (before clipping)")
-    ax.set_title("Gradient norm per step (seed %d)" % summary["seeds"][0])
+    ax.set_title("Gradient norm per step (each model's first seed)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
@@ -166,9 +167,9 @@ def sentences(summary: dict) -> list[str]:
             out.append(f"**{name}** reached {wer:.1f} % test WER against {base:.1f} % for **{baseline}**: "
                        f"{abs(reduction) * 100:.0f} % {verb} word errors.")
         ranges = {n: (m["test_wer"]["min"], m["test_wer"]["max"]) for n, m in models.items()}
-        if len(summary["seeds"]) > 1:
+        if len(models[baseline]["runs"]) > 1:  # a range needs seeds on both sides
             for name in models:
-                if name != baseline:
+                if name != baseline and len(models[name]["runs"]) > 1:
                     lo, hi = ranges[name]
                     overlap = not (hi < ranges[baseline][0] or lo > ranges[baseline][1])
                     out.append(f"Seed ranges of {name} ({lo:.1f}-{hi:.1f} %) and {baseline} "

@@ -138,8 +138,8 @@ def test_remedies_study_runs_every_remedy_a_few_steps(tmp_path, data_dir):
     report = tmp_path / "report"
     assert main(["compare", "-c", str(path), "--runs-dir", str(tmp_path / "runs"), "--report-dir", str(report)]) == 0
     s = json.loads((report / "summary.json").read_text())
-    assert list(s["models"]) == ["tanh_rnn", "tanh_rnn_clipped", "tanh_rnn_tbptt", "tanh_rnn_penalty",
-                                 "tanh_rnn_orthogonal", "irnn", "esn", "lstm"]
+    assert list(s["models"]) == ["lstm", "tanh_rnn", "tanh_rnn_clipped", "tanh_rnn_tbptt", "tanh_rnn_penalty",
+                                 "tanh_rnn_orthogonal", "irnn", "esn"]
     text = (report / "report.md").read_text()
     assert "| esn | " in text and "gradient 10 frames (300 ms) back" in text
     assert s["models"]["esn"]["parameters"] == 32 * 29 + 29  # only the readout is trained
@@ -155,7 +155,7 @@ def test_parallel_jobs_give_the_numbers_of_a_sequential_study(tmp_path, data_dir
                  "data": {"dataset": "an4", "data_dir": str(data_dir), "batch_size": 8, "max_utterances": 16,
                           "cache_dir": str(tmp_path / "cache")},
                  "trainer": {"max_epochs": 2, "accelerator": "cpu", "enable_progress_bar": False}},
-        "models": {"tanh": {"model": {"cell": "rnn_tanh"}}, "gru": {"model": {"cell": "gru"}}},
+        "models": {"tanh": {"model": {"cell": "rnn_tanh"}}, "gru": {"model": {"cell": "gru"}, "seeds": [1]}},
     }
     path = tmp_path / "jobs.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
@@ -168,6 +168,10 @@ def test_parallel_jobs_give_the_numbers_of_a_sequential_study(tmp_path, data_dir
     assert main(["compare", "-c", str(path), "--runs-dir", str(tmp_path / "two"), "--report-dir", str(tmp_path / "r2"),
                  "--jobs", "2"]) == 0
     one, two = (json.loads((tmp_path / f"r{i}/summary.json").read_text()) for i in (1, 2))
+    # a model's own `seeds` replaces the study's: gru trained once, with seed 1; the config keeps no `seeds`
+    assert [r["seed"] for r in one["models"]["tanh"]["runs"]] == [0, 1]
+    assert [r["seed"] for r in one["models"]["gru"]["runs"]] == [1] == [r["seed"] for r in two["models"]["gru"]["runs"]]
+    assert "seeds" not in one["models"]["gru"]["config"] and not (tmp_path / "one/gru/seed0").exists()
     for name in ("tanh", "gru"):
         assert one["models"][name]["test_wer"] == two["models"][name]["test_wer"]
         for a, b in zip(one["models"][name]["runs"], two["models"][name]["runs"]):
