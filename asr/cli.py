@@ -194,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--reports", default="reports/an4_quick", help="study report shown beside the results")
 
+    p = sub.add_parser("export", help="a checkpoint to ship: the weights and what rebuilds the model, no optimizer state")
+    p.add_argument("checkpoint", help="a checkpoint of `asr train` or `asr compare`, e.g. runs/NAME/checkpoints/best.ckpt")
+    p.add_argument("output", help="where to write it, e.g. checkpoints/my_lstm.ckpt")
+    p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
+
     p = sub.add_parser("tune-decoder", help="pick LM weight and word score for beam search on the dev split")
     add_checkpoint_corpus_options(p, lm_required=True)
     p.add_argument("--lm-weights", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0, 3.0])
@@ -253,6 +258,8 @@ def run_command(args, argv: list[str], extra: list[str]) -> int:
         from .sweep import command
     elif args.command == "serve":
         from .serve import command
+    elif args.command == "export":
+        from .export import command
     elif args.command == "tune-decoder":
         from .bench import tune_command as command
     elif args.command == "bench" and args.bench_command == "transcribe":

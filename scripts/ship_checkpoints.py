@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""Makes checkpoints/: the shipped models and their model card, from a finished CPU study.
+
+    .venv/bin/python scripts/ship_checkpoints.py [--study runs/an4_cpu] [--fsdd-run runs/fsdd_lstm-...]
+
+For each of the LSTM, the GRU and the clipped tanh RNN of the study, the seed with the lowest dev WER is
+exported (`asr export`: weights only) to checkpoints/an4_<model>.ckpt beside the `asr train` recipe that
+made it. The word LM (a 3-gram from AN4's training transcripts, `asr lm build`) goes to checkpoints/lm/an4/.
+Each model is then measured: greedy and beam+LM WER on dev and test, with the LM weight and word score
+picked on dev only (`asr tune-decoder`'s grid). checkpoints/models.json records every number (the test
+suite reproduces them from the shipped files); checkpoints/README.md is the model card written from it.
+Per-utterance results and the tuning grids go to reports/shipped/. Needs $ASR_DATA_DIR or ./data.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from asr.bench import tune  # noqa: E402
+from asr.corpora import load_split  # noqa: E402
+from asr.decoding import BeamSearchDecoder  # noqa: E402
+from asr.export import export_checkpoint  # noqa: E402
+from asr.inference import Recognizer, read_checkpoint, write_rows  # noqa: E402
+from asr.lm import build  # noqa: E402
+
+STUDY_MODELS = ("lstm", "gru", "tanh_rnn_clipped")
+LM_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0)  # the grid of scripts/decoding_report.sh
+WORD_SCORES = (-1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
+BEAM_SIZE = 50
+
+
+def best_seed(model_dir: Path) -> dict:
+    """The finished run of this model with the lowest dev WER (ties: the lower seed). Test plays no part."""
+    results = [json.loads(p.read_text()) for p in sorted(model_dir.glob("seed*/result.json"))]
+    if not results:
+        raise SystemExit(f"no finished run under {model_dir}: run the study first (scripts/cpu_study.sh)")
+    return min(results, key=lambda r: (r["best_dev_wer"], r["seed"]))
+
+
+def architecture(ckpt: Path) -> dict:
+    """What the card says about the network and its input, read from the shipped file itself."""
+    saved = read_checkpoint(ckpt)
+    model, data = saved["hyper_parameters"], saved["datamodule_hyper_parameters"]
+    return {"model": {k: model[k] for k in ("cell", "num_layers", "hidden_size", "bidirectional", "dropout", "init")},
+            "features": {k: data[k] for k in ("sample_rate", "n_mels", "hop_ms", "stack", "stride", "spec_augment")}}
+
+
+def rates(summary: dict) -> dict:
+    keys = ("wer", "cer", "substitutions", "deletions", "insertions", "reference_words", "utterances")
+    return {k: summary[k] for k in keys}
+
+
+def measure(name: str, ckpt: Path, dataset: str, details: Path, lexicon: Path | None, lm: Path | None,
+            lm_grid: tuple = (LM_WEIGHTS, WORD_SCORES)) -> dict:
+    recognizer = Recognizer.from_checkpoint(ckpt)
+    out = {}
+    for split in ("dev", "test"):
+        summary, rows = recognizer.evaluate(dataset, split, None)
+        write_rows(rows, details / f"{name}.{split}.greedy.csv")
+        out[f"{split}_greedy"] = rates(summary)
+    if lm is None:
+        return out
+    grid = tune(recognizer, dataset, None, str(lexicon), str(lm), *lm_grid, BEAM_SIZE)
+    (details / f"{name}.tune_dev.json").write_text(json.dumps(grid, indent=1))
+    best = grid["best"]
+    out["decoder"] = {"beam_size": BEAM_SIZE, "lm_weight": best["lm_weight"], "word_score": best["word_score"]}
+    for split in ("dev", "test"):
+        decoder = BeamSearchDecoder(recognizer.tokenizer.vocabulary, BEAM_SIZE, str(lexicon), str(lm),
+                                    best["lm_weight"], best["word_score"])
+        summary, rows = recognizer.evaluate(dataset, split, None, decoder=decoder)
+        write_rows(rows, details / f"{name}.{split}.beam_lm.csv")
+        out[f"{split}_beam_lm"] = rates(summary)
+    return out
+
+
+def pct(rates_or_none: dict | None) -> str:
+    return "n/a" if rates_or_none is None else f"{rates_or_none['wer']:.1f}"
+
+
+def write_model_card(record: dict, path: Path) -> None:
+    """checkpoints/README.md, every number taken from models.json."""
+    lines = [
+        "# checkpoints/: trained models that ship with the project",
+        "",
+        "Written by `scripts/ship_checkpoints.py` from `models.json` (do not edit by hand; rerun the script).",
+        "Each file holds the acoustic model's weights and the hyper-parameters that rebuild it and its features,",
+        "no optimizer state (`asr export`). They load with `torch.load(weights_only=True)`: a file that would",
+        "need to run code is refused. `tests/test_shipped.py` reproduces every test WER below from these files.",
+        "",
+        "    asr transcribe checkpoints/an4_lstm.ckpt recording.wav",
+        "    asr evaluate checkpoints/an4_lstm.ckpt --split test --output /tmp/an4_lstm_test.csv",
+        "    asr evaluate checkpoints/an4_lstm.ckpt --split test --output /tmp/an4_lstm_test_lm.csv --decoder beam \\",
+        "        --lexicon checkpoints/lm/an4/lexicon.txt --lm checkpoints/lm/an4/an4_3gram.arpa --lm-weight W --word-score S",
+        "    asr serve                      # the AN4 models side by side in a browser",
+        "",
+        "(W and S: each model's tuned values in the table of details.) WER in %, word errors over the reference",
+        "words of the whole split; greedy = best path; beam+LM = beam 50 with the word 3-gram of `lm/an4/`",
+        "(AN4 training transcripts only), LM weight and word score picked on dev, never on test.",
+        "",
+        "| model | cell | layers x hidden | parameters | MB | dev greedy | dev beam+LM | test greedy | test beam+LM |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m in record["models"]:
+        arch = m["model"]
+        lines.append(f"| `{m['file']}` | {arch['cell']}{' (bidirectional)' if arch['bidirectional'] else ''} | "
+                     f"{arch['num_layers']} x {arch['hidden_size']} | {m['parameters']:,} | {m['bytes'] / 1e6:.1f} | "
+                     f"{pct(m['dev_greedy'])} | {pct(m.get('dev_beam_lm'))} | {pct(m['test_greedy'])} | "
+                     f"{pct(m.get('test_beam_lm'))} |")
+    lines += ["", "## Details", ""]
+    for m in record["models"]:
+        f = m["features"]
+        lines += [f"### {m['name']}", "",
+                  f"- file `{m['file']}`, {m['bytes']:,} bytes, sha256 `{m['sha256']}`",
+                  f"- data: {m['dataset'].upper()} ({DATA[m['dataset']]}); training split without the dev utterances",
+                  f"- input: {f['n_mels']} log-mel bands at {f['sample_rate']} Hz, {f['stack']} frames stacked, "
+                  f"{f['hop_ms'] * f['stride']:g} ms per model frame; SpecAugment in training: {f['spec_augment']}",
+                  f"- network: {m['model']['num_layers']} x {m['model']['hidden_size']} {m['model']['cell']}, "
+                  f"{'bidirectional' if m['model']['bidirectional'] else 'unidirectional'}, dropout "
+                  f"{m['model']['dropout']}, init {m['model']['init']}; character CTC; {m['parameters']:,} parameters",
+                  f"- trained by `{m['trained_by']}`; run: {m['run']}; commit `{m.get('git_commit')}`",
+                  f"- recipe: [`{m['recipe_file']}`]({m['recipe_file']}) (`asr train -c checkpoints/{m['recipe_file']}` "
+                  "trains it again)"]
+        if m.get("selected_epoch") is not None:
+            lines.append(f"- weights of epoch {m['selected_epoch']} (lowest dev WER); {m['train_seconds'] / 60:.0f} "
+                         f"min of training on {m.get('study_device')}")
+        for split in ("dev", "test"):
+            for decoding, key in (("greedy", "greedy"), ("beam+LM", "beam_lm")):
+                r = m.get(f"{split}_{key}")
+                if r:
+                    lines.append(f"- {split} {decoding}: WER {r['wer']:.2f} %, CER {r['cer']:.2f} % "
+                                 f"({r['substitutions']} sub, {r['deletions']} del, {r['insertions']} ins of "
+                                 f"{r['reference_words']} words, {r['utterances']} utterances)")
+        if m.get("decoder"):
+            d = m["decoder"]
+            lines.append(f"- beam+LM decoder: beam {d['beam_size']}, LM weight {d['lm_weight']:g}, "
+                         f"word score {d['word_score']:g} (picked on dev)")
+        lines.append("")
+    lines += [
+        "## What they are for, and what not",
+        "",
+        "They are the study's models (reports/an4_cpu/), shipped so that transcribing, evaluating and the",
+        "browser page work without training first. AN4 is small: about 50 minutes of training speech from",
+        "a few dozen adult US English speakers on a close-talking microphone, saying census-style data",
+        "(names and words spelled letter by letter, numbers, dates). On other voices, microphones, noise or",
+        "vocabulary expect far higher error rates; the beam+LM decoder only knows AN4's training words.",
+        "The FSDD model knows the ten digits \"zero\" to \"nine\" spoken alone at 8 kHz.",
+        "",
+        "Licences: AN4 (CMU, BSD-style) and FSDD (CC BY-SA 4.0); see ../shared/data/*/SOURCE or",
+        "`asr download --help`. The language model in `lm/an4/` is made from AN4's training transcripts only.",
+        "",
+        f"Made by: `{record['made_by']}`.",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+DATA = {"an4": "CMU AN4, 16 kHz, BSD-style licence", "fsdd": "Free Spoken Digit Dataset, 8 kHz, CC BY-SA 4.0"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--study", default="runs/an4_cpu", help="runs folder of `asr compare -c recipes/an4_cpu.yaml`")
+    parser.add_argument("--study-report", default="reports/an4_cpu/summary.json")
+    parser.add_argument("--fsdd-run", help="run folder of `asr train -c recipes/fsdd_lstm.yaml` (optional)")
+    parser.add_argument("--fsdd-commit", help="the commit the FSDD run was trained at")
+    parser.add_argument("--out", default="checkpoints")
+    parser.add_argument("--details", default="reports/shipped")
+    parser.add_argument("--lm-weights", type=float, nargs="+", default=LM_WEIGHTS, help="the dev grid's LM weights")
+    parser.add_argument("--word-scores", type=float, nargs="+", default=WORD_SCORES, help="the dev grid's word scores")
+    args = parser.parse_args()
+    out, details, study = Path(args.out), Path(args.details), Path(args.study)
+    details.mkdir(parents=True, exist_ok=True)
+    study_summary = json.loads(Path(args.study_report).read_text())
+
+    lm_dir = out / "lm/an4"
+    arpa, lexicon = build([u.text for u in load_split("an4", "train", None)], lm_dir, order=3, name="an4_3gram")
+    models = []
+    for model in STUDY_MODELS:
+        run = best_seed(study / model)
+        name = f"an4_{model}"
+        target = out / f"{name}.ckpt"
+        info = export_checkpoint(Path(run["run_dir"]) / "checkpoints/best.ckpt", target, overwrite=True)
+        shutil.copyfile(Path(run["run_dir"]) / "config.yaml", out / f"{name}.yaml")  # the `asr train` recipe
+        record = {"name": name, "file": target.name, "recipe_file": f"{name}.yaml", "dataset": "an4",
+                  "bytes": info["bytes"], "sha256": info["sha256"], "parameters": run["parameters"],
+                  **architecture(target),
+                  "trained_by": f"asr compare -c {study_summary.get('recipe_path') or 'recipes/an4_cpu.yaml'} "
+                                "--jobs 2 (scripts/cpu_study.sh)",
+                  "run": f"{model} seed {run['seed']} (lowest dev WER of seeds "
+                         f"{', '.join(str(r['seed']) for r in study_summary['models'][model]['runs'])})",
+                  "git_commit": run["git_commit"], "selected_epoch": run["selected_epoch"],
+                  "train_seconds": run["train_seconds"], "study_device": study_summary.get("device"),
+                  **measure(name, target, "an4", details, lexicon, arpa, (args.lm_weights, args.word_scores))}
+        models.append(record)
+        print(f"{name}: test WER greedy {record['test_greedy']['wer']:.2f} %, beam+LM {record['test_beam_lm']['wer']:.2f} %",
+              flush=True)
+    if args.fsdd_run:
+        run_dir = Path(args.fsdd_run)
+        target = out / "fsdd_lstm.ckpt"
+        info = export_checkpoint(run_dir / "checkpoints/best.ckpt", target, overwrite=True)
+        shutil.copyfile(ROOT / "recipes/fsdd_lstm.yaml", out / "fsdd_lstm.yaml")
+        recognizer = Recognizer.from_checkpoint(target)
+        models.append({"name": "fsdd_lstm", "file": target.name, "recipe_file": "fsdd_lstm.yaml", "dataset": "fsdd",
+                       "bytes": info["bytes"], "sha256": info["sha256"],
+                       "parameters": recognizer.model.num_parameters(),
+                       **architecture(target),
+                       "trained_by": "asr train -c recipes/fsdd_lstm.yaml (scripts/reproduce_reports.sh)",
+                       "run": run_dir.name, "git_commit": args.fsdd_commit,
+                       **measure("fsdd_lstm", target, "fsdd", details, None, None)})
+        print(f"fsdd_lstm: test WER greedy {models[-1]['test_greedy']['wer']:.2f} %", flush=True)
+
+    record = {"lm": {"arpa": str(arpa.relative_to(out)), "lexicon": str(lexicon.relative_to(out)),
+                     "made_by": "asr lm build --dataset an4 --order 3 (AN4 training transcripts only)"},
+              "made_by": "python scripts/ship_checkpoints.py " + " ".join(sys.argv[1:]), "models": models}
+    (out / "models.json").write_text(json.dumps(record, indent=1) + "\n")
+    write_model_card(record, out / "README.md")
+    print(f"wrote {out / 'models.json'} and {out / 'README.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""The shipped checkpoints (checkpoints/): each file is the one its card describes, loads without running
+code, and gives the WER its card records, to the last word error; and the script that makes them, run on a
+small study, exports, measures and describes what it should."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from asr.cli import main
+from asr.decoding import BeamSearchDecoder
+from asr.export import export_checkpoint, sha256
+from asr.inference import Recognizer, read_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "checkpoints"
+ASR = Path(sys.executable).with_name("asr")
+COUNTS = ("wer", "cer", "substitutions", "deletions", "insertions", "reference_words", "utterances")
+
+
+def shipped_models() -> list[dict]:
+    return json.loads((SHIPPED / "models.json").read_text())["models"]
+
+
+def same_rates(measured: dict, recorded: dict) -> None:
+    assert {k: measured[k] for k in COUNTS} == {k: recorded[k] for k in COUNTS}
+
+
+def test_the_card_lists_every_shipped_file_with_its_size_and_hash():
+    models = shipped_models()
+    assert {m["name"] for m in models} >= {"an4_lstm", "an4_gru", "an4_tanh_rnn_clipped", "fsdd_lstm"}
+    assert {p.name for p in SHIPPED.glob("*.ckpt")} == {m["file"] for m in models}
+    card = (SHIPPED / "README.md").read_text()
+    total = 0
+    for m in models:
+        path = SHIPPED / m["file"]
+        assert path.stat().st_size == m["bytes"] and sha256(path) == m["sha256"]
+        assert m["sha256"] in card and f"{m['test_greedy']['wer']:.1f}" in card
+        saved = read_checkpoint(path)  # weights_only=True
+        assert "optimizer_states" not in saved and "loops" not in saved
+        assert (SHIPPED / m["recipe_file"]).is_file()
+        total += m["bytes"]
+    assert total < 50e6
+
+
+@pytest.mark.parametrize("name", ["an4_lstm", "an4_gru", "an4_tanh_rnn_clipped", "fsdd_lstm"])
+def test_a_shipped_checkpoint_reproduces_its_recorded_test_wer(name, data_dir):
+    model = next(m for m in shipped_models() if m["name"] == name)
+    recognizer = Recognizer.from_checkpoint(SHIPPED / model["file"])
+    summary, _ = recognizer.evaluate(model["dataset"], "test", str(data_dir))
+    same_rates(summary, model["test_greedy"])
+    if "decoder" in model:  # beam search with the shipped LM, at the weights picked on dev
+        lm = json.loads((SHIPPED / "models.json").read_text())["lm"]
+        d = model["decoder"]
+        decoder = BeamSearchDecoder(recognizer.tokenizer.vocabulary, d["beam_size"], str(SHIPPED / lm["lexicon"]),
+                                    str(SHIPPED / lm["arpa"]), d["lm_weight"], d["word_score"])
+        summary, _ = recognizer.evaluate(model["dataset"], "test", str(data_dir), decoder=decoder)
+        same_rates(summary, model["test_beam_lm"])
+
+
+def test_the_quick_start_works_on_the_shipped_lstm(data_dir, an4_test_wav, tmp_path):
+    """README's quick start through the installed command: transcribe one file, evaluate on AN4 test."""
+    env = {**os.environ, "ASR_DATA_DIR": str(data_dir)}
+    done = subprocess.run([str(ASR), "transcribe", str(SHIPPED / "an4_lstm.ckpt"), str(an4_test_wav)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    reference = "RUBOUT G M E F THREE NINE".split()  # an406-fcaw-b's transcript
+    words = done.stdout.split()
+    assert sum(w in reference for w in words) >= 4, done.stdout  # a trained model, not an empty line
+    summary_file = tmp_path / "summary.json"
+    done = subprocess.run([str(ASR), "evaluate", str(SHIPPED / "an4_lstm.ckpt"), "--split", "test", "--output",
+                           str(tmp_path / "rows.csv"), "--summary-json", str(summary_file)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    recorded = next(m for m in shipped_models() if m["name"] == "an4_lstm")["test_greedy"]
+    same_rates(json.loads(summary_file.read_text()), recorded)
+
+
+def test_export_keeps_the_model_and_drops_the_training_state(checkpoint, tmp_path, data_dir):
+    target = tmp_path / "small.ckpt"
+    assert main(["export", str(checkpoint), str(target)]) == 0
+    saved = read_checkpoint(target)
+    assert set(saved) == {"epoch", "global_step", "pytorch-lightning_version", "hyper_parameters",
+                          "datamodule_hyper_parameters", "state_dict", "exported_from"}
+    assert all(k.startswith("model.") for k in saved["state_dict"]) and "data_dir" not in saved["datamodule_hyper_parameters"]
+    assert target.stat().st_size < checkpoint.stat().st_size / 2
+    features = [torch.randn(50, 240), torch.randn(31, 240)]
+    before = Recognizer.from_checkpoint(checkpoint).log_probs(features)
+    after = Recognizer.from_checkpoint(target).log_probs(features)
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
+    # an existing file is kept unless --force
+    target.write_bytes(b"mine")
+    assert main(["export", str(checkpoint), str(target)]) == 2
+    assert target.read_bytes() == b"mine"
+    assert main(["export", str(checkpoint), str(target), "--force"]) == 0
+    assert read_checkpoint(target)["exported_from"]["sha256"] == sha256(checkpoint)
+
+
+def test_ship_script_exports_the_best_dev_seed_and_writes_a_card_that_matches(tmp_path, data_dir):
+    """scripts/ship_checkpoints.py on a small study (the three study models, two LSTM seeds)."""
+    recipe = {
+        "study": "small", "seeds": [0], "baseline": "tanh_rnn_clipped",
+        "gradient_flow": {"frames": 30, "utterances": 2, "every_n_epochs": 1},
+        "base": {"model": {"hidden_size": 8, "num_layers": 1, "bidirectional": True},
+                 "data": {"dataset": "an4", "data_dir": str(data_dir), "batch_size": 8, "max_utterances": 16,
+                          "cache_dir": str(tmp_path / "cache")},
+                 "trainer": {"max_epochs": 1, "accelerator": "cpu", "enable_progress_bar": False}},
+        "models": {"lstm": {"model": {"cell": "lstm"}, "seeds": [0, 1]}, "gru": {"model": {"cell": "gru"}},
+                   "tanh_rnn_clipped": {"model": {"cell": "rnn_tanh"}, "trainer": {"gradient_clip_val": 1.0}}},
+    }
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    runs, report, out = tmp_path / "runs", tmp_path / "report", tmp_path / "shipped"
+    assert main(["compare", "-c", str(path), "--runs-dir", str(runs), "--report-dir", str(report)]) == 0
+    done = subprocess.run([sys.executable, str(REPO / "scripts/ship_checkpoints.py"), "--study", str(runs),
+                           "--study-report", str(report / "summary.json"), "--out", str(out),
+                           "--details", str(tmp_path / "details"), "--lm-weights", "1", "--word-scores", "0"],
+                          capture_output=True, text=True, env={**os.environ, "ASR_DATA_DIR": str(data_dir)},
+                          timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    record = json.loads((out / "models.json").read_text())
+    lstm = next(m for m in record["models"] if m["name"] == "an4_lstm")
+    results = [json.loads((runs / f"lstm/seed{s}/result.json").read_text()) for s in (0, 1)]
+    chosen = min(results, key=lambda r: (r["best_dev_wer"], r["seed"]))
+    assert lstm["run"].startswith(f"lstm seed {chosen['seed']} ")
+    assert read_checkpoint(out / "an4_lstm.ckpt")["exported_from"]["sha256"] == sha256(
+        runs / f"lstm/seed{chosen['seed']}/checkpoints/best.ckpt")
+    assert yaml.safe_load((out / "an4_lstm.yaml").read_text())["seed_everything"] == chosen["seed"]
+    # the recorded test WER is the study's own measurement of the same weights
+    assert lstm["test_greedy"]["wer"] == pytest.approx(chosen["test_wer"], abs=1e-9)
+    card = (out / "README.md").read_text()
+    for m in record["models"]:
+        assert m["sha256"] == sha256(out / m["file"]) and f"`{m['file']}`" in card
+        assert m["decoder"] == {"beam_size": 50, "lm_weight": 1.0, "word_score": 0.0}
+        assert {"dev_greedy", "test_greedy", "dev_beam_lm", "test_beam_lm"} <= set(m)
+    assert (out / record["lm"]["arpa"]).is_file() and (out / record["lm"]["lexicon"]).is_file()
+    assert (tmp_path / "details/an4_gru.test.greedy.csv").is_file()
