@@ -192,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "else the newest `make demo` run's)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--reports", default="reports/an4_quick", help="study report shown beside the results")
+    p.add_argument("--reports", default="reports/an4_cpu", help="study report shown beside the results (default: the "
+                   "CPU study, whose models are the shipped ones)")
 
     p = sub.add_parser("export", help="a checkpoint to ship: the weights and what rebuilds the model, no optimizer state")
     p.add_argument("checkpoint", help="a checkpoint of `asr train` or `asr compare`, e.g. runs/NAME/checkpoints/best.ckpt")

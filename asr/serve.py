@@ -31,8 +31,9 @@ class LoadedModel:
 
 
 def default_checkpoints() -> list[Path]:
-    """The shipped checkpoints (checkpoints/*.ckpt); else the newest `make demo` run's dev-selected models."""
-    shipped = sorted(SHIPPED.glob("*.ckpt"))
+    """The shipped AN4 models (checkpoints/an4_*.ckpt); else the newest `make demo` run's dev-selected models.
+    (The shipped FSDD model knows ten digits at 8 kHz: it joins only when named.)"""
+    shipped = sorted(SHIPPED.glob("an4_*.ckpt"))
     if shipped:
         return shipped
     demos = sorted(Path("runs").glob("an4_quick-*"), key=lambda p: p.stat().st_mtime)
@@ -147,7 +148,7 @@ def transcribe_all(models: list[LoadedModel], path: Optional[str], typed: str):
 
 
 def study_panel(reports: Path) -> tuple[str, Optional[str]]:
-    """The study's table (markdown) and its gradient-across-time plot, from reports/an4_quick/."""
+    """The study's table (markdown) and its gradient-across-time plot, from reports/<study>/."""
     report, plot = reports / "report.md", reports / "gradient_flow_across_time.png"
     if not report.is_file():
         return f"(no study report in {reports}: run `make demo`)", None
