@@ -182,10 +182,11 @@ def main() -> int:
     models = []
     for model in STUDY_MODELS:
         run = best_seed(study / model)
+        run_dir = study / model / f"seed{run['seed']}"
         name = f"an4_{model}"
         target = out / f"{name}.ckpt"
-        info = export_checkpoint(Path(run["run_dir"]) / "checkpoints/best.ckpt", target, overwrite=True)
-        shutil.copyfile(Path(run["run_dir"]) / "config.yaml", out / f"{name}.yaml")  # the `asr train` recipe
+        info = export_checkpoint(run_dir / "checkpoints/best.ckpt", target, overwrite=True)
+        shutil.copyfile(run_dir / "config.yaml", out / f"{name}.yaml")  # the `asr train` recipe
         record = {"name": name, "file": target.name, "recipe_file": f"{name}.yaml", "dataset": "an4",
                   "bytes": info["bytes"], "sha256": info["sha256"], "parameters": run["parameters"],
                   **architecture(target),
