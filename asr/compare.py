@@ -240,6 +240,9 @@ def run_study(recipe: dict, recipe_path: str | None = None) -> Path:
     jobs = [(name, config, seed, runs_dir / name / f"seed{seed}") for name, config in configs.items()
             for seed in model_seeds[name]]
     workers = int(recipe.get("jobs", 1))
+    if workers > 1 and not torch.cuda.is_available():  # each run had one thread, on a machine of several cores
+        started["device"] = f"cpu ({platform.processor() or platform.machine()}, {workers} jobs side by side, " \
+                            f"1 torch thread each)"
     if workers > 1:
         measured = run_in_parallel(jobs, recipe["base"].get("data", {}), flow, workers, study, started["git_commit"])
     else:

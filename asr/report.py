@@ -262,7 +262,7 @@ def write_report(summary: dict, report_dir: Path) -> None:
         "evaluated once on those weights, every utterance scored, with greedy CTC decoding; sd is the sample "
         "standard deviation over seeds. Every column comes from the selected weights except those marked "
         "(training), which cover all training steps. Reproduce with `asr compare -c "
-        f"{summary.get('recipe_path')}`.",
+        f"{summary.get('recipe_path')}{' --jobs %d' % summary['recipe']['jobs'] if summary.get('recipe', {}).get('jobs') else ''}`.",
         "",
         *rows,
         "",
