@@ -151,7 +151,8 @@ def study_panel(reports: Path) -> tuple[str, Optional[str]]:
     """The study's table (markdown) and its gradient-across-time plot, from reports/<study>/."""
     report, plot = reports / "report.md", reports / "gradient_flow_across_time.png"
     if not report.is_file():
-        return f"(no study report in {reports}: run `make demo`)", None
+        return (f"(no study report in {reports}: pass --reports reports/an4_quick after `make demo`, or run "
+                "scripts/cpu_study.sh)"), None
     lines = report.read_text().splitlines()
     tables, previous = [], ""
     for line in lines:  # the report's tables, each kept apart
@@ -160,7 +161,8 @@ def study_panel(reports: Path) -> tuple[str, Optional[str]]:
                 tables.append("")
             tables.append(line)
         previous = line
-    return "\n".join(["### The study on AN4 test (`make demo`)", *tables]), str(plot) if plot.is_file() else None
+    title = f"### The study on AN4 test (`{reports}/report.md`)"
+    return "\n".join([title, *tables]), str(plot) if plot.is_file() else None
 
 
 def build_app(models: list[LoadedModel], reports: Path):
