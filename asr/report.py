@@ -157,6 +157,11 @@ def sentences(summary: dict) -> list[str]:
     """A few plain statements computed from the numbers, never written in advance."""
     models, baseline = summary["models"], summary.get("baseline")
     out = []
+    single = [n for n, m in models.items() if len(m["runs"]) == 1]
+    if single:
+        out.append(f"One seed for {'every model' if len(single) == len(models) else ', '.join(single)}: each of "
+                   "those WERs is a single draw, and another seed can move it by several points, so close "
+                   "values do not rank those models.")
     if baseline in models:
         base = models[baseline]["test_wer"]["mean"]
         for name, reduction in summary.get("relative_wer_reduction", {}).items():

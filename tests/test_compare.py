@@ -142,6 +142,7 @@ def test_remedies_study_runs_every_remedy_a_few_steps(tmp_path, data_dir):
                                  "tanh_rnn_orthogonal", "irnn", "esn"]
     text = (report / "report.md").read_text()
     assert "| esn | " in text and "gradient 10 frames (300 ms) back" in text
+    assert "One seed for every model: each of those WERs is a single draw" in text
     assert s["models"]["esn"]["parameters"] == 32 * 29 + 29  # only the readout is trained
 
 
@@ -172,6 +173,7 @@ def test_parallel_jobs_give_the_numbers_of_a_sequential_study(tmp_path, data_dir
     assert [r["seed"] for r in one["models"]["tanh"]["runs"]] == [0, 1]
     assert [r["seed"] for r in one["models"]["gru"]["runs"]] == [1] == [r["seed"] for r in two["models"]["gru"]["runs"]]
     assert "seeds" not in one["models"]["gru"]["config"] and not (tmp_path / "one/gru/seed0").exists()
+    assert "One seed for gru: each of those WERs is a single draw" in (tmp_path / "r1/report.md").read_text()
     for name in ("tanh", "gru"):
         assert one["models"][name]["test_wer"] == two["models"][name]["test_wer"]
         for a, b in zip(one["models"][name]["runs"], two["models"][name]["runs"]):
