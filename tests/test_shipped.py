@@ -141,3 +141,9 @@ def test_ship_script_exports_the_best_dev_seed_and_writes_a_card_that_matches(tm
         assert {"dev_greedy", "test_greedy", "dev_beam_lm", "test_beam_lm"} <= set(m)
     assert (out / record["lm"]["arpa"]).is_file() and (out / record["lm"]["lexicon"]).is_file()
     assert (tmp_path / "details/an4_gru.test.greedy.csv").is_file()
+
+
+def test_the_page_shows_the_shipped_an4_models_by_default():
+    from asr.serve import default_checkpoints
+
+    assert [p.name for p in default_checkpoints()] == ["an4_gru.ckpt", "an4_lstm.ckpt", "an4_tanh_rnn_clipped.ckpt"]
