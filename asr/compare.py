@@ -92,12 +92,15 @@ def train_one(name: str, config: dict, seed: int, run_dir: Path, data: ASRDataMo
     recipe = {"run_dir": str(run_dir), "seed_everything": seed, **copy.deepcopy(config)}
     recipe["data"]["seed"] = seed
     config_file, result_file = run_dir / "config.yaml", run_dir / "result.json"
-    if config_file.exists() and yaml.safe_load(config_file.read_text()) != recipe:
+    def same_recipe(saved: dict) -> bool:  # where the runs folder lies (it may have been moved) is not the recipe
+        return {**saved, "run_dir": None} == {**recipe, "run_dir": None}
+
+    if config_file.exists() and not same_recipe(yaml.safe_load(config_file.read_text())):
         raise ValueError(f"{run_dir} holds a run of a different recipe (see its config.yaml); nothing was "
                          "overwritten. Move it away, or pass --runs-dir to run the study elsewhere.")
     if result_file.exists():
         print(f"{name} seed {seed}: finished earlier, read from {result_file}", flush=True)
-        return json.loads(result_file.read_text())
+        return {**json.loads(result_file.read_text()), "run_dir": str(run_dir)}  # where it is now
     RunLock.acquire(run_dir)
     try:
         result = fit_and_measure(name, config, seed, run_dir, data, flow, recipe, code_commit)

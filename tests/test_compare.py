@@ -174,6 +174,12 @@ def test_parallel_jobs_give_the_numbers_of_a_sequential_study(tmp_path, data_dir
     assert [r["seed"] for r in one["models"]["gru"]["runs"]] == [1] == [r["seed"] for r in two["models"]["gru"]["runs"]]
     assert "seeds" not in one["models"]["gru"]["config"] and not (tmp_path / "one/gru/seed0").exists()
     assert "One seed for gru: each of those WERs is a single draw" in (tmp_path / "r1/report.md").read_text()
+    # a finished study moved to another folder is read back from there, its report made from the moved runs
+    (tmp_path / "one").rename(tmp_path / "moved")
+    assert main(["compare", "-c", str(path), "--runs-dir", str(tmp_path / "moved"), "--report-dir", str(tmp_path / "r3")]) == 0
+    three = json.loads((tmp_path / "r3/summary.json").read_text())
+    assert three["models"]["tanh"]["test_wer"] == one["models"]["tanh"]["test_wer"]
+    assert all(r["run_dir"].startswith(str(tmp_path / "moved")) for m in three["models"].values() for r in m["runs"])
     for name in ("tanh", "gru"):
         assert one["models"][name]["test_wer"] == two["models"][name]["test_wer"]
         for a, b in zip(one["models"][name]["runs"], two["models"][name]["runs"]):
