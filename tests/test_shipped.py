@@ -15,7 +15,7 @@ import yaml
 
 from asr.cli import main
 from asr.decoding import BeamSearchDecoder
-from asr.export import export_checkpoint, sha256
+from asr.export import sha256
 from asr.inference import Recognizer, read_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
