@@ -20,8 +20,8 @@ from typing import Mapping, Optional
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from .recurrence import recurrence
 from .remedies import EchoStateNetwork, truncated_recurrence, unrolled_rnn
 
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru", "esn")
@@ -128,13 +128,8 @@ class AcousticModel(nn.Module):
             return self.output(self.rnn(inputs)).log_softmax(-1)
         if self.truncate_bptt:
             return self.output(truncated_recurrence(self.rnn, inputs, self.truncate_bptt)).log_softmax(-1)
-        if lengths is None:
-            hidden, _ = self.rnn(inputs)
-        else:  # packing keeps padding out of the recurrence (and out of the backward direction's start)
-            packed = pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
-            hidden, _ = self.rnn(packed)
-            hidden, _ = pad_packed_sequence(hidden, batch_first=True, total_length=inputs.shape[1])
-        return self.output(hidden).log_softmax(-1)
+        # lengths keep padding out of every valid frame (asr/recurrence.py: the fast exact path per device)
+        return self.output(recurrence(self.rnn, inputs, lengths)).log_softmax(-1)
 
     def forward(self, features: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.recur(self.recurrent_input(features), lengths)
