@@ -4,21 +4,34 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export ASR_DATA_DIR
 
-.PHONY: venv test demo serve clean-venv
+.PHONY: venv lock test test-fast demo serve clean-venv
 
-$(STAMP): pyproject.toml
+# The environment is requirements.lock, exactly (every package, transitive ones too, at one version), plus
+# this project itself, editable, with no dependency resolution of its own.
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q uv
-	$(VENV)/bin/uv pip install --python $(PY) -e '.[test]'
+	$(VENV)/bin/uv pip install --python $(PY) -r requirements.lock
+	$(VENV)/bin/uv pip install --python $(PY) --no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# Re-resolve requirements.lock from pyproject.toml (the newest versions that fit, on every platform and
+# Python >= 3.10), then `make venv` installs it. Run the tests before committing a new lock.
+lock:
+	test -x $(VENV)/bin/uv || (python3 -m venv $(VENV) && $(PY) -m pip install -q uv)
+	$(VENV)/bin/uv pip compile pyproject.toml --extra test --universal --python-version 3.10 -o requirements.lock
 
 # The tests read AN4 and FSDD from $$ASR_DATA_DIR (CI: ../shared/data); without it they are downloaded
 # into data/ once (checksummed) and read from there.
 test: $(STAMP)
 	@if [ -z "$$ASR_DATA_DIR" ]; then $(VENV)/bin/asr download an4 fsdd --data-dir data; fi
 	$(PY) -m pytest -q
+
+# The tests that need no corpus (about a minute): models, recurrence, decoding, CLI errors, checkpoints.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not corpora"
 
 # tanh RNN vs LSTM on AN4, CPU-sized (GPU when there is one); report in reports/an4_quick/.
 # Uses $$ASR_DATA_DIR when set, else downloads AN4 into data/ (checksummed) on first use.

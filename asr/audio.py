@@ -12,8 +12,10 @@ import soundfile
 import torch
 import torchaudio
 
+from .errors import UserError
 
-class AudioError(ValueError):
+
+class AudioError(UserError):
     """A file that cannot be used, with a reason a user can act on."""
 
 

@@ -12,6 +12,7 @@ import json
 import platform
 import statistics
 import time
+import warnings
 from pathlib import Path
 
 import soundfile
@@ -85,8 +86,9 @@ def tune_command(args) -> int:
     return 0
 
 
-def transcribe_command(args, argv: list[str]) -> int:
+def transcribe_command(args) -> int:
     """`asr bench transcribe CKPT [--lexicon L --lm LM]`."""
+    argv = args.argv[args.argv.index("transcribe") + 1:]  # the options, for the table's header
     recognizer = Recognizer.from_checkpoint(args.checkpoint)
     vocab = recognizer.tokenizer.vocabulary
     decoders = {"greedy": GreedyDecoder(vocab), "beam": BeamSearchDecoder(vocab, args.beam_size)}
@@ -122,9 +124,10 @@ def bench_table(result: dict, argv: list[str]) -> str:
 
 
 def bench_train(recipe_path: str, epochs: int, data_dir, output: str | None) -> dict:
-    """Seconds for `epochs` epochs of the real training loop (Lightning, data pipeline, logging, gradient
-    instruments; no validation) against the model alone (forward + CTC + backward + clip + AdamW on the
-    same batches, prepared in advance): the distance between the two is the loop's overhead."""
+    """Seconds for `epochs` epochs of the real training loop (the Trainer every run gets, asr/runs.py: data
+    pipeline, logging, gradient instruments, checkpoints; no validation) against the model alone (forward +
+    CTC + backward + clip + AdamW on the same batches, prepared in advance): the distance between the two is
+    the loop's overhead."""
     import tempfile
 
     import lightning as L
@@ -132,7 +135,7 @@ def bench_train(recipe_path: str, epochs: int, data_dir, output: str | None) -> 
 
     from .datamodule import ASRDataModule
     from .module import ASRModule
-    from .training import run_loggers
+    from .runs import build_trainer
 
     recipe = yaml.safe_load(Path(recipe_path).read_text())
     data_args = {**recipe.get("data", {}), **({"data_dir": data_dir} if data_dir else {})}
@@ -149,14 +152,16 @@ def bench_train(recipe_path: str, epochs: int, data_dir, output: str | None) -> 
     L.seed_everything(0, verbose=False)
     module = ASRModule(input_dim=data.feature_dim, **recipe["model"])
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = L.Trainer(max_epochs=epochs, logger=run_loggers(Path(tmp)), log_every_n_steps=1,
-                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                            limit_val_batches=0, num_sanity_val_steps=0, use_distributed_sampler=False,
-                            **trainer_args)
+        trainer = build_trainer(Path(tmp), trainer_args, recipe.get("gradient_flow"), max_epochs=epochs,
+                                enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                                num_sanity_val_steps=0)
         start = time.perf_counter()
-        trainer.fit(module, train_dataloaders=data.train_dataloader())
+        with warnings.catch_warnings():  # no validation here, on purpose: best.ckpt has no dev WER to choose by
+            warnings.filterwarnings("ignore", message=r"`ModelCheckpoint\(monitor='dev/wer'\)` could not find")
+            trainer.fit(module, datamodule=data)
         sync()
         full = time.perf_counter() - start
+        full_steps = trainer.global_step
 
     L.seed_everything(0, verbose=False)
     module = ASRModule(input_dim=data.feature_dim, **recipe["model"]).to(device)
@@ -166,6 +171,7 @@ def bench_train(recipe_path: str, epochs: int, data_dir, output: str | None) -> 
     clip = trainer_args.get("gradient_clip_val")
     sync()
     start = time.perf_counter()
+    model_only_steps = 0
     for _ in range(epochs):
         for batch in batches:
             loss, _ = module.loss(batch)
@@ -174,9 +180,10 @@ def bench_train(recipe_path: str, epochs: int, data_dir, output: str | None) -> 
             if clip:
                 torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
             optimizer.step()
+            model_only_steps += 1
     sync()
     model_only = time.perf_counter() - start
-    result = {"recipe": recipe_path, "epochs": epochs, "steps": epochs * len(batches),
+    result = {"recipe": recipe_path, "epochs": epochs, "steps": {"full_loop": full_steps, "model_only": model_only_steps},
               "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads",
               "torch": torch.__version__, "full_loop_seconds": full, "model_only_seconds": model_only,
               "full_over_model_only": full / model_only}

@@ -2,8 +2,9 @@
 
 `asr train` hands its arguments to Lightning's own LightningCLI (asr/training.py), so every value of a
 YAML recipe can be overridden on the command line (`--model.cell gru`, `--trainer.max_epochs 5`) and
-`--ckpt_path` resumes a run. An error is one `error: ...` line (exit status 2); `asr --verbose ...` adds
-the traceback.
+`--ckpt_path` resumes a run. A mistake the user can fix (asr/errors.py: UserError) is one `error: ...` line
+(exit status 2; `asr --verbose ...` adds the traceback); any other exception is a bug in asr, printed with its
+traceback (exit status 3).
 """
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ import sys
 import traceback
 from pathlib import Path
 from typing import Optional
+
+from .decoding import BEAM_SIZE, LM_WEIGHT, WORD_SCORE
+from .errors import UserError
 
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aiff", ".aif", ".au", ".opus"}
@@ -87,7 +91,7 @@ def transcribe(args) -> int:
     decoder = decoder_from_args(args, recognizer.tokenizer.vocabulary)
     paths, empty = expand_inputs(args.files)
     if args.format == "srt" and len(paths) > 1 and not args.output_dir:
-        raise ValueError("--format srt with several files needs --output-dir (one .srt per file)")
+        raise UserError("--format srt with several files needs --output-dir (one .srt per file)")
     for folder in empty:
         print(f"error: no audio files in {folder} (looked for {', '.join(sorted(AUDIO_SUFFIXES))})", file=sys.stderr)
     results = recognizer.transcribe_files(paths, decoder, batch_size=args.batch_size)
@@ -120,6 +124,15 @@ def download(args) -> int:
     return 0
 
 
+def export(args) -> int:
+    from .checkpoint import export_checkpoint
+
+    info = export_checkpoint(args.checkpoint, args.output, overwrite=args.force)
+    print(f"{info['file']}: {info['bytes'] / 1e6:.1f} MB (the training checkpoint: {info['source_bytes'] / 1e6:.1f} MB), "
+          f"sha256 {info['sha256']}")
+    return 0
+
+
 def lm_build(args) -> int:
     from .corpora import load_split
     from .lm import build
@@ -132,11 +145,11 @@ def lm_build(args) -> int:
 
 def add_decoder_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decoder", choices=("greedy", "beam"), default="greedy")
-    p.add_argument("--beam-size", type=int, default=None, help="beam width (beam decoder; default 50)")
+    p.add_argument("--beam-size", type=int, default=BEAM_SIZE, help="beam width (beam decoder; default %(default)s)")
     p.add_argument("--lexicon", help="lexicon file (from `asr lm build`): spell only these words")
     p.add_argument("--lm", help="word n-gram language model, ARPA (from `asr lm build`); needs --lexicon")
-    p.add_argument("--lm-weight", type=float, default=None, help="weight of the LM score (default 1.0)")
-    p.add_argument("--word-score", type=float, default=None, help="score added per word (default 0)")
+    p.add_argument("--lm-weight", type=float, default=LM_WEIGHT, help="weight of the LM score (default %(default)s)")
+    p.add_argument("--word-score", type=float, default=WORD_SCORE, help="score added per word (default %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -211,8 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = bench_sub.add_parser("transcribe", help="WER and real-time factor of greedy, beam and beam+LM on a split")
     add_checkpoint_corpus_options(p, lm_required=False)
     p.add_argument("--split", choices=SPLITS, default="test")
-    p.add_argument("--lm-weight", type=float, default=1.0)
-    p.add_argument("--word-score", type=float, default=0.0)
+    p.add_argument("--lm-weight", type=float, default=LM_WEIGHT)
+    p.add_argument("--word-score", type=float, default=WORD_SCORE)
     p.add_argument("--repeats", type=int, default=3, help="timed passes per decoder after a warm-up (median reported)")
     p = bench_sub.add_parser("train", help="seconds of the training loop against the bare model step")
     p.add_argument("-c", "--config", required=True, help="a training recipe, e.g. recipes/an4_lstm.yaml")
@@ -243,53 +256,60 @@ def add_checkpoint_corpus_options(p: argparse.ArgumentParser, lm_required: bool)
     p.add_argument("--data-dir")
     p.add_argument("--lexicon", required=lm_required, help="lexicon file (from `asr lm build`)")
     p.add_argument("--lm", required=lm_required, help="word n-gram LM, ARPA (from `asr lm build`)")
-    p.add_argument("--beam-size", type=int, default=50)
+    p.add_argument("--beam-size", type=int, default=BEAM_SIZE)
     p.add_argument("--output", help="write the results here as JSON")
 
 
-def run_command(args, argv: list[str], extra: list[str]) -> int:
-    """Calls the handler of the parsed command (importing only what it needs)."""
-    if args.command == "train":
-        from .training import train
+# One pattern for every command: "module:function", imported only when that command runs, called with the
+# parsed arguments (args.extra: what follows `asr train`, for LightningCLI; args.argv: the whole command line).
+HANDLERS = {
+    "train": "asr.training:command",
+    "compare": "asr.compare:command",
+    "wrec-sweep": "asr.sweep:command",
+    "evaluate": "asr.cli:evaluate",
+    "transcribe": "asr.cli:transcribe",
+    "serve": "asr.serve:command",
+    "export": "asr.cli:export",
+    "tune-decoder": "asr.bench:tune_command",
+    "bench transcribe": "asr.bench:transcribe_command",
+    "bench train": "asr.bench:train_command",
+    "lm build": "asr.cli:lm_build",
+    "download": "asr.cli:download",
+}
 
-        return train(extra)
-    if args.command == "compare":
-        from .compare import command
-    elif args.command == "wrec-sweep":
-        from .sweep import command
-    elif args.command == "serve":
-        from .serve import command
-    elif args.command == "export":
-        from .export import command
-    elif args.command == "tune-decoder":
-        from .bench import tune_command as command
-    elif args.command == "bench" and args.bench_command == "transcribe":
-        from .bench import transcribe_command
 
-        return transcribe_command(args, argv[argv.index("transcribe") + 1:])
-    elif args.command == "bench":
-        from .bench import train_command as command
-    else:
-        command = {"evaluate": evaluate, "transcribe": transcribe, "download": download, "lm": lm_build}[args.command]
-    return command(args)
+def handler(args):
+    import importlib
+
+    name = " ".join(filter(None, (args.command, getattr(args, "bench_command", None), getattr(args, "lm_command", None))))
+    module, function = HANDLERS[name].split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """Runs one command. A UserError (asr/errors.py: bad input, a missing file, a refused overwrite) is one
+    `error: ...` line and exit status 2; anything else is a bug in asr, reported as one with its traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "train":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    from .corpora import DataNotFoundError
-    from .download import DownloadError
-
+    args.argv, args.extra = argv, extra
     try:
-        return run_command(args, argv, extra)
-    except (DataNotFoundError, DownloadError, ValueError) as e:  # CheckpointError and AudioError are ValueErrors
+        return handler(args)(args)
+    except UserError as e:
         if args.verbose:
             traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - not the user's doing: show everything needed to fix it
+        traceback.print_exc()
+        print(f"error: a bug in asr ({type(e).__name__}: {e}). The traceback above says where; please report it "
+              "with the command that caused it.", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -31,17 +31,17 @@ import numpy as np
 import torch
 import yaml
 
+from .checkpoint import read_training_checkpoint, write_text_atomically
 from .datamodule import ASRDataModule
-from .gradients import model_gradient_across_time
+from .errors import UserError
+from .gradients import FRAMES_BACK, model_gradient_across_time
 from .inference import Recognizer
 from .model import parameter_count
 from .module import ASRModule
+from .runs import RunLock, build_trainer, column, expected_warnings_silenced, monitor_of, read_metrics
 from .text import VOCABULARY
-from .training import (AtomicCheckpointIO, GradientFlowMonitor, RunLock, column, read_metrics, run_callbacks,
-                       run_loggers)
 
-GRAPH_KEYS = ("frames", "utterances", "every_n_epochs")
-FLOW_AT = (1, 10, 40, 80)  # frames back at which the gradient across time is recorded
+GRADIENT_FLOW_KEYS = ("frames", "utterances", "every_n_epochs")  # GradientFlowMonitor's arguments
 MODEL_STUDY_KEYS = ("match_parameters", "seeds")  # what a model entry says about the study, not about training
 
 
@@ -78,25 +78,33 @@ def resolve_models(recipe: dict, input_dim: int) -> dict[str, dict]:
         target = (spec or {}).get("match_parameters")
         if target:
             if target not in configs:
-                raise ValueError(f"model {name}: match_parameters names {target!r}, which is not in the study")
+                raise UserError(f"model {name}: match_parameters names {target!r}, which is not in the study")
             goal = parameter_count(model_hparams(configs[target]["model"], input_dim))
             configs[name]["model"]["hidden_size"] = matched_hidden_size(configs[name]["model"], goal, input_dim)
     return configs
+
+
+def run_recipe(config: dict, seed: int, run_dir: Path, flow: dict) -> dict:
+    """The `asr train` recipe of one run (written beside it as config.yaml): the model's configuration, its
+    folder, the gradient-across-time settings and the seed, which seeds both the weights and dropout
+    (seed_everything) and the batch order (data.seed). The run is trained from this and nothing else."""
+    recipe = {"run_dir": str(run_dir), "seed_everything": seed, **copy.deepcopy(config), "gradient_flow": dict(flow)}
+    recipe["data"]["seed"] = seed
+    return recipe
 
 
 def train_one(name: str, config: dict, seed: int, run_dir: Path, data: ASRDataModule, flow: dict,
               code_commit: str | None = None) -> dict:
     """Trains one model for one seed and returns its measurements (also kept in <run_dir>/result.json).
     A run that finished earlier is read back from result.json; an interrupted one resumes from its
-    last.ckpt, exactly (see asr/training.py), so a study killed at any point ends as an uninterrupted one."""
-    recipe = {"run_dir": str(run_dir), "seed_everything": seed, **copy.deepcopy(config)}
-    recipe["data"]["seed"] = seed
+    last.ckpt, exactly (see asr/runs.py), so a study killed at any point ends as an uninterrupted one."""
+    recipe = run_recipe(config, seed, run_dir, flow)
     config_file, result_file = run_dir / "config.yaml", run_dir / "result.json"
     def same_recipe(saved: dict) -> bool:  # where the runs folder lies (it may have been moved) is not the recipe
         return {**saved, "run_dir": None} == {**recipe, "run_dir": None}
 
     if config_file.exists() and not same_recipe(yaml.safe_load(config_file.read_text())):
-        raise ValueError(f"{run_dir} holds a run of a different recipe (see its config.yaml); nothing was "
+        raise UserError(f"{run_dir} holds a run of a different recipe (see its config.yaml); nothing was "
                          "overwritten. Move it away, or pass --runs-dir to run the study elsewhere.")
     if result_file.exists():
         print(f"{name} seed {seed}: finished earlier, read from {result_file}", flush=True)
@@ -106,9 +114,7 @@ def train_one(name: str, config: dict, seed: int, run_dir: Path, data: ASRDataMo
         result = fit_and_measure(name, config, seed, run_dir, data, flow, recipe, code_commit)
     finally:
         RunLock.release(run_dir)
-    tmp = result_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(result_file)
+    write_text_atomically(result_file, json.dumps(result, indent=1))
     return result
 
 
@@ -120,27 +126,27 @@ def fit_and_measure(name: str, config: dict, seed: int, run_dir: Path, data: ASR
     resume = last if last.is_file() else None
     if resume:
         print(f"{name} seed {seed}: resuming from {resume}", flush=True)
-    L.seed_everything(seed, verbose=False)
-    module = ASRModule(input_dim=data.feature_dim, **config["model"])
-    monitor, timer = GradientFlowMonitor(**flow), Timer()
-    trainer = L.Trainer(default_root_dir=str(run_dir), logger=run_loggers(run_dir), log_every_n_steps=1,
-                        callbacks=[*run_callbacks(run_dir), monitor, timer], use_distributed_sampler=False,
-                        enable_model_summary=False, plugins=[AtomicCheckpointIO()], **config.get("trainer", {}))
-    data.hparams.seed = seed
-    trainer.fit(module, datamodule=data, ckpt_path=resume)
+    L.seed_everything(recipe["seed_everything"], verbose=False)
+    module = ASRModule(input_dim=data.feature_dim, **recipe["model"])
+    trainer = build_trainer(run_dir, recipe.get("trainer", {}), recipe["gradient_flow"], enable_model_summary=False)
+    data.hparams.seed = recipe["data"]["seed"]
+    with expected_warnings_silenced():
+        trainer.fit(module, datamodule=data, ckpt_path=resume)
+    timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
     seconds = timer.time_elapsed("train")  # every session of the run, resumed ones included
 
     # Every measurement of the row comes from the weights chosen on dev (best.ckpt), the weights the test
     # WER is measured on; only the gradient-norm statistics describe the whole training run.
-    best = run_dir / "checkpoints/best.ckpt"
-    selected_epoch = int(torch.load(best, map_location="cpu", weights_only=True)["epoch"])
-    recognizer = Recognizer.from_checkpoint(best, "cuda" if torch.cuda.is_available() else "cpu")
+    best = read_training_checkpoint(run_dir / "checkpoints/best.ckpt")
+    selected_epoch = int(best["epoch"])
+    recognizer = Recognizer.from_saved(best, "cuda" if torch.cuda.is_available() else "cpu")
     test, _ = recognizer.evaluate(data.hparams.dataset, "test", data.hparams.data_dir)
-    curve = model_gradient_across_time(recognizer.model, monitor.probe_batch(data).to(recognizer.device)).cpu()
+    probe = monitor_of(trainer).probe_batch(data)
+    curve = model_gradient_across_time(recognizer.model, probe.to(recognizer.device)).cpu()
     flow_file = run_dir / "gradient_flow.json"
     flow_record = json.loads(flow_file.read_text())
     flow_record["selected"] = {"epoch": selected_epoch, "curve": curve.tolist()}
-    flow_file.write_text(json.dumps(flow_record))
+    write_text_atomically(flow_file, json.dumps(flow_record))
     radii = recognizer.model.recurrent_spectral_radii()
 
     metrics = read_metrics(run_dir)  # the per-step norms the training module logged, not recomputed
@@ -152,7 +158,7 @@ def fit_and_measure(name: str, config: dict, seed: int, run_dir: Path, data: ASR
     return {
         "seed": seed, "test_wer": test["wer"], "test_cer": test["cer"], "best_dev_wer": min(dev_wer) if dev_wer else None,
         "selected_epoch": selected_epoch, "spectral_radius": radii,
-        "gradient_across_time": {str(k): float(curve[k] / curve[0]) for k in FLOW_AT if k < len(curve)},
+        "gradient_across_time": {str(k): float(curve[k] / curve[0]) for k in FRAMES_BACK if k < len(curve)},
         "parameters": recognizer.model.num_parameters(), "train_seconds": seconds,
         "nonfinite_steps": module.nonfinite_steps, "steps": trainer.global_step, "epochs": trainer.current_epoch,
         "grad_norm": {"median": float(np.median(finite)), "p99": float(np.percentile(finite, 99)),
@@ -231,14 +237,14 @@ def run_study(recipe: dict, recipe_path: str | None = None) -> Path:
     report_dir = Path(recipe.get("report_dir", f"reports/{study}"))
     runs_dir = Path(recipe.get("runs_dir", f"runs/{study}"))
     seeds = recipe.get("seeds", [0])
-    flow = {k: v for k, v in recipe.get("gradient_flow", {}).items() if k in GRAPH_KEYS}
+    flow = {k: v for k, v in recipe.get("gradient_flow", {}).items() if k in GRADIENT_FLOW_KEYS}
     data = ASRDataModule(**recipe["base"].get("data", {}))
     configs = resolve_models(recipe, data.feature_dim)
     data.setup("fit")
 
     for name, config in configs.items():
         if config.get("data", {}) != recipe["base"].get("data", {}):
-            raise ValueError(f"model {name} changes the data section: every model of a study must see the same data")
+            raise UserError(f"model {name} changes the data section: every model of a study must see the same data")
     model_seeds = {name: list((spec or {}).get("seeds", seeds)) for name, spec in recipe["models"].items()}
     jobs = [(name, config, seed, runs_dir / name / f"seed{seed}") for name, config in configs.items()
             for seed in model_seeds[name]]
@@ -280,7 +286,7 @@ def command(args) -> int:
     """`asr compare -c RECIPE [--data-dir D --runs-dir R --report-dir P]`."""
     path = Path(args.config)
     if not path.is_file():
-        raise ValueError(f"study recipe {path} not found")
+        raise UserError(f"study recipe {path} not found")
     recipe = yaml.safe_load(path.read_text())
     if args.data_dir:
         recipe["base"].setdefault("data", {})["data_dir"] = args.data_dir

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import UserError
 from .text import normalize_transcript
 
 CORPORA = ("an4", "fsdd", "librispeech")
@@ -27,7 +28,7 @@ class Utterance:
     speaker: str
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(UserError, FileNotFoundError):
     pass
 
 
@@ -39,7 +40,7 @@ def default_data_dir() -> Path:
 def corpus_root(name: str, data_dir: str | Path | None) -> Path:
     """The folder of corpus `name` inside data_dir, with a message saying how to get it when absent."""
     if name not in CORPORA:
-        raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(CORPORA)}")
+        raise UserError(f"unknown dataset {name!r}: choose one of {', '.join(CORPORA)}")
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     folder = {"an4": "an4", "fsdd": "fsdd", "librispeech": "LibriSpeech"}[name]
     marker = {"an4": "etc/an4_train.transcription", "fsdd": "recordings", "librispeech": ""}[name]
@@ -55,7 +56,7 @@ def corpus_root(name: str, data_dir: str | Path | None) -> Path:
 
 def load_split(name: str, split: str, data_dir: str | Path | None = None, **options) -> list[Utterance]:
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
+        raise UserError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
     root = corpus_root(name, data_dir)
     return {"an4": an4, "fsdd": fsdd, "librispeech": librispeech}[name](root, split, **options)
 

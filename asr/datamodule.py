@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-import warnings
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
@@ -19,12 +18,8 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Sampler
 
 from .dataset import CorpusFeatures, Example, FeatureDataset
+from .errors import UserError
 from .features import FeatureConfig, FeatureExtractor, SpecAugment
-
-
-# Lightning warns that a loader without state_dict() cannot resume inside an epoch; this one does: the data
-# module keeps its place in the checkpoint (ASRDataModule.state_dict).
-warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 
 
 class EpochPermutation(Sampler[int]):
@@ -174,7 +169,7 @@ class ASRDataModule(L.LightningDataModule):
         super().__init__()
         for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0)):
             if value < low:
-                raise ValueError(f"data.{name} must be at least {low}, got {value}")
+                raise UserError(f"data.{name} must be at least {low}, got {value}")
         self.save_hyperparameters()
         self.corpus = CorpusFeatures(dataset, data_dir, FeatureConfig(sample_rate, n_mels, win_ms, hop_ms, stack, stride),
                                      cache_dir, cache_dtype, max_utterances, bad_audio)

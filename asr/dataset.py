@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from .audio import load_audio
 from .corpora import Utterance, load_split
+from .errors import UserError
 from .features import FEATURES_VERSION, FeatureConfig, FeatureExtractor
 from .text import CharTokenizer, ctc_min_frames
 
@@ -71,7 +72,7 @@ def extract_features(utts: list[Utterance], extractor: FeatureExtractor, cache_d
             try:
                 stored = torch.load(cache, weights_only=True)
                 if len(stored) != len(utts):
-                    raise ValueError(f"{len(stored)} entries for {len(utts)} utterances")
+                    raise RuntimeError(f"{len(stored)} entries for {len(utts)} utterances")
                 return [f.float() for f in stored]
             except Exception as e:  # noqa: BLE001 - truncated, corrupt or foreign: the audio is the truth
                 reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
@@ -84,7 +85,7 @@ def extract_features(utts: list[Utterance], extractor: FeatureExtractor, cache_d
             feats.append(extractor.log_mel(load_audio(u.path, extractor.config.sample_rate)))
         except ValueError as e:  # AudioError (unreadable, empty, corrupt) or too short for one frame
             if bad_audio == "stop":
-                raise ValueError(f"{u.path} (utterance {u.id}): {e}. Replace or remove the file, or set "
+                raise UserError(f"{u.path} (utterance {u.id}): {e}. Replace or remove the file, or set "
                                  "data.bad_audio: skip to go on without it (the skipped files are listed).") from None
             skipped.append(f"{u.path} ({e})")
             feats.append(None)
@@ -107,15 +108,15 @@ class CorpusFeatures:
                  cache_dir: Optional[str] = "data/cache", cache_dtype: str = "float32",
                  max_utterances: Optional[int] = None, bad_audio: str = "stop"):
         if cache_dtype not in ("float32", "float16"):
-            raise ValueError(f"data.cache_dtype must be float32 or float16, got {cache_dtype!r}")
+            raise UserError(f"data.cache_dtype must be float32 or float16, got {cache_dtype!r}")
         if bad_audio not in ("stop", "skip"):
-            raise ValueError(f"data.bad_audio must be stop or skip, got {bad_audio!r}")
+            raise UserError(f"data.bad_audio must be stop or skip, got {bad_audio!r}")
         c = feature_config
         for name, value, low in (("sample_rate", c.sample_rate, 1), ("n_mels", c.n_mels, 1), ("win_ms", c.win_ms, 1e-9),
                                  ("hop_ms", c.hop_ms, 1e-9), ("stack", c.stack, 1), ("stride", c.stride, 1),
                                  ("max_utterances", max_utterances if max_utterances is not None else 1, 1)):
             if value < low:
-                raise ValueError(f"data.{name} must be {'positive' if low == 1e-9 else f'at least {low}'}, got {value}")
+                raise UserError(f"data.{name} must be {'positive' if low == 1e-9 else f'at least {low}'}, got {value}")
         self.dataset, self.data_dir, self.cache_dir, self.cache_dtype = dataset, data_dir, cache_dir, cache_dtype
         self.max_utterances, self.bad_audio = max_utterances, bad_audio
         self.feature_config = feature_config
@@ -136,7 +137,7 @@ class CorpusFeatures:
         if self.max_utterances:
             utts = utts[: self.max_utterances]
         if not utts:
-            raise ValueError(f"{self.dataset} {split} split is empty under {self.data_dir}")
+            raise UserError(f"{self.dataset} {split} split is empty under {self.data_dir}")
         cache_dir = Path(self.cache_dir) if self.cache_dir else None
         feats = extract_features(utts, self.extractor, cache_dir, self.cache_dtype, self.bad_audio)
         examples, unemittable = [], []

@@ -14,12 +14,17 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import torch
-
+from .errors import UserError
 from .lm import WORD_SEPARATOR
 from .text import BLANK
+
+if TYPE_CHECKING:  # tensors only pass through here: `asr --help` reads the defaults below without torch
+    import torch
+
+# Beam search defaults, here and nowhere else (the command line shows and passes these)
+BEAM_SIZE, LM_WEIGHT, WORD_SCORE = 50, 1.0, 0.0
 
 
 @dataclass
@@ -78,16 +83,16 @@ class GreedyDecoder:
 class BeamSearchDecoder:
     """Beam search over CTC outputs with an optional lexicon and word n-gram LM (ARPA)."""
 
-    def __init__(self, vocabulary: list[str], beam_size: int = 50, lexicon: Optional[str] = None,
-                 lm: Optional[str] = None, lm_weight: float = 1.0, word_score: float = 0.0,
+    def __init__(self, vocabulary: list[str], beam_size: int = BEAM_SIZE, lexicon: Optional[str] = None,
+                 lm: Optional[str] = None, lm_weight: float = LM_WEIGHT, word_score: float = WORD_SCORE,
                  beam_threshold: float = 25.0):
         if beam_size < 1:
-            raise ValueError(f"beam width must be at least 1, got {beam_size}")
+            raise UserError(f"beam width must be at least 1, got {beam_size}")
         for name, path in (("lexicon", lexicon), ("language model", lm)):
             if path is not None and not Path(path).is_file():
-                raise ValueError(f"{name} file {path} not found (build both with `asr lm build`)")
+                raise UserError(f"{name} file {path} not found (build both with `asr lm build`)")
         if lm is not None and lexicon is None:
-            raise ValueError("a word language model needs a lexicon: pass --lexicon (both come from `asr lm build`)")
+            raise UserError("a word language model needs a lexicon: pass --lexicon (both come from `asr lm build`)")
         from torchaudio.models.decoder import ctc_decoder  # needs flashlight-text
 
         self.vocabulary = vocabulary
@@ -122,8 +127,8 @@ class BeamSearchDecoder:
 def make_decoder(vocabulary: list[str], decoder: str = "greedy", **beam_options):
     if decoder == "greedy":
         if beam_options.get("lm") or beam_options.get("lexicon"):
-            raise ValueError("--lexicon and --lm need --decoder beam")
+            raise UserError("--lexicon and --lm need --decoder beam")
         return GreedyDecoder(vocabulary)
     if decoder == "beam":
-        return BeamSearchDecoder(vocabulary, **{k: v for k, v in beam_options.items() if v is not None})
-    raise ValueError(f"unknown decoder {decoder!r}: choose greedy or beam")
+        return BeamSearchDecoder(vocabulary, **beam_options)
+    raise UserError(f"unknown decoder {decoder!r}: choose greedy or beam")

@@ -7,13 +7,15 @@ existing folder is never overwritten.
 """
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tarfile
 import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from .checkpoint import sha256
+from .errors import UserError
 
 MANIFESTS = Path(__file__).parent / "manifests"
 
@@ -31,16 +33,8 @@ SOURCES = {
 }
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError):
     pass
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify(name: str, root: Path) -> None:

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torchaudio
 
+from .errors import UserError
+
 # Part of every feature cache's key: raise it whenever a change to this file changes the features a
 # configuration yields, so that no run reads features made by older code.
 FEATURES_VERSION = 1
@@ -61,7 +63,7 @@ class FeatureExtractor:
     def log_mel(self, waveform: torch.Tensor) -> torch.Tensor:
         """(samples,) float waveform at config.sample_rate -> (frames, n_mels), normalised per utterance."""
         if waveform.numel() < self.min_samples():
-            raise ValueError(f"audio too short: {waveform.numel()} samples, need at least {self.min_samples()}")
+            raise UserError(f"audio too short: {waveform.numel()} samples, need at least {self.min_samples()}")
         feats = torch.log(self.mel(waveform.float()) + 1e-6).T
         return (feats - feats.mean(0)) / (feats.std(0) + 1e-5)
 

@@ -17,6 +17,10 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
+from .errors import UserError
+
+FRAMES_BACK = (1, 10, 40, 80)  # where the gradient across time is logged and reported (frames before the last)
+
 
 
 def layer_name(parameter_name: str) -> str:
@@ -93,5 +97,5 @@ def fixed_probe_batch(utterances: list, frames: int, count: int) -> torch.Tensor
     are at least that long. Fixed, so curves from different epochs and models are comparable."""
     long_enough = [u for u in utterances if u.shape[0] >= frames][:count]
     if not long_enough:
-        raise ValueError(f"no utterance has {frames} frames for the gradient-across-time probe: lower `frames`")
+        raise UserError(f"no utterance has {frames} frames for the gradient-across-time probe: lower `frames`")
     return torch.stack([u[:frames] for u in long_enough])

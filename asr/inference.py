@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import csv
 import json
-import pickle
-import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -13,6 +10,7 @@ from typing import Optional
 import torch
 
 from .audio import AudioError, load_audio
+from .checkpoint import read_training_checkpoint
 from .dataset import CorpusFeatures
 from .decoding import GreedyDecoder, Transcript
 from .features import FeatureConfig, FeatureExtractor
@@ -26,37 +24,6 @@ FEATURE_ARGS = ("sample_rate", "n_mels", "win_ms", "hop_ms", "stack", "stride")
 MIN_SECONDS = 0.1
 
 
-class CheckpointError(ValueError):
-    pass
-
-
-def read_checkpoint(path: str | Path) -> dict:
-    """torch.load with weights_only=True: tensors and plain containers only, so a file can never run code.
-    A file that is not a readable checkpoint gets a CheckpointError that says what it is."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path} is empty (0 bytes), not a checkpoint: was it copied or written completely?")
-    if not zipfile.is_zipfile(path):
-        with open(path, "rb") as f:
-            head = f.read(4)
-        if head[:2] == b"PK":  # a zip archive whose end (the central directory) is missing
-            raise CheckpointError(f"{path} is truncated: a checkpoint whose end is missing (an interrupted copy or "
-                                  "save?). Use an intact copy, or resume from last.ckpt.")
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint (not the zip archive torch.save writes)")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
-        what = f" (such as {found.group(1)})" if found else ""
-        raise CheckpointError(f"refusing to load {path}: it holds Python objects beyond tensors and plain data{what}, "
-                              "and loading it would run code") from None
-    except Exception as e:  # noqa: BLE001
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise CheckpointError(f"{path} is damaged: a zip archive torch cannot read ({reason})") from None
-
-
 @dataclass
 class Recognizer:
     model: AcousticModel
@@ -67,9 +34,11 @@ class Recognizer:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> "Recognizer":
-        ckpt = read_checkpoint(path)
-        if "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
-            raise CheckpointError(f"{path} is not a checkpoint written by `asr train` (no state_dict/hyper_parameters)")
+        return cls.from_saved(read_training_checkpoint(path), device)
+
+    @classmethod
+    def from_saved(cls, ckpt: dict, device: str = "cpu") -> "Recognizer":
+        """From a checkpoint already read (asr/checkpoint.py: read_training_checkpoint)."""
         hp, data_hp = ckpt["hyper_parameters"], ckpt.get("datamodule_hyper_parameters", {})
         features = FeatureConfig(**{k: data_hp[k] for k in FEATURE_ARGS if k in data_hp})
         tokenizer = CharTokenizer(hp["vocabulary"])
@@ -168,6 +137,3 @@ def write_rows(rows: list[dict], path: Path) -> None:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-
-
-__all__ = ["Recognizer", "CheckpointError", "AudioError", "read_checkpoint", "write_rows"]

@@ -13,6 +13,8 @@ import math
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from .errors import UserError
+
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 WORD_SEPARATOR = "|"  # the space of our vocabulary, as the decoder's lexicon names it
 
@@ -20,7 +22,7 @@ WORD_SEPARATOR = "|"  # the space of our vocabulary, as the decoder's lexicon na
 class WittenBellLM:
     def __init__(self, sentences: list[list[str]], order: int = 3):
         if order < 1:
-            raise ValueError(f"n-gram order must be at least 1, got {order}")
+            raise UserError(f"n-gram order must be at least 1, got {order}")
         self.order = order
         self.counts: list[Counter] = [Counter() for _ in range(order + 1)]  # counts[n][ngram tuple]
         for words in sentences:
@@ -109,7 +111,7 @@ def build(sentences: list[str], out_dir: Path, order: int = 3, name: str = "lm")
     """Writes <out_dir>/lexicon.txt and <out_dir>/<name>.arpa from transcripts (training split only)."""
     tokenized = [s.split() for s in sentences if s.strip()]
     if not tokenized:
-        raise ValueError("no transcripts to build a language model from")
+        raise UserError("no transcripts to build a language model from")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     lm = WittenBellLM(tokenized, order)

@@ -21,6 +21,7 @@ from typing import Mapping, Optional
 import torch
 from torch import nn
 
+from .errors import UserError
 from .recurrence import recurrence
 from .remedies import EchoStateNetwork, truncated_recurrence, unrolled_rnn
 
@@ -64,15 +65,15 @@ class AcousticModel(nn.Module):
     ):
         super().__init__()
         if cell not in CELLS:
-            raise ValueError(f"unknown cell {cell!r}: choose one of {', '.join(CELLS)}")
+            raise UserError(f"unknown cell {cell!r}: choose one of {', '.join(CELLS)}")
         if init not in INITS:
-            raise ValueError(f"unknown init {init!r}: choose one of {', '.join(INITS)}")
+            raise UserError(f"unknown init {init!r}: choose one of {', '.join(INITS)}")
         if truncate_bptt is not None and (bidirectional or truncate_bptt < 1):
-            raise ValueError("truncate_bptt needs a unidirectional model and a positive number of frames: the "
+            raise UserError("truncate_bptt needs a unidirectional model and a positive number of frames: the "
                              "backward direction of a bidirectional model would carry the future across every cut "
                              "(set bidirectional: false)")
         if cell == "esn" and bidirectional:
-            raise ValueError("the echo state network (cell esn) runs forward in time only: set bidirectional: false")
+            raise UserError("the echo state network (cell esn) runs forward in time only: set bidirectional: false")
         self.cell, self.num_layers, self.bidirectional = cell, num_layers, bidirectional
         self.truncate_bptt = truncate_bptt
         self.input_projection = nn.Linear(input_dim, hidden_size)
@@ -141,7 +142,7 @@ class AcousticModel(nn.Module):
         """Log-probs plus every layer's hidden state at every frame, for the gradient-norm penalty
         (plain unidirectional rnn_tanh / rnn_relu only)."""
         if not self.can_unroll():
-            raise ValueError("the gradient-norm penalty needs a unidirectional rnn_tanh or rnn_relu model "
+            raise UserError("the gradient-norm penalty needs a unidirectional rnn_tanh or rnn_relu model "
                              "without truncate_bptt")
         hidden, states = unrolled_rnn(self.rnn, self.recurrent_input(features), self.rnn.dropout, self.training)
         return self.output(hidden).log_softmax(-1), states

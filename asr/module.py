@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .decoding import GreedyDecoder
+from .errors import UserError
 from .gradients import gradient_norms
 from .remedies import gradient_norm_penalty
 from .metrics import error_rates
@@ -66,7 +67,7 @@ class ASRModule(L.LightningModule):
                 ("warmup_fraction", warmup_fraction, 0 <= warmup_fraction < 1, "in [0, 1)"),
                 ("gradient_penalty", gradient_penalty, gradient_penalty >= 0, "0 or more")):
             if not ok:
-                raise ValueError(f"model.{name} must be {allowed}, got {value}")
+                raise UserError(f"model.{name} must be {allowed}, got {value}")
         vocabulary = list(vocabulary or VOCABULARY)
         self.save_hyperparameters()
         self.hparams["vocabulary"] = vocabulary  # the checkpoint carries the symbols it was trained on
@@ -74,7 +75,7 @@ class ASRModule(L.LightningModule):
         self.greedy = GreedyDecoder(vocabulary)
         self.model = build_model(self.hparams)  # the same call that rebuilds it from a checkpoint
         if gradient_penalty and not self.model.can_unroll():  # fail at construction, not at the first step
-            raise ValueError("gradient_penalty needs a unidirectional rnn_tanh or rnn_relu model without truncate_bptt")
+            raise UserError("gradient_penalty needs a unidirectional rnn_tanh or rnn_relu model without truncate_bptt")
         self.ctc_loss = nn.CTCLoss(blank=0, zero_infinity=False)
         self.nonfinite_steps = 0
         self._refs: list[str] = []  # dev/test transcripts and hypotheses of the epoch under way

@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .training import column, read_metrics  # noqa: E402
+from .runs import column, read_metrics  # noqa: E402
 
 PLOTS = {
     "wer": "wer_by_model.png",

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from .errors import UserError
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported anywhere
 
 MAX_SECONDS = 60.0  # longer recordings belong to `asr transcribe`, which cuts them at pauses
@@ -66,15 +68,15 @@ def check_recording(path: Optional[str], sample_rate: int):
     from .segment import frame_energy_db
 
     if not path:
-        raise ValueError("no audio yet: upload a file or record one with the microphone, then press Transcribe")
+        raise UserError("no audio yet: upload a file or record one with the microphone, then press Transcribe")
     waveform = load_audio(path, sample_rate, min_seconds=0.3)
     seconds = waveform.numel() / sample_rate
     if seconds > MAX_SECONDS:
-        raise ValueError(f"too long for this page: {seconds:.0f} s of audio, at most {MAX_SECONDS:.0f} s here "
+        raise UserError(f"too long for this page: {seconds:.0f} s of audio, at most {MAX_SECONDS:.0f} s here "
                          f"(`asr transcribe CKPT {Path(path).name}` takes recordings of any length)")
     energy = frame_energy_db(waveform, sample_rate)
     if float(energy.max()) < -60 or float(energy.max() - energy.min()) < 6:
-        raise ValueError("no speech found: the recording is silent (or one steady sound). Check the microphone "
+        raise UserError("no speech found: the recording is silent (or one steady sound). Check the microphone "
                          "level, or upload another file")
     return waveform
 
@@ -194,7 +196,7 @@ def command(args) -> int:
     """`asr serve [CKPT ...] [--host H --port N]`."""
     paths = [Path(p) for p in args.checkpoints] or default_checkpoints()
     if not paths:
-        raise ValueError("no checkpoints given, none shipped in checkpoints/ and no `make demo` run under runs/: "
+        raise UserError("no checkpoints given, none shipped in checkpoints/ and no `make demo` run under runs/: "
                          "pass checkpoint paths, e.g. `asr serve runs/NAME/checkpoints/best.ckpt`")
     models = load_models(paths)
     app = build_app(models, Path(args.reports))

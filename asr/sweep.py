@@ -18,6 +18,7 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from .dataset import CorpusFeatures  # noqa: E402
+from .errors import UserError
 from .gradients import fixed_probe_batch, model_gradient_across_time  # noqa: E402
 from .model import AcousticModel  # noqa: E402
 from .text import VOCABULARY  # noqa: E402
@@ -111,7 +112,7 @@ def command(args) -> int:
     """`asr wrec-sweep -c RECIPE`."""
     path = Path(args.config)
     if not path.is_file():
-        raise ValueError(f"sweep recipe {path} not found")
+        raise UserError(f"sweep recipe {path} not found")
     recipe = yaml.safe_load(path.read_text()) or {}
     if args.data_dir:
         recipe["data_dir"] = args.data_dir

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Sequence
 
+from .errors import UserError
+
 if TYPE_CHECKING:  # torch is imported where a tensor is made: `asr --help` imports this file
     import torch
 
@@ -31,7 +33,7 @@ class CharTokenizer:
 
     def __init__(self, vocabulary: Sequence[str] = VOCABULARY):
         if vocabulary[0] != BLANK:
-            raise ValueError(f"the first vocabulary entry must be the CTC blank {BLANK!r}, got {vocabulary[0]!r}")
+            raise UserError(f"the first vocabulary entry must be the CTC blank {BLANK!r}, got {vocabulary[0]!r}")
         self.vocabulary = list(vocabulary)
         self.index = {c: i for i, c in enumerate(self.vocabulary)}
 

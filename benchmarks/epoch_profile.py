@@ -3,13 +3,15 @@ gradient-across-time probe, checkpointing. Lightning's SimpleProfiler times ever
 loop (the study's own Trainer settings, callbacks and loggers), so nothing here is timed by hand.
 
     .venv/bin/python benchmarks/epoch_profile.py [--model lstm] [--epochs 2] [--threads 2] \
-        [--output benchmarks/epoch_profile_cpu.json]
+        [--recurrence packed] [--output benchmarks/epoch_profile_cpu.json]
 
-The model is one of recipes/an4_cpu.yaml's, trained `--epochs` epochs with the gradient probe run after
-every epoch (the study runs it every 5th: its share there is a fifth of the one measured here). Run it when
-nothing else uses the CPU.
+The model is one of recipes/an4_cpu.yaml's, trained `--epochs` epochs on the Trainer every run gets
+(asr/runs.py), with the gradient probe run after every epoch (the study runs it every 5th: its share there is
+a fifth of the one measured here). `--recurrence packed` routes the model's recurrence through PackedSequence, the path training took before asr/recurrence.py
+(see benchmarks/rnn_kernel.py). Run it when nothing else uses the CPU.
 """
 import argparse
+import contextlib
 import json
 import platform
 import sys
@@ -40,6 +42,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-utterances", type=int, default=None, help="train on fewer utterances (a quick check)")
+    parser.add_argument("--recurrence", choices=("auto", "packed", "padded"), default="auto",
+                        help="auto: what training uses on this device (asr/recurrence.py); else force one path")
     parser.add_argument("--output")
     args = parser.parse_args()
 
@@ -50,7 +54,8 @@ def main() -> None:
     from asr.compare import resolve_models
     from asr.datamodule import ASRDataModule
     from asr.module import ASRModule
-    from asr.training import GradientFlowMonitor, run_callbacks, run_loggers
+    from asr.runs import build_trainer
+    from rnn_kernel import recurrence_path
 
     torch.set_num_threads(args.threads)
     recipe = yaml.safe_load((REPO / "recipes/an4_cpu.yaml").read_text())
@@ -64,12 +69,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as run_dir:
         flow = {**recipe["gradient_flow"], "every_n_epochs": 1}
-        trainer = L.Trainer(default_root_dir=run_dir, logger=run_loggers(Path(run_dir)), log_every_n_steps=1,
-                            callbacks=[*run_callbacks(Path(run_dir)), GradientFlowMonitor(**flow)],
-                            enable_model_summary=False, profiler=profiler,
-                            **{**config["trainer"], "max_epochs": args.epochs, "enable_progress_bar": False})
+        trainer = build_trainer(Path(run_dir), config["trainer"], flow, enable_model_summary=False, profiler=profiler,
+                                max_epochs=args.epochs, enable_progress_bar=False)
+        path = recurrence_path(args.recurrence) if args.recurrence != "auto" else contextlib.nullcontext()
         start = time.perf_counter()
-        trainer.fit(module, datamodule=data)
+        with path:
+            trainer.fit(module, datamodule=data)
         total = time.perf_counter() - start  # the whole fit: every part below is a share of it
     durations = profiler.recorded_durations
     parts = {}
@@ -81,7 +86,7 @@ def main() -> None:
         parts[part] = {"seconds": seconds, "share_of_fit": seconds / total}
     result = {
         "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads",
-        "model": args.model, "config": config["model"], "epochs": args.epochs, "max_utterances": args.max_utterances,
+        "model": args.model, "recurrence": args.recurrence, "config": config["model"], "epochs": args.epochs, "max_utterances": args.max_utterances,
         "fit_seconds": total, "parts": parts,
         "command": "python benchmarks/epoch_profile.py " + " ".join(sys.argv[1:]),
     }

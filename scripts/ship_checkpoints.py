@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 from asr.bench import tune  # noqa: E402
 from asr.corpora import load_split  # noqa: E402
 from asr.decoding import BeamSearchDecoder  # noqa: E402
-from asr.export import export_checkpoint  # noqa: E402
-from asr.inference import Recognizer, read_checkpoint, write_rows  # noqa: E402
+from asr.checkpoint import export_checkpoint, read_checkpoint  # noqa: E402
+from asr.inference import Recognizer, write_rows  # noqa: E402
 from asr.lm import build  # noqa: E402
 
 STUDY_MODELS = ("lstm", "gru", "tanh_rnn_clipped")

@@ -13,6 +13,14 @@ import soundfile
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(items):
+    """Every test that reads a corpus (through the data_dir fixture, however indirectly) is marked `corpora`:
+    `make test-fast` runs the others (pytest -m "not corpora")."""
+    for item in items:
+        if "data_dir" in item.fixturenames:
+            item.add_marker(pytest.mark.corpora)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """$ASR_DATA_DIR (CI: ../shared/data), else the repository's data/ where `make test` downloads the corpora."""

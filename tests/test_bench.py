@@ -87,5 +87,5 @@ def test_bench_train_times_the_loop_and_the_bare_model(data_dir, tmp_path):
     out = tmp_path / "train.json"
     assert main(["bench", "train", "-c", str(path), "--epochs", "2", "--data-dir", str(data_dir), "--output", str(out)]) == 0
     r = json.loads(out.read_text())
-    assert r["steps"] == 4  # 16 utterances in batches of 8, 2 epochs: both loops ran every step
+    assert r["steps"] == {"full_loop": 4, "model_only": 4}  # 16 utterances in batches of 8, 2 epochs, in each loop
     assert r["full_loop_seconds"] > 0 and r["model_only_seconds"] > 0 and r["device"].startswith("cpu")

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from asr.cli import main
-from asr.inference import CheckpointError, Recognizer
+from asr.checkpoint import CheckpointError
+from asr.inference import Recognizer
 
 
 def tiny(run_dir, data_dir, *extra):
@@ -82,7 +83,7 @@ def test_resuming_from_a_checkpoint_that_holds_code_is_refused_in_one_line(tmp_p
 def test_verbose_adds_the_traceback_to_the_one_line_error(tmp_path, data_dir, capsys):
     assert main(["--verbose", *tiny(tmp_path / "r", data_dir, "--model.cell", "transformer")]) == 2
     err = capsys.readouterr().err
-    assert "Traceback (most recent call last)" in err and 'raise ValueError(f"unknown cell' in err
+    assert "Traceback (most recent call last)" in err and 'raise UserError(f"unknown cell' in err
     assert err.strip().splitlines()[-1] == "error: unknown cell 'transformer': choose one of rnn_tanh, rnn_relu, lstm, gru, esn"
 
 
@@ -140,3 +141,22 @@ def test_evaluating_on_another_corpus_warns(trained, data_dir, tmp_path, capsys)
                  "--output", str(tmp_path / "rows.csv")]) == 0
     assert (f"warning: {trained / 'checkpoints/best.ckpt'} was trained on an4, and is evaluated on fsdd"
             in capsys.readouterr().err)
+
+
+def test_a_user_mistake_is_one_line_and_anything_else_is_reported_as_a_bug(monkeypatch, capsys, tmp_path):
+    """UserError (asr/errors.py) is the user's to fix: one line, exit 2. Any other exception, a ValueError from a
+    library included, is ours: the traceback and exit 3, never dressed up as a user error."""
+    assert main(["compare", "-c", str(tmp_path / "missing.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: study recipe {tmp_path / 'missing.yaml'} not found\n"
+
+    import asr.compare
+
+    def broken(args):
+        return int("not a number")  # a ValueError that is not the user's doing
+
+    monkeypatch.setattr(asr.compare, "command", broken)
+    assert main(["compare", "-c", str(tmp_path / "missing.yaml")]) == 3
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and 'int("not a number")' in err
+    assert "error: a bug in asr (ValueError: invalid literal for int() with base 10: 'not a number')" in err

@@ -27,6 +27,30 @@ def test_too_short_audio_is_refused():
         raise AssertionError("no error for 300 samples")
 
 
+def zeros_on_valid_frames(batch) -> int:
+    """Exact zeros inside each utterance's own frames (padding is zero anyway; normalised log-mels never are)."""
+    valid = torch.arange(batch.features.shape[1])[None] < batch.feature_lengths[:, None]
+    return int((batch.features[valid] == 0).sum())
+
+
+def test_the_data_module_masks_training_batches_and_never_dev_ones(data_dir, tmp_path):
+    """SpecAugment through the loaders Lightning calls: on (spec_augment: true), training batches carry masks and
+    dev batches none; off, neither does."""
+    from asr.datamodule import ASRDataModule
+
+    def batches(spec_augment):
+        data = ASRDataModule(dataset="an4", data_dir=str(data_dir), batch_size=4, max_utterances=8,
+                             spec_augment=spec_augment, cache_dir=str(tmp_path / "cache"))
+        data.setup("fit")
+        return list(data.train_dataloader()), list(data.val_dataloader())
+
+    train, dev = batches(True)
+    assert all(zeros_on_valid_frames(b) > 0 for b in train)
+    assert sum(zeros_on_valid_frames(b) for b in dev) == 0
+    train, dev = batches(False)
+    assert sum(zeros_on_valid_frames(b) for b in train + dev) == 0
+
+
 def test_spec_augment_masks_training_batches_only():
     torch.manual_seed(0)
     ex = FeatureExtractor()

@@ -55,7 +55,22 @@ def test_tanh_rnn_gradient_vanishes_where_lstm_keeps_it():
     assert c_tanh.shape == (80,)
     assert c_tanh[40] / c_tanh[0] < 1e-6  # 40 frames through a contracting W_hh: gone
     assert c_lstm[40] / c_lstm[0] > 100 * c_tanh[40] / c_tanh[0]
-    assert lstm.training and tanh.rnn.dropout == 0.0  # modes restored
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_the_instrument_measures_without_dropout_and_leaves_the_model_as_it_found_it(training):
+    """It switches every dropout off to measure (the curve equals the dropout-free model's) and puts the
+    model's mode and dropout rates back afterwards."""
+    torch.manual_seed(0)
+    model = AcousticModel(20, 29, cell="lstm", hidden_size=16, num_layers=2, bidirectional=True, dropout=0.5)
+    model.train(training)
+    x = torch.randn(2, 30, 20)
+    curve = model_gradient_across_time(model, x)
+    assert model.training is training and model.rnn.dropout == 0.5
+    without = AcousticModel(20, 29, cell="lstm", hidden_size=16, num_layers=2, bidirectional=True, dropout=0.0)
+    without.load_state_dict(model.state_dict())
+    assert torch.allclose(curve, model_gradient_across_time(without, x), rtol=1e-6, atol=0)
+    assert torch.equal(curve, model_gradient_across_time(model, x))  # no mask was drawn: the same curve again
 
 
 def test_gradient_across_time_of_the_model_matches_its_jacobian():

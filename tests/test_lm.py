@@ -19,7 +19,7 @@ def test_every_distribution_sums_to_one(order):
 
 def test_kenlm_reads_back_the_model_probabilities(tmp_path):
     """The ARPA file read by an independent reader: KenLM, through flashlight-text (what beam search uses)."""
-    from flashlight.lib.text.decoder import KenLM
+    from flashlight.lib.text.decoder.kenlm import KenLM
     from flashlight.lib.text.dictionary import Dictionary
 
     arpa, lexicon = build(SENTENCES, tmp_path, order=3, name="tiny")

@@ -32,5 +32,20 @@ def test_study_recipe_builds_every_model(recipe):
         assert config["data"] == study["base"]["data"], name
 
 
-def test_all_recipes_are_covered():
-    assert len(TRAINING) >= 4 and len(STUDIES) >= 4
+SWEEPS = sorted(p for p in RECIPES.glob("*.yaml") if "radii" in (yaml.safe_load(p.read_text()) or {}))
+
+
+@pytest.mark.parametrize("recipe", SWEEPS, ids=lambda p: p.name)
+def test_sweep_recipe_names_only_what_the_sweep_reads(recipe):
+    from asr.sweep import DEFAULTS
+
+    sweep = yaml.safe_load(recipe.read_text())
+    assert set(sweep) <= set(DEFAULTS), set(sweep) - set(DEFAULTS)
+    assert sweep["radii"] == sorted(sweep["radii"]) and all(r > 0 for r in sweep["radii"])
+
+
+def test_every_recipe_is_one_that_a_test_above_parses():
+    """A recipe of a new kind (neither a training recipe, a study nor the W_rec sweep) would be checked by
+    nothing: this fails until a test parses it."""
+    assert TRAINING and STUDIES and SWEEPS
+    assert sorted(RECIPES.glob("*.yaml")) == sorted({*TRAINING, *STUDIES, *SWEEPS})

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from asr.training import column, read_metrics
+from asr.runs import column, read_metrics
 from recorders import read_batch_order
 
 TESTS = Path(__file__).parent
@@ -76,7 +76,8 @@ def test_a_second_training_on_the_same_run_dir_is_refused(tmp_path, data_dir, ca
     from asr.cli import main
 
     run_dir, cache = tmp_path / "run", tmp_path / "cache"
-    slow = train_args(run_dir, data_dir, cache, "--trainer.max_epochs", "40")
+    # long enough to still be training when the second one starts (it is killed below)
+    slow = train_args(run_dir, data_dir, cache, "--trainer.max_epochs", "100000")
     first = subprocess.Popen(slow, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env=env(BATCH_ORDER_LOG=str(tmp_path / "first.jsonl")))
     try:

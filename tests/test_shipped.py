@@ -13,10 +13,10 @@ import pytest
 import torch
 import yaml
 
+from asr.checkpoint import read_checkpoint, sha256
 from asr.cli import main
 from asr.decoding import BeamSearchDecoder
-from asr.export import sha256
-from asr.inference import Recognizer, read_checkpoint
+from asr.inference import Recognizer
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "checkpoints"
@@ -143,7 +143,27 @@ def test_ship_script_exports_the_best_dev_seed_and_writes_a_card_that_matches(tm
     assert (tmp_path / "details/an4_gru.test.greedy.csv").is_file()
 
 
-def test_the_page_shows_the_shipped_an4_models_by_default():
-    from asr.serve import default_checkpoints
+def test_asr_serve_without_checkpoints_serves_the_shipped_an4_models(monkeypatch):
+    """`asr serve` as a user types it: the page gets the three shipped AN4 models (not the FSDD one), each the
+    shipped file's weights, and listens on this machine only."""
+    import asr.serve
 
-    assert [p.name for p in default_checkpoints()] == ["an4_gru.ckpt", "an4_lstm.ckpt", "an4_tanh_rnn_clipped.ckpt"]
+    served = {}
+
+    class Page:
+        def launch(self, **options):
+            served["options"] = options
+
+    def build_app(models, reports):
+        served["models"] = models
+        return Page()
+
+    monkeypatch.setattr(asr.serve, "build_app", build_app)
+    assert main(["serve"]) == 0
+    models = served["models"]
+    assert [m.name for m in models] == ["an4_gru", "an4_lstm", "an4_tanh_rnn_clipped"]
+    for m in models:
+        shipped = read_checkpoint(REPO / "checkpoints" / f"{m.name}.ckpt")["state_dict"]
+        for key, value in m.recognizer.model.state_dict().items():
+            assert torch.equal(value, shipped[f"model.{key}"]), (m.name, key)
+    assert served["options"]["server_name"] == "127.0.0.1" and served["options"]["share"] is False
