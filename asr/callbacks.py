@@ -61,7 +61,7 @@ class RandomState(L.Callback):
 
 
 class LogsWithCheckpoints(L.Callback):
-    """Flushes the loggers whenever a checkpoint is written: the CSV logger buffers rows, and a run killed
+    """Flushes the loggers whenever a checkpoint is written: the metrics log buffers rows, and a run killed
     after a checkpoint but before the next flush would lose steps that the resumed run never logs again."""
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:

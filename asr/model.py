@@ -15,7 +15,7 @@ output layer, optimiser and data stay identical, so differences in WER come from
 """
 from __future__ import annotations
 
-import inspect
+from dataclasses import dataclass, fields
 from typing import Mapping, Optional
 
 import torch
@@ -24,6 +24,7 @@ from torch import nn
 from .errors import UserError
 from .recurrence import recurrence
 from .remedies import EchoStateNetwork, truncated_recurrence, unrolled_rnn
+from .text import VOCABULARY
 
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru", "esn")
 INITS = ("default", "orthogonal", "identity", "gaussian")
@@ -48,45 +49,66 @@ def scale_to_spectral_radius(matrix: torch.Tensor, radius: float) -> None:
         matrix.mul_(radius / spectral_radius(matrix))
 
 
-class AcousticModel(nn.Module):
-    def __init__(
-        self,
-        input_dim: int,
-        vocab_size: int,
-        cell: str = "lstm",
-        hidden_size: int = 256,
-        num_layers: int = 3,
-        bidirectional: bool = True,
-        dropout: float = 0.25,
-        init: str = "default",
-        spectral_radius: Optional[float] = None,
-        truncate_bptt: Optional[int] = None,
-        esn_leak: float = 0.3,
-    ):
-        super().__init__()
-        if cell not in CELLS:
-            raise UserError(f"unknown cell {cell!r}: choose one of {', '.join(CELLS)}")
-        if init not in INITS:
-            raise UserError(f"unknown init {init!r}: choose one of {', '.join(INITS)}")
-        if truncate_bptt is not None and (bidirectional or truncate_bptt < 1):
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that builds an AcousticModel, with its one set of defaults. The training module takes the same
+    fields as its arguments (a recipe's `model:` section sets them; asr/module.py reads its defaults from here),
+    a checkpoint carries them among its hyper-parameters, and `ModelConfig.from_hparams` reads them back.
+
+    input_dim: features per frame; vocab_size: output symbols (CTC blank included); cell: rnn_tanh, rnn_relu,
+    lstm, gru or esn; init: default (PyTorch's uniform), orthogonal, identity (IRNN) or gaussian for W_hh;
+    spectral_radius: rescale each W_hh (block) to it after init (None: leave it; esn: the reservoirs', 0.9 if
+    None); truncate_bptt: backpropagate through at most this many frames (unidirectional only); esn_leak: leak
+    rate of the echo-state reservoirs."""
+    input_dim: int = 240
+    vocab_size: int = len(VOCABULARY)
+    cell: str = "lstm"
+    hidden_size: int = 256
+    num_layers: int = 3
+    bidirectional: bool = True
+    dropout: float = 0.25
+    init: str = "default"
+    spectral_radius: Optional[float] = None
+    truncate_bptt: Optional[int] = None
+    esn_leak: float = 0.3
+
+    def __post_init__(self):
+        if self.cell not in CELLS:
+            raise UserError(f"unknown cell {self.cell!r}: choose one of {', '.join(CELLS)}")
+        if self.init not in INITS:
+            raise UserError(f"unknown init {self.init!r}: choose one of {', '.join(INITS)}")
+        if self.truncate_bptt is not None and (self.bidirectional or self.truncate_bptt < 1):
             raise UserError("truncate_bptt needs a unidirectional model and a positive number of frames: the "
                              "backward direction of a bidirectional model would carry the future across every cut "
                              "(set bidirectional: false)")
-        if cell == "esn" and bidirectional:
+        if self.cell == "esn" and self.bidirectional:
             raise UserError("the echo state network (cell esn) runs forward in time only: set bidirectional: false")
-        self.cell, self.num_layers, self.bidirectional = cell, num_layers, bidirectional
-        self.truncate_bptt = truncate_bptt
-        self.input_projection = nn.Linear(input_dim, hidden_size)
-        self.output = nn.Linear(hidden_size * (2 if bidirectional else 1), vocab_size)
-        if cell == "esn":  # random, frozen input weights and reservoirs: only the output layer learns
+
+    @classmethod
+    def from_hparams(cls, hparams: Mapping) -> "ModelConfig":
+        """The model a training module's hyper-parameters describe (a checkpoint's `hyper_parameters`: these
+        fields, the vocabulary, and the optimiser's settings, which the model does not read)."""
+        names = {f.name for f in fields(cls)} - {"vocab_size"}
+        return cls(vocab_size=len(hparams["vocabulary"]), **{k: v for k, v in hparams.items() if k in names})
+
+
+class AcousticModel(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        c = self.config = config
+        self.cell, self.num_layers, self.bidirectional, self.truncate_bptt = (c.cell, c.num_layers, c.bidirectional,
+                                                                               c.truncate_bptt)
+        self.input_projection = nn.Linear(c.input_dim, c.hidden_size)
+        self.output = nn.Linear(c.hidden_size * (2 if c.bidirectional else 1), c.vocab_size)
+        if c.cell == "esn":  # random, frozen input weights and reservoirs: only the output layer learns
             self.input_projection.requires_grad_(False)
-            self.rnn = EchoStateNetwork(hidden_size, num_layers, spectral_radius or 0.9, esn_leak)
+            self.rnn = EchoStateNetwork(c.hidden_size, c.num_layers, c.spectral_radius or 0.9, c.esn_leak)
             return
-        rnn_class = {"rnn_tanh": nn.RNN, "rnn_relu": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell]
-        extra = {"nonlinearity": cell.split("_")[1]} if cell.startswith("rnn_") else {}
-        self.rnn = rnn_class(hidden_size, hidden_size, num_layers=num_layers, batch_first=True,
-                             bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0, **extra)
-        self.initialize(init, spectral_radius)
+        rnn_class = {"rnn_tanh": nn.RNN, "rnn_relu": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[c.cell]
+        extra = {"nonlinearity": c.cell.split("_")[1]} if c.cell.startswith("rnn_") else {}
+        self.rnn = rnn_class(c.hidden_size, c.hidden_size, num_layers=c.num_layers, batch_first=True,
+                             bidirectional=c.bidirectional, dropout=c.dropout if c.num_layers > 1 else 0.0, **extra)
+        self.initialize(c.init, c.spectral_radius)
 
     def initialize(self, init: str, radius: Optional[float]) -> None:
         for name, weights in self.recurrent_weights().items():
@@ -156,8 +178,7 @@ def build_model(hparams: Mapping) -> AcousticModel:
     """The acoustic model that a training module's hyper-parameters describe. Checkpoints carry those
     hyper-parameters whole, and training, evaluation, transcription and the study all build their model
     here, so a value set in a recipe can never be lost on the way from training to a loaded checkpoint."""
-    names = inspect.signature(AcousticModel).parameters
-    return AcousticModel(vocab_size=len(hparams["vocabulary"]), **{k: v for k, v in hparams.items() if k in names})
+    return AcousticModel(ModelConfig.from_hparams(hparams))
 
 
 def parameter_count(hparams: Mapping) -> int:

@@ -19,7 +19,7 @@ from .errors import UserError
 from .gradients import gradient_norms
 from .remedies import gradient_norm_penalty
 from .metrics import error_rates
-from .model import build_model
+from .model import ModelConfig, build_model
 from .text import VOCABULARY, CharTokenizer
 
 
@@ -41,17 +41,17 @@ class ASRModule(L.LightningModule):
 
     def __init__(
         self,
-        input_dim: int = 240,
-        cell: str = "lstm",
-        hidden_size: int = 256,
-        num_layers: int = 3,
-        bidirectional: bool = True,
-        dropout: float = 0.25,
-        init: str = "default",
-        spectral_radius: Optional[float] = None,
-        truncate_bptt: Optional[int] = None,
+        input_dim: int = ModelConfig.input_dim,
+        cell: str = ModelConfig.cell,
+        hidden_size: int = ModelConfig.hidden_size,
+        num_layers: int = ModelConfig.num_layers,
+        bidirectional: bool = ModelConfig.bidirectional,
+        dropout: float = ModelConfig.dropout,
+        init: str = ModelConfig.init,
+        spectral_radius: Optional[float] = ModelConfig.spectral_radius,
+        truncate_bptt: Optional[int] = ModelConfig.truncate_bptt,
         gradient_penalty: float = 0.0,
-        esn_leak: float = 0.3,
+        esn_leak: float = ModelConfig.esn_leak,
         learning_rate: float = 1.5e-3,
         weight_decay: float = 1e-2,
         warmup_fraction: float = 0.15,

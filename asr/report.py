@@ -247,7 +247,7 @@ def write_report(summary: dict, report_dir: Path) -> None:
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     plot_wer(summary, report_dir / PLOTS["wer"])
-    logs = {name: read_metrics(first_run(m)) for name, m in summary["models"].items()}  # each CSV read once
+    logs = {name: read_metrics(first_run(m)) for name, m in summary["models"].items()}  # each run's log read once
     plot_grad_norm(summary, logs, report_dir / PLOTS["grad_norm"])
     plot_flow(summary, report_dir / PLOTS["flow"])
     plot_radius(summary, logs, report_dir / PLOTS["radius"])

@@ -2,7 +2,7 @@
 and its logged metrics read back.
 
 Every run, started by `asr train` (asr/training.py), `asr compare` or a benchmark, gets its Trainer arguments
-from `trainer_arguments` here, so they cannot drift apart: CSV and TensorBoard logs, best.ckpt and last.ckpt,
+from `trainer_arguments` here, so they cannot drift apart: the metrics log and TensorBoard, best.ckpt and last.ckpt,
 exact resume, atomic checkpoint writes and the gradient-across-time monitor, always on.
 
 A run survives a kill: last.ckpt is written (atomically) at the end of every epoch and holds, besides
@@ -13,10 +13,9 @@ a time may write a run directory (a lock the operating system releases when its 
 from __future__ import annotations
 
 import contextlib
-import csv
 import fcntl
+import json
 import os
-import re
 import socket
 import warnings
 from pathlib import Path
@@ -24,15 +23,66 @@ from typing import Any, Iterator, Optional
 
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from .callbacks import AtomicCheckpointIO, GradientFlowMonitor, LogsWithCheckpoints, RandomState
 from .errors import UserError
 
 
+class MetricsLog(Logger):
+    """Every metric the run logs, one JSON line per logging call, in <run_dir>/metrics/version_<N>.jsonl (a
+    resumed run starts the next version), read back by `read_metrics`. Lines are only ever appended, as Lightning
+    saves its loggers and whenever a checkpoint is written (LogsWithCheckpoints): a kill can cut the line being
+    written, never an earlier one. (Lightning's CSVLogger rewrites its whole file when a new metric appears, and a kill
+    at that moment erased rows that a checkpoint had already counted: seen in tests/test_resume.py.)"""
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.folder = self.run_dir / "metrics"
+        self.pending: list[dict] = []
+        self._version: Optional[int] = None
+
+    @property
+    def name(self) -> str:
+        return "metrics"
+
+    @property
+    def save_dir(self) -> str:
+        return str(self.run_dir)  # Trainer.log_dir: where `asr train` saves the run's config.yaml
+
+    @property
+    def version(self) -> int:
+        if self._version is None:
+            taken = [int(p.stem.removeprefix("version_")) for p in self.folder.glob("version_*.jsonl")]
+            self._version = max(taken, default=-1) + 1
+        return self._version
+
+    @rank_zero_only
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass  # the run's config.yaml and every checkpoint hold them
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict, step: Optional[int] = None) -> None:
+        self.pending.append({"step": step, **{k: float(v) for k, v in metrics.items()}})
+
+    @rank_zero_only
+    def save(self) -> None:
+        if self.pending:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with open(self.folder / f"version_{self.version}.jsonl", "a") as f:
+                f.write("".join(json.dumps(row) + "\n" for row in self.pending))
+            self.pending = []
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        self.save()
+
+
 def run_loggers(run_dir: Path) -> list:
-    """CSV (read back by the study) and TensorBoard (for people), both under run_dir."""
-    return [CSVLogger(run_dir, name="csv"), TensorBoardLogger(run_dir, name="tensorboard")]
+    """The metrics log (read back by the study and its report) and TensorBoard (for people), under run_dir."""
+    return [MetricsLog(run_dir), TensorBoardLogger(run_dir, name="tensorboard")]
 
 
 def run_callbacks(run_dir: Path, gradient_flow: Optional[dict] = None,
@@ -157,19 +207,23 @@ def holds_checkpoints(run_dir: Path) -> bool:
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
-    """One continuous record of a run from the CSV logger's files. A resumed run writes a new version that
+    """One continuous record of a run from its MetricsLog files. A resumed run writes a new version that
     repeats the steps the killed one logged after its last checkpoint: a row of an earlier version gives way
     to a row of a later one that logged the same metrics at the same step and epoch."""
-    versions = sorted((Path(run_dir) / "csv").glob("version_*/metrics.csv"),
-                      key=lambda f: int(re.sub(r"\D", "", f.parent.name) or 0))
+    versions = sorted((Path(run_dir) / "metrics").glob("version_*.jsonl"),
+                      key=lambda f: int(f.stem.removeprefix("version_")))
     tables = []
     for f in versions:
-        with open(f, newline="") as handle:
-            # a line cut short by a kill in mid-write has missing fields (None): the resumed run logs it again
-            tables.append([row for row in csv.DictReader(handle) if None not in row.values()])
+        table = []
+        for line in f.read_text().splitlines():
+            try:
+                table.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut short by a kill in mid-write: the resumed run logs it again
+                continue
+        tables.append(table)
 
     def identity(row: dict) -> tuple:
-        return row.get("step"), row.get("epoch") or "", frozenset(k for k, v in row.items() if v not in (None, ""))
+        return row.get("step"), row.get("epoch"), frozenset(row)
 
     rows = []
     for i, table in enumerate(tables):
@@ -180,4 +234,4 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 def column(rows: list[dict], key: str, by: str = "step") -> list[tuple[int, float]]:
     """(step or epoch, value) of every row that logged `key`."""
-    return [(int(float(r[by])), float(r[key])) for r in rows if r.get(key) not in (None, "")]
+    return [(int(r[by]), float(r[key])) for r in rows if key in r]

@@ -21,6 +21,7 @@ from .errors import UserError
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported anywhere
 
 MAX_SECONDS = 60.0  # longer recordings belong to `asr transcribe`, which cuts them at pauses
+MAX_UPLOAD = "30mb"  # a minute of 48 kHz stereo float WAV is 23 MB; bigger uploads are refused by the server
 GRADIENT_FRAMES = 200  # the gradient across time is measured over the last this-many frames of the speech
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
 
@@ -187,8 +188,9 @@ def build_app(models: list[LoadedModel], reports: Path):
             gr.Markdown(study_table)
             if study_plot:
                 gr.Image(study_plot, label="gradient across time in the study (dev utterances)", interactive=False)
+        # one request at a time, the rest queue; also the page's API, /transcribe (gradio_client: see the README)
         button.click(lambda path, text: transcribe_all(models, path, text), inputs=[audio, typed],
-                     outputs=[status, results, plot], concurrency_limit=1)  # one at a time, the rest queue
+                     outputs=[status, results, plot], concurrency_limit=1, api_name="transcribe")
     return app.queue(default_concurrency_limit=1)
 
 
@@ -202,5 +204,5 @@ def command(args) -> int:
     app = build_app(models, Path(args.reports))
     print(f"serving {', '.join(m.name for m in models)} on http://{args.host}:{args.port} (Ctrl-C stops)", flush=True)
     app.launch(server_name=args.host, server_port=args.port, share=False, show_error=True, quiet=True,
-               inbrowser=False)
+               inbrowser=False, max_file_size=MAX_UPLOAD)
     return 0

@@ -20,7 +20,7 @@ import yaml  # noqa: E402
 from .dataset import CorpusFeatures  # noqa: E402
 from .errors import UserError
 from .gradients import fixed_probe_batch, model_gradient_across_time  # noqa: E402
-from .model import AcousticModel  # noqa: E402
+from .model import AcousticModel, ModelConfig  # noqa: E402
 from .text import VOCABULARY  # noqa: E402
 
 DEFAULTS = {"study": "wrec_sweep", "dataset": "an4", "split": "dev", "data_dir": None, "cache_dir": "data/cache",
@@ -37,13 +37,14 @@ def sweep(recipe: dict) -> dict:
     curves = {}
     for rho in r["radii"]:
         torch.manual_seed(r["seed"])  # the same matrix before rescaling, so only rho changes
-        model = AcousticModel(data.feature_config.output_dim, len(VOCABULARY), cell="rnn_tanh", hidden_size=r["hidden_size"], num_layers=1,
-                              bidirectional=False, dropout=0.0, init=r["matrix"], spectral_radius=rho)
+        model = AcousticModel(ModelConfig(data.feature_config.output_dim, len(VOCABULARY), cell="rnn_tanh",
+                                          hidden_size=r["hidden_size"], num_layers=1, bidirectional=False,
+                                          dropout=0.0, init=r["matrix"], spectral_radius=rho))
         curve = model_gradient_across_time(model, probe)
         curves[f"tanh rho={rho:g}"] = (curve / curve[0]).tolist()
     torch.manual_seed(r["seed"])
-    lstm = AcousticModel(data.feature_config.output_dim, len(VOCABULARY), cell="lstm", hidden_size=r["hidden_size"], num_layers=1,
-                         bidirectional=False, dropout=0.0)
+    lstm = AcousticModel(ModelConfig(data.feature_config.output_dim, len(VOCABULARY), cell="lstm",
+                                     hidden_size=r["hidden_size"], num_layers=1, bidirectional=False, dropout=0.0))
     curve = model_gradient_across_time(lstm, probe)
     curves["lstm (default init)"] = (curve / curve[0]).tolist()
     return {"recipe": r, "utterances": int(probe.shape[0]), "curves": curves,

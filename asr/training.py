@@ -19,7 +19,7 @@ from .runs import (TRAINER_DEFAULTS, RunLock, check_trainer_values, expected_war
 
 
 class TrainCLI(LightningCLI):
-    """LightningCLI plus one `run_dir` that holds a run's logs (CSV, TensorBoard) and checkpoints, and the
+    """LightningCLI plus one `run_dir` that holds a run's logs (metrics, TensorBoard) and checkpoints, and the
     settings of the gradient-across-time monitor (`gradient_flow`)."""
 
     def add_arguments_to_parser(self, parser):

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from asr import model as model_file  # noqa: E402
-from asr.model import GATES, AcousticModel  # noqa: E402
+from asr.model import GATES, AcousticModel, ModelConfig  # noqa: E402
 from asr.recurrence import packed_recurrence, padded_recurrence, recurrence  # noqa: E402
 from asr.text import VOCABULARY  # noqa: E402
 
@@ -83,8 +83,8 @@ def timed(fn) -> float:
 def training_steps(cell: str, hidden: int, steps: int) -> dict[str, float]:
     """Median seconds of a training step on each path, the paths alternating step by step."""
     torch.manual_seed(0)
-    model = AcousticModel(INPUTS, len(VOCABULARY), cell=cell, hidden_size=hidden, num_layers=LAYERS,
-                          bidirectional=True, dropout=0.2).train()
+    model = AcousticModel(ModelConfig(INPUTS, len(VOCABULARY), cell=cell, hidden_size=hidden, num_layers=LAYERS,
+                                      bidirectional=True, dropout=0.2)).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     features = torch.randn(BATCH, FRAMES, INPUTS)
     lengths = torch.linspace(FRAMES * 0.8, FRAMES, BATCH).round().long()

@@ -1,6 +1,8 @@
 """A screenshot of `asr serve` comparing checkpoints on one recording, for the README.
 
-    .venv/bin/python scripts/serve_screenshot.py OUT.png AUDIO.wav "WHAT WAS SAID" CKPT [CKPT ...]
+    .venv/bin/python scripts/serve_screenshot.py OUT.png AUDIO.wav "WHAT WAS SAID" [CKPT ...]
+
+Without checkpoints the page serves the shipped AN4 models (scripts/reproduce_reports.sh makes docs/serve.png so).
 
 Starts `asr serve` on a free loopback port, drives Debian's Chromium (Playwright) through an upload and a
 click, saves the page, stops the server. (tests/test_serve.py does the same with assertions.)

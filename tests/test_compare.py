@@ -11,7 +11,7 @@ from asr.compare import matched_hidden_size, model_hparams, spread
 from asr.datamodule import ASRDataModule
 from asr.gradients import fixed_probe_batch, model_gradient_across_time
 from asr.inference import Recognizer
-from asr.model import CELLS, AcousticModel, parameter_count
+from asr.model import CELLS, AcousticModel, ModelConfig, parameter_count
 from asr.report import PLOTS
 from asr.sweep import sweep
 from asr.text import VOCABULARY
@@ -20,7 +20,7 @@ from asr.text import VOCABULARY
 @pytest.mark.parametrize("cell,bidirectional", [(c, b) for c in CELLS for b in (True, False) if not (c == "esn" and b)])
 def test_parameter_count_on_the_meta_device_matches_a_real_model(cell, bidirectional):
     args = {"cell": cell, "hidden_size": 24, "num_layers": 3, "bidirectional": bidirectional}
-    real = AcousticModel(240, len(VOCABULARY), **args)
+    real = AcousticModel(ModelConfig(240, len(VOCABULARY), **args))
     assert parameter_count(model_hparams(args, 240)) == sum(p.numel() for p in real.parameters() if p.requires_grad)
 
 
@@ -31,7 +31,8 @@ def test_matched_hidden_size_is_the_closest_one():
     h = matched_hidden_size(tanh, goal, 240)
 
     def miss(size):
-        return abs(AcousticModel(240, len(VOCABULARY), **{**tanh, "hidden_size": size}).num_parameters() - goal)
+        return abs(AcousticModel(ModelConfig(240, len(VOCABULARY), **{**tanh,
+                                             "hidden_size": size})).num_parameters() - goal)
 
     assert miss(h) <= miss(h - 1) and miss(h) <= miss(h + 1) and miss(h) / goal < 0.01
 

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from asr.gradients import gradient_across_time, gradient_norms, layer_name, model_gradient_across_time
-from asr.model import AcousticModel
+from asr.model import AcousticModel, ModelConfig
 
 
 def test_layer_names_group_directions_and_weights():
@@ -13,7 +13,7 @@ def test_layer_names_group_directions_and_weights():
 
 
 def test_gradient_norms_per_layer_and_total():
-    model = AcousticModel(12, 5, cell="gru", hidden_size=8, num_layers=2)
+    model = AcousticModel(ModelConfig(12, 5, cell="gru", hidden_size=8, num_layers=2))
     model(torch.randn(2, 6, 12)).sum().backward()
     norms = gradient_norms(model)
     assert set(norms) == {"input_projection", "rnn_l0", "rnn_l1", "output", "total"}
@@ -48,9 +48,9 @@ def test_gradient_across_time_of_a_linear_recurrence_is_a_to_the_k(a):
 def test_tanh_rnn_gradient_vanishes_where_lstm_keeps_it():
     torch.manual_seed(0)
     x = torch.randn(4, 80, 20)
-    tanh = AcousticModel(20, 29, cell="rnn_tanh", hidden_size=64, num_layers=1, bidirectional=False,
-                         spectral_radius=0.5)
-    lstm = AcousticModel(20, 29, cell="lstm", hidden_size=64, num_layers=1, bidirectional=False)
+    tanh = AcousticModel(ModelConfig(20, 29, cell="rnn_tanh", hidden_size=64, num_layers=1, bidirectional=False,
+                                     spectral_radius=0.5))
+    lstm = AcousticModel(ModelConfig(20, 29, cell="lstm", hidden_size=64, num_layers=1, bidirectional=False))
     c_tanh, c_lstm = model_gradient_across_time(tanh, x), model_gradient_across_time(lstm, x)
     assert c_tanh.shape == (80,)
     assert c_tanh[40] / c_tanh[0] < 1e-6  # 40 frames through a contracting W_hh: gone
@@ -62,12 +62,14 @@ def test_the_instrument_measures_without_dropout_and_leaves_the_model_as_it_foun
     """It switches every dropout off to measure (the curve equals the dropout-free model's) and puts the
     model's mode and dropout rates back afterwards."""
     torch.manual_seed(0)
-    model = AcousticModel(20, 29, cell="lstm", hidden_size=16, num_layers=2, bidirectional=True, dropout=0.5)
+    model = AcousticModel(ModelConfig(20, 29, cell="lstm", hidden_size=16, num_layers=2, bidirectional=True,
+                                      dropout=0.5))
     model.train(training)
     x = torch.randn(2, 30, 20)
     curve = model_gradient_across_time(model, x)
     assert model.training is training and model.rnn.dropout == 0.5
-    without = AcousticModel(20, 29, cell="lstm", hidden_size=16, num_layers=2, bidirectional=True, dropout=0.0)
+    without = AcousticModel(ModelConfig(20, 29, cell="lstm", hidden_size=16, num_layers=2, bidirectional=True,
+                                        dropout=0.0))
     without.load_state_dict(model.state_dict())
     assert torch.allclose(curve, model_gradient_across_time(without, x), rtol=1e-6, atol=0)
     assert torch.equal(curve, model_gradient_across_time(model, x))  # no mask was drawn: the same curve again
@@ -77,7 +79,8 @@ def test_gradient_across_time_of_the_model_matches_its_jacobian():
     """The instrument on a real model against an independent computation: the full Jacobian of the last
     frame's winning score with respect to every recurrent input (torch.autograd.functional.jacobian)."""
     torch.manual_seed(0)
-    model = AcousticModel(12, 29, cell="rnn_tanh", hidden_size=16, num_layers=2, bidirectional=True, dropout=0.0)
+    model = AcousticModel(ModelConfig(12, 29, cell="rnn_tanh", hidden_size=16, num_layers=2, bidirectional=True,
+                                      dropout=0.0))
     features = torch.randn(1, 25, 12)
     curve = model_gradient_across_time(model, features)
     inputs = model.recurrent_input(features).detach()

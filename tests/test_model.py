@@ -1,45 +1,45 @@
 import pytest
 import torch
 
-from asr.model import CELLS, AcousticModel, spectral_radius
+from asr.model import CELLS, AcousticModel, ModelConfig, spectral_radius
 
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_every_cell_maps_frames_to_log_probs(cell):
-    model = AcousticModel(240, 29, cell=cell, hidden_size=16, num_layers=2, bidirectional=cell != "esn")
+    model = AcousticModel(ModelConfig(240, 29, cell=cell, hidden_size=16, num_layers=2, bidirectional=cell != "esn"))
     out = model(torch.randn(3, 20, 240), torch.tensor([20, 15, 7]))
     assert out.shape == (3, 20, 29)
     assert torch.allclose(out.exp().sum(-1), torch.ones(3, 20), atol=1e-5)
 
 
 def test_cells_differ_only_in_the_recurrence():
-    shapes = {c: {n: p.shape for n, p in AcousticModel(240, 29, cell=c, hidden_size=16).named_parameters()
+    shapes = {c: {n: p.shape for n, p in AcousticModel(ModelConfig(240, 29, cell=c, hidden_size=16)).named_parameters()
                   if not n.startswith("rnn.")} for c in CELLS if c != "esn"}
     assert all(s == shapes["lstm"] for s in shapes.values())
 
 
 def test_unknown_cell_is_refused():
     with pytest.raises(ValueError, match=r"^unknown cell 'transformer': choose one of rnn_tanh, rnn_relu, lstm, gru, esn$"):
-        AcousticModel(240, 29, cell="transformer")
+        AcousticModel(ModelConfig(240, 29, cell="transformer"))
 
 
 @pytest.mark.parametrize("cell", ["rnn_tanh", "lstm"])
 def test_orthogonal_init_makes_each_block_orthogonal(cell):
-    model = AcousticModel(240, 29, cell=cell, hidden_size=32, num_layers=1, init="orthogonal")
+    model = AcousticModel(ModelConfig(240, 29, cell=cell, hidden_size=32, num_layers=1, init="orthogonal"))
     for w in model.recurrent_weights().values():
         for block in w.detach().chunk(4 if cell == "lstm" else 1):
             assert torch.allclose(block @ block.T, torch.eye(32), atol=1e-5)
 
 
 def test_identity_init_is_the_irnn():
-    model = AcousticModel(240, 29, cell="rnn_relu", hidden_size=8, num_layers=1, init="identity")
+    model = AcousticModel(ModelConfig(240, 29, cell="rnn_relu", hidden_size=8, num_layers=1, init="identity"))
     assert torch.equal(model.rnn.weight_hh_l0.detach(), torch.eye(8))
     assert torch.count_nonzero(model.rnn.bias_hh_l0) == 0
 
 
 @pytest.mark.parametrize("radius", [0.5, 1.0, 1.5])
 def test_spectral_radius_after_init_is_the_one_asked_for(radius):
-    model = AcousticModel(240, 29, cell="rnn_tanh", hidden_size=64, num_layers=2, spectral_radius=radius)
+    model = AcousticModel(ModelConfig(240, 29, cell="rnn_tanh", hidden_size=64, num_layers=2, spectral_radius=radius))
     for name, rho in model.recurrent_spectral_radii().items():
         assert rho == pytest.approx(radius, rel=1e-4), name
     assert spectral_radius(torch.diag(torch.tensor([0.3, -2.0]))) == pytest.approx(2.0)
@@ -50,7 +50,8 @@ def test_an_utterance_in_a_padded_batch_gets_the_output_it_gets_alone(cell):
     """Packing keeps the padding out of both directions: the backward direction of a short utterance starts
     at its own last frame, not at the end of the padding."""
     torch.manual_seed(0)
-    model = AcousticModel(12, 29, cell=cell, hidden_size=16, num_layers=2, bidirectional=True, dropout=0.0).eval()
+    model = AcousticModel(ModelConfig(12, 29, cell=cell, hidden_size=16, num_layers=2, bidirectional=True,
+                                      dropout=0.0)).eval()
     long, short = torch.randn(40, 12), torch.randn(23, 12)
     batch = torch.stack([long, torch.cat([short, torch.full((17, 12), 5.0)])])  # padding that would show
     with torch.no_grad():

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from asr.model import AcousticModel
+from asr.model import AcousticModel, ModelConfig
 from asr.recurrence import packed_recurrence, padded_recurrence, reverse_within_lengths, valid_frames
 
 LENGTHS = torch.tensor([31, 9, 24, 31, 1, 17])  # ragged, unsorted, one utterance of a single frame
@@ -101,7 +101,7 @@ def test_dropout_acts_between_layers_and_not_after_the_last(bidirectional):
 
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="PyTorch built without oneDNN")
 def test_an_lstm_training_step_on_cpu_runs_the_onednn_kernel_and_no_packing():
-    model = AcousticModel(12, 29, cell="lstm", hidden_size=16, num_layers=2, bidirectional=True).train()
+    model = AcousticModel(ModelConfig(12, 29, cell="lstm", hidden_size=16, num_layers=2, bidirectional=True)).train()
     features = torch.randn(3, 20, 12)
     with torch.profiler.profile() as profile:
         model(features, torch.tensor([20, 11, 6])).sum().backward()

@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader
 
 from asr.datamodule import ASRDataModule, Batch
 from asr.gradients import gradient_norms, model_gradient_across_time
-from asr.model import AcousticModel
+from asr.model import AcousticModel, ModelConfig
 from asr.module import ASRModule
 from asr.remedies import gradient_norm_penalty, unrolled_rnn
 
@@ -44,10 +44,10 @@ def test_clipping_by_value_bounds_every_component(an4_batch):
 @pytest.mark.parametrize("k", [10, 25])
 def test_truncated_bptt_cuts_the_gradient_at_k_frames(k):
     torch.manual_seed(0)
-    model = AcousticModel(20, 29, cell="rnn_tanh", hidden_size=32, num_layers=2, bidirectional=False,
-                          dropout=0.0, truncate_bptt=k, init="orthogonal")
-    full = AcousticModel(20, 29, cell="rnn_tanh", hidden_size=32, num_layers=2, bidirectional=False, dropout=0.0,
-                         init="orthogonal")
+    model = AcousticModel(ModelConfig(20, 29, cell="rnn_tanh", hidden_size=32, num_layers=2, bidirectional=False,
+                                      dropout=0.0, truncate_bptt=k, init="orthogonal"))
+    full = AcousticModel(ModelConfig(20, 29, cell="rnn_tanh", hidden_size=32, num_layers=2, bidirectional=False,
+                                     dropout=0.0, init="orthogonal"))
     full.load_state_dict(model.state_dict())
     x = torch.randn(3, 100, 20)
     assert torch.allclose(model(x), full(x), atol=1e-6)  # forward values are unchanged
@@ -59,7 +59,7 @@ def test_truncated_bptt_cuts_the_gradient_at_k_frames(k):
 
 def test_truncated_bptt_refuses_bidirectional_models():
     with pytest.raises(ValueError, match=r"^truncate_bptt needs a unidirectional model"):
-        AcousticModel(20, 29, cell="rnn_tanh", bidirectional=True, truncate_bptt=20)
+        AcousticModel(ModelConfig(20, 29, cell="rnn_tanh", bidirectional=True, truncate_bptt=20))
 
 
 def test_unrolled_rnn_matches_nn_rnn():

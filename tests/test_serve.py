@@ -139,3 +139,35 @@ def test_an_an4_test_file_and_requests_at_once(server, browser, overfit, an4_tes
     for page in pages:
         page.wait_for_selector("#results-table", timeout=120000)
         assert page.inner_text("[data-model='overfit'] .transcript").strip() == expected
+
+
+def readme_client_example() -> str:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("<!-- gradio_client example -->", 1)[1]
+    return block.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_client_example_gets_what_the_command_line_gets(server, overfit, checkpoint, capsys):
+    """The README's gradio_client snippet, run as written (the page's URL and an AN4 training file put in), against
+    `asr transcribe` on the same file: the same transcript from every model, through the /transcribe endpoint."""
+    wav = str(overfit.utterances[0].path)
+    code = readme_client_example().replace("http://127.0.0.1:7860/", server).replace("an406-fcaw-b.wav", wav)
+    capsys.readouterr()
+    namespace: dict = {}
+    exec(code, namespace)
+    printed = capsys.readouterr().out
+    assert f"\n{namespace['status']}\n" in printed and " model(s)" in namespace["status"]
+    for ckpt in (overfit.checkpoint, checkpoint):
+        assert main(["transcribe", str(ckpt), wav]) == 0
+        expected = capsys.readouterr().out.strip()
+        assert f"<td class='transcript'>{expected}</td>" in namespace["table"]
+
+
+def test_an_upload_over_the_limit_is_refused_with_a_message(server, tmp_path):
+    from gradio_client import Client, handle_file
+
+    big = tmp_path / "big.wav"
+    soundfile.write(big, np.zeros((31 * 2 ** 20 // 8, 2)), 48000, subtype="FLOAT")  # 31 MB of silence
+    with pytest.raises(Exception) as refused:
+        Client(server, verbose=False).predict(handle_file(str(big)), "", api_name="/transcribe")
+    assert f"exceeds the maximum file size of {30 * 2 ** 20} bytes" in str(refused.value), str(refused.value)
