@@ -14,7 +14,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from .checkpoint import save_atomically, write_text_atomically
-from .gradients import FRAMES_BACK, fixed_probe_batch, model_gradient_across_time
+from .gradients import FRAMES_BACK, fixed_probe_batch, model_gradient_flow
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -71,7 +71,7 @@ class LogsWithCheckpoints(L.Callback):
 
 class GradientFlowMonitor(L.Callback):
     """Measures the gradient-across-time curve on fixed dev utterances at initialisation and every
-    `every_n_epochs` epochs, logs it at a few distances (grad_flow/k<K>) and writes every curve to
+    `every_n_epochs` epochs, logs it at a few distances (gradient_flow/k<K>) and writes every curve to
     <run_dir>/gradient_flow.json for the report."""
 
     def __init__(self, frames: int = 100, utterances: int = 8, every_n_epochs: int = 1):
@@ -88,10 +88,10 @@ class GradientFlowMonitor(L.Callback):
 
     def measure(self, trainer, pl_module, epoch: int) -> None:
         probe = self.probe_batch(trainer.datamodule)
-        curve = model_gradient_across_time(pl_module.model, probe.to(pl_module.device)).cpu()
+        curve = model_gradient_flow(pl_module.model, probe.to(pl_module.device)).cpu()
         self.curves.append({"epoch": epoch, "step": trainer.global_step, "curve": curve.tolist()})
         if trainer.logger is not None and trainer.is_global_zero:
-            trainer.logger.log_metrics({f"grad_flow/k{k}": float(curve[k] / curve[0]) for k in FRAMES_BACK
+            trainer.logger.log_metrics({f"gradient_flow/k{k}": float(curve[k] / curve[0]) for k in FRAMES_BACK
                                         if k < len(curve)}, step=trainer.global_step)
         if trainer.is_global_zero and trainer.default_root_dir:
             out = Path(trainer.default_root_dir) / "gradient_flow.json"

@@ -1,24 +1,11 @@
-"""`asr compare -c recipes/an4_compare.yaml`: the study. Trains every model of a recipe for every seed
-under one budget, picks each run's checkpoint on dev, evaluates it on test, and writes a report.
-
-A study recipe has a `base` training configuration (the same sections as an `asr train` recipe: model,
-data, trainer) and a list of `models`, each overriding only what makes it different, usually the cell:
-
-    study: an4_quick
-    seeds: [0]
-    baseline: tanh_rnn_clipped          # relative WER reductions are against this model
-    base: {model: {...}, data: {...}, trainer: {...}}
-    models:
-      tanh_rnn_clipped: {model: {cell: rnn_tanh}, trainer: {gradient_clip_val: 1.0}}
-      lstm: {model: {cell: lstm}}
-      tanh_rnn_wide: {model: {cell: rnn_tanh}, match_parameters: lstm}   # widened to the LSTM's size
-      tanh_rnn: {model: {cell: rnn_tanh}, seeds: [0]}   # fewer seeds than the study's, where time is short
+"""`asr compare -c recipes/an4_compare.yaml`: the study. Trains every model of a recipe (asr/recipes.py
+resolves it into one `asr train` recipe per run) for every seed under one budget, picks each run's checkpoint
+on dev, evaluates it on test, aggregates the seeds, and writes the report (asr/report.py).
 
 Every run also writes the `asr train` recipe that reproduces it (runs/<study>/<model>/seed<N>/config.yaml).
 """
 from __future__ import annotations
 
-import copy
 import json
 import platform
 import subprocess
@@ -26,71 +13,19 @@ import sys
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import Timer
 import numpy as np
 import torch
 import yaml
+from lightning.pytorch.callbacks import Timer
 
 from .checkpoint import read_training_checkpoint, write_text_atomically
 from .datamodule import ASRDataModule
 from .errors import UserError
-from .gradients import FRAMES_BACK, model_gradient_across_time
+from .gradients import FRAMES_BACK, model_gradient_flow
 from .inference import Recognizer
-from .model import parameter_count
 from .module import ASRModule
+from .recipes import GRADIENT_FLOW_KEYS, deep_merge, resolve_models, run_recipe
 from .runs import RunLock, build_trainer, column, expected_warnings_silenced, monitor_of, read_metrics
-from .text import VOCABULARY
-
-GRADIENT_FLOW_KEYS = ("frames", "utterances", "every_n_epochs")  # GradientFlowMonitor's arguments
-MODEL_STUDY_KEYS = ("match_parameters", "seeds")  # what a model entry says about the study, not about training
-
-
-def deep_merge(base: dict, override: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in (override or {}).items():
-        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-def model_hparams(model_args: dict, input_dim: int) -> dict:
-    """A study's model section as the training module's hyper-parameters (what build_model reads)."""
-    return {"input_dim": input_dim, "vocabulary": VOCABULARY, **model_args}
-
-
-def matched_hidden_size(model_args: dict, target_params: int, input_dim: int) -> int:
-    """The hidden size at which `model_args`' cell has the parameter count closest to target_params
-    (the count grows with the hidden size: bisection, each count on a model built on the meta device)."""
-    def count(h: int) -> int:
-        return parameter_count(model_hparams({**model_args, "hidden_size": h}, input_dim))
-
-    low, high = 1, 8192
-    while high - low > 1:
-        mid = (low + high) // 2
-        low, high = (mid, high) if count(mid) < target_params else (low, mid)
-    return min((low, high), key=lambda h: abs(count(h) - target_params))
-
-
-def resolve_models(recipe: dict, input_dim: int) -> dict[str, dict]:
-    """Each model's full training configuration (base + its overrides), widened where asked."""
-    configs = {name: deep_merge(recipe["base"], {k: v for k, v in (spec or {}).items() if k not in MODEL_STUDY_KEYS})
-               for name, spec in recipe["models"].items()}
-    for name, spec in recipe["models"].items():
-        target = (spec or {}).get("match_parameters")
-        if target:
-            if target not in configs:
-                raise UserError(f"model {name}: match_parameters names {target!r}, which is not in the study")
-            goal = parameter_count(model_hparams(configs[target]["model"], input_dim))
-            configs[name]["model"]["hidden_size"] = matched_hidden_size(configs[name]["model"], goal, input_dim)
-    return configs
-
-
-def run_recipe(config: dict, seed: int, run_dir: Path, flow: dict) -> dict:
-    """The `asr train` recipe of one run (written beside it as config.yaml): the model's configuration, its
-    folder, the gradient-across-time settings and the seed, which seeds both the weights and dropout
-    (seed_everything) and the batch order (data.seed). The run is trained from this and nothing else."""
-    recipe = {"run_dir": str(run_dir), "seed_everything": seed, **copy.deepcopy(config), "gradient_flow": dict(flow)}
-    recipe["data"]["seed"] = seed
-    return recipe
 
 
 def train_one(name: str, config: dict, seed: int, run_dir: Path, data: ASRDataModule, flow: dict,
@@ -100,6 +35,7 @@ def train_one(name: str, config: dict, seed: int, run_dir: Path, data: ASRDataMo
     last.ckpt, exactly (see asr/runs.py), so a study killed at any point ends as an uninterrupted one."""
     recipe = run_recipe(config, seed, run_dir, flow)
     config_file, result_file = run_dir / "config.yaml", run_dir / "result.json"
+
     def same_recipe(saved: dict) -> bool:  # where the runs folder lies (it may have been moved) is not the recipe
         return {**saved, "run_dir": None} == {**recipe, "run_dir": None}
 
@@ -142,7 +78,7 @@ def fit_and_measure(name: str, config: dict, seed: int, run_dir: Path, data: ASR
     recognizer = Recognizer.from_saved(best, "cuda" if torch.cuda.is_available() else "cpu")
     test, _ = recognizer.evaluate(data.hparams.dataset, "test", data.hparams.data_dir)
     probe = monitor_of(trainer).probe_batch(data)
-    curve = model_gradient_across_time(recognizer.model, probe.to(recognizer.device)).cpu()
+    curve = model_gradient_flow(recognizer.model, probe.to(recognizer.device)).cpu()
     flow_file = run_dir / "gradient_flow.json"
     flow_record = json.loads(flow_file.read_text())
     flow_record["selected"] = {"epoch": selected_epoch, "curve": curve.tolist()}
@@ -158,7 +94,7 @@ def fit_and_measure(name: str, config: dict, seed: int, run_dir: Path, data: ASR
     return {
         "seed": seed, "test_wer": test["wer"], "test_cer": test["cer"], "best_dev_wer": min(dev_wer) if dev_wer else None,
         "selected_epoch": selected_epoch, "spectral_radius": radii,
-        "gradient_across_time": {str(k): float(curve[k] / curve[0]) for k in FRAMES_BACK if k < len(curve)},
+        "gradient_flow": {str(k): float(curve[k] / curve[0]) for k in FRAMES_BACK if k < len(curve)},
         "parameters": recognizer.model.num_parameters(), "train_seconds": seconds,
         "nonfinite_steps": module.nonfinite_steps, "steps": trainer.global_step, "epochs": trainer.current_epoch,
         "grad_norm": {"median": float(np.median(finite)), "p99": float(np.percentile(finite, 99)),

@@ -3,7 +3,8 @@
 1. Per-layer gradient norms (every training step): which layers receive a learning signal at all.
 2. Spectral radius of each layer's W_hh (every epoch, see AcousticModel.recurrent_spectral_radii): the
    per-step gain of the recurrence, the quantity whose distance from 1 decides vanishing vs exploding.
-3. Gradient across time: ||d(score at the last frame T) / d(input to the recurrence at frame t)||
+3. Gradient flow (across time; `gradient_flow` in code, recipes, logs and files): ||d(score at the last
+   frame T) / d(input to the recurrence at frame t)||
    against k = T - t frames back. For a tanh RNN it falls geometrically with k (the product of k
    Jacobians W_hh^T diag(1 - h^2)); for an LSTM it stays up for far longer. This is how much the output
    at frame T can still learn from what happened k frames earlier.
@@ -19,7 +20,7 @@ from torch import nn
 
 from .errors import UserError
 
-FRAMES_BACK = (1, 10, 40, 80)  # where the gradient across time is logged and reported (frames before the last)
+FRAMES_BACK = (1, 10, 40, 80)  # where the gradient flow is logged and reported (frames before the last)
 
 
 
@@ -72,7 +73,7 @@ def no_dropout_train_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def gradient_across_time(recur: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+def gradient_flow(recur: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
     """Mean over the batch of ||d score_T / d inputs_t||, indexed by frames back k = T - t (index 0 = frame T).
 
     recur: maps (batch, frames, dim) recurrent inputs to (batch, frames, classes) outputs.
@@ -86,10 +87,10 @@ def gradient_across_time(recur: Callable[[torch.Tensor], torch.Tensor], inputs: 
     return grad.norm(dim=-1).flip(1).mean(0).detach()
 
 
-def model_gradient_across_time(model, features: torch.Tensor) -> torch.Tensor:
-    """gradient_across_time for an AcousticModel on (batch, frames, feature_dim) features of equal length."""
+def model_gradient_flow(model, features: torch.Tensor) -> torch.Tensor:
+    """gradient_flow for an AcousticModel on (batch, frames, feature_dim) features of equal length."""
     with no_dropout_train_mode(model), torch.enable_grad():
-        return gradient_across_time(model.recur, model.recurrent_input(features))
+        return gradient_flow(model.recur, model.recurrent_input(features))
 
 
 def fixed_probe_batch(utterances: list, frames: int, count: int) -> torch.Tensor:

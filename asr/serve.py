@@ -66,7 +66,7 @@ def load_models(paths: list[Path]) -> list[LoadedModel]:
 def check_recording(path: Optional[str], sample_rate: int):
     """The waveform of an uploaded or recorded file, or an AudioError / ValueError saying what is wrong."""
     from .audio import load_audio
-    from .segment import frame_energy_db
+    from .segment import window_energy_db
 
     if not path:
         raise UserError("no audio yet: upload a file or record one with the microphone, then press Transcribe")
@@ -75,7 +75,7 @@ def check_recording(path: Optional[str], sample_rate: int):
     if seconds > MAX_SECONDS:
         raise UserError(f"too long for this page: {seconds:.0f} s of audio, at most {MAX_SECONDS:.0f} s here "
                          f"(`asr transcribe CKPT {Path(path).name}` takes recordings of any length)")
-    energy = frame_energy_db(waveform, sample_rate)
+    energy = window_energy_db(waveform, sample_rate)
     if float(energy.max()) < -60 or float(energy.max() - energy.min()) < 6:
         raise UserError("no speech found: the recording is silent (or one steady sound). Check the microphone "
                          "level, or upload another file")
@@ -84,10 +84,10 @@ def check_recording(path: Optional[str], sample_rate: int):
 
 def gradient_curve(model: LoadedModel, waveform) -> list[float]:
     """||d output_T / d input_t|| relative to k = 0, over the last GRADIENT_FRAMES frames of the utterance."""
-    from .gradients import model_gradient_across_time
+    from .gradients import model_gradient_flow
 
     features = model.recognizer.extractor(waveform)[-GRADIENT_FRAMES:]
-    curve = model_gradient_across_time(model.recognizer.model, features[None].to(model.recognizer.device)).cpu()
+    curve = model_gradient_flow(model.recognizer.model, features[None].to(model.recognizer.device)).cpu()
     return (curve / curve[0]).tolist()
 
 
@@ -152,7 +152,9 @@ def transcribe_all(models: list[LoadedModel], path: Optional[str], typed: str):
 
 def study_panel(reports: Path) -> tuple[str, Optional[str]]:
     """The study's table (markdown) and its gradient-across-time plot, from reports/<study>/."""
-    report, plot = reports / "report.md", reports / "gradient_flow_across_time.png"
+    from .plots import PLOTS
+
+    report, plot = reports / "report.md", reports / PLOTS["flow"]
     if not report.is_file():
         return (f"(no study report in {reports}: pass --reports reports/an4_quick after `make demo`, or run "
                 "scripts/cpu_study.sh)"), None

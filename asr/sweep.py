@@ -19,13 +19,13 @@ import yaml  # noqa: E402
 
 from .dataset import CorpusFeatures  # noqa: E402
 from .errors import UserError
-from .gradients import fixed_probe_batch, model_gradient_across_time  # noqa: E402
+from .gradients import fixed_probe_batch, model_gradient_flow  # noqa: E402
 from .model import AcousticModel, ModelConfig  # noqa: E402
 from .text import VOCABULARY  # noqa: E402
 
 DEFAULTS = {"study": "wrec_sweep", "dataset": "an4", "split": "dev", "data_dir": None, "cache_dir": "data/cache",
             "radii": [0.5, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5], "matrix": "orthogonal", "hidden_size": 128,
-            "frames": 120, "utterances": 8, "seed": 0, "report_at": [10, 40, 80]}
+            "frames": 120, "utterances": 8, "seed": 0, "frames_back": [10, 40, 80]}
 
 
 def sweep(recipe: dict) -> dict:
@@ -40,16 +40,16 @@ def sweep(recipe: dict) -> dict:
         model = AcousticModel(ModelConfig(data.feature_config.output_dim, len(VOCABULARY), cell="rnn_tanh",
                                           hidden_size=r["hidden_size"], num_layers=1, bidirectional=False,
                                           dropout=0.0, init=r["matrix"], spectral_radius=rho))
-        curve = model_gradient_across_time(model, probe)
+        curve = model_gradient_flow(model, probe)
         curves[f"tanh rho={rho:g}"] = (curve / curve[0]).tolist()
     torch.manual_seed(r["seed"])
     lstm = AcousticModel(ModelConfig(data.feature_config.output_dim, len(VOCABULARY), cell="lstm",
                                      hidden_size=r["hidden_size"], num_layers=1, bidirectional=False, dropout=0.0))
-    curve = model_gradient_across_time(lstm, probe)
+    curve = model_gradient_flow(lstm, probe)
     curves["lstm (default init)"] = (curve / curve[0]).tolist()
     return {"recipe": r, "utterances": int(probe.shape[0]), "curves": curves,
             "frame_ms": data.feature_config.frame_ms,
-            "at": {name: {str(k): c[k] for k in r["report_at"] if k < len(c)} for name, c in curves.items()}}
+            "at": {name: {str(k): c[k] for k in r["frames_back"] if k < len(c)} for name, c in curves.items()}}
 
 
 def plot(result: dict, out: Path) -> None:
@@ -89,10 +89,11 @@ def write(result: dict, report_dir: Path, recipe_path: str | None) -> None:
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "sweep.json").write_text(json.dumps(result, indent=1))
     plot(result, report_dir / "wrec_sweep.png")
-    ks = result["recipe"]["report_at"]
-    rows = ["| W_hh | " + " | ".join(f"{k} frames back" for k in ks) + " |", "|---" * (len(ks) + 1) + "|"]
+    frames_back = result["recipe"]["frames_back"]
+    rows = ["| W_hh | " + " | ".join(f"{k} frames back" for k in frames_back) + " |",
+            "|---" * (len(frames_back) + 1) + "|"]
     for name, values in result["at"].items():
-        rows.append(f"| {name} | " + " | ".join(f"{values.get(str(k), float('nan')):.2e}" for k in ks) + " |")
+        rows.append(f"| {name} | " + " | ".join(f"{values.get(str(k), float('nan')):.2e}" for k in frames_back) + " |")
     (report_dir / "report.md").write_text("\n".join([
         "# W_rec sweep: the gradient across time of an untrained tanh RNN",
         "",

@@ -51,7 +51,7 @@ def main() -> None:
     import torch
     from lightning.pytorch.profilers import SimpleProfiler
 
-    from asr.compare import resolve_models
+    from asr.recipes import resolve_models
     from asr.datamodule import ASRDataModule
     from asr.module import ASRModule
     from asr.runs import build_trainer

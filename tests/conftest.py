@@ -54,12 +54,10 @@ def tone(tmp_path):
 def checkpoint(tmp_path_factory, data_dir) -> Path:
     """A tiny LSTM trained one epoch on 16 AN4 utterances: enough for the plumbing, not for accuracy."""
     from asr.cli import main
+    from helpers import train_argv
 
     run = tmp_path_factory.mktemp("tiny_run")
-    rc = main(["train", "-c", str(REPO / "recipes/an4_lstm.yaml"), "--run_dir", str(run), "--data.data_dir",
-               str(data_dir), "--data.max_utterances", "16", "--data.cache_dir", str(run / "cache"),
-               "--model.hidden_size", "16", "--model.num_layers", "1", "--trainer.max_epochs", "1",
-               "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu"])
+    rc = main(train_argv("an4_lstm", run, data_dir, utterances=16, batch_size=None))
     assert rc == 0
     return run / "checkpoints/last.ckpt"
 

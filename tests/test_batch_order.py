@@ -4,15 +4,13 @@ import pytest
 import torch
 
 from asr.cli import main
+from helpers import train_argv
 from recorders import read_batch_order
 
 
 def tiny_train(run_dir, data_dir, *extra):
-    return ["train", "-c", "recipes/an4_rnn.yaml", "--run_dir", str(run_dir), "--data.data_dir", str(data_dir),
-            "--data.max_utterances", "24", "--data.batch_size", "4", "--data.cache_dir", str(run_dir.parent / "cache"),
-            "--model.hidden_size", "8", "--model.num_layers", "1", "--trainer.max_epochs", "3",
-            "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu",
-            "--trainer.callbacks+=recorders.RecordBatchOrder", *extra]
+    return train_argv("an4_rnn", run_dir, data_dir, "--trainer.callbacks+=recorders.RecordBatchOrder", *extra,
+                      cache_dir=run_dir.parent / "cache", batch_size=4, hidden_size=8, epochs=3)
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,11 @@ from asr.cli import main
 from asr.checkpoint import CheckpointError
 from asr.inference import Recognizer
 from asr.runs import read_metrics
+from helpers import train_argv
 
 
 def tiny(run_dir, data_dir, *extra):
-    return ["train", "-c", "recipes/an4_rnn.yaml", "--run_dir", str(run_dir), "--data.data_dir", str(data_dir),
-            "--data.max_utterances", "24", "--data.batch_size", "8", "--data.cache_dir", str(run_dir / "cache"),
-            "--model.hidden_size", "16", "--model.num_layers", "2", "--trainer.max_epochs", "1",
-            "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu", *extra]
+    return train_argv("an4_rnn", run_dir, data_dir, *extra, num_layers=2)
 
 
 @pytest.fixture(scope="module")

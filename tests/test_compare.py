@@ -1,20 +1,26 @@
 """`asr compare` end to end on a CPU-sized study, and the W_rec sweep's ordering."""
 import json
 import statistics
+from pathlib import Path
 
+import matplotlib.figure
+import numpy as np
 import pytest
 import torch
 import yaml
 
 from asr.cli import main
-from asr.compare import matched_hidden_size, model_hparams, spread
+from asr.compare import spread
+from asr.recipes import matched_hidden_size, model_hparams
 from asr.datamodule import ASRDataModule
-from asr.gradients import fixed_probe_batch, model_gradient_across_time
+from asr.gradients import fixed_probe_batch, model_gradient_flow
 from asr.inference import Recognizer
 from asr.model import CELLS, AcousticModel, ModelConfig, parameter_count
-from asr.report import PLOTS
+from asr.plots import PLOTS
+from asr.runs import column, read_metrics
 from asr.sweep import sweep
 from asr.text import VOCABULARY
+from helpers import LSTM, TANH_RNN_CLIPPED, tiny_study
 
 
 @pytest.mark.parametrize("cell,bidirectional", [(c, b) for c in CELLS for b in (True, False) if not (c == "esn" and b)])
@@ -44,25 +50,32 @@ def test_spread_reports_the_sample_standard_deviation():
     assert spread([4.0])["sd"] is None  # one seed: no spread to report
 
 
-def test_compare_writes_the_whole_report(tmp_path, data_dir, capsys):
-    recipe = {
-        "study": "tiny", "seeds": [0], "baseline": "tanh_rnn_clipped",
-        "gradient_flow": {"frames": 30, "utterances": 2, "every_n_epochs": 1},
-        "base": {"model": {"hidden_size": 16, "num_layers": 1, "bidirectional": True},
-                 "data": {"dataset": "an4", "data_dir": str(data_dir), "batch_size": 8, "max_utterances": 16,
-                          "cache_dir": str(tmp_path / "cache")},
-                 "trainer": {"max_epochs": 2, "accelerator": "cpu", "enable_progress_bar": False}},
-        "models": {"tanh_rnn_clipped": {"model": {"cell": "rnn_tanh"}, "trainer": {"gradient_clip_val": 1.0}},
-                   "lstm": {"model": {"cell": "lstm"}},
-                   "tanh_rnn_wide": {"model": {"cell": "rnn_tanh"}, "match_parameters": "lstm"}},
-    }
+def test_compare_writes_the_whole_report(tmp_path, data_dir, capsys, monkeypatch):
+    recipe = tiny_study("tiny", data_dir, tmp_path / "cache", {
+        "tanh_rnn_clipped": TANH_RNN_CLIPPED, "lstm": LSTM,
+        "tanh_rnn_wide": {"model": {"cell": "rnn_tanh"}, "match_parameters": "lstm"}})
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(recipe))
     report = tmp_path / "report"
+    figures = {}  # every figure the report saves, to read its lines back
+    savefig = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
+                        lambda fig, out, *a, **k: (figures.__setitem__(Path(out).name, fig), savefig(fig, out, *a, **k)))
     assert main(["compare", "-c", str(path), "--runs-dir", str(tmp_path / "runs"), "--report-dir", str(report)]) == 0
     for name in ["summary.json", "report.md", *PLOTS.values()]:
         assert (report / name).is_file() and (report / name).stat().st_size > 0, name
     s = json.loads((report / "summary.json").read_text())
+    # the plots show the runs' own records: each model's gradient across time on its selected weights, and its
+    # dev WER per epoch as logged
+    flow_lines = {line.get_label().split(" (")[0]: line.get_ydata() for line in figures[PLOTS["flow"]].axes[0].lines
+                  if not line.get_label().startswith("_")}
+    wer_lines = {line.get_label(): line.get_ydata() for line in figures[PLOTS["curves"]].axes[2].lines}
+    assert set(flow_lines) == set(wer_lines) == set(s["models"])
+    for name in s["models"]:
+        run = tmp_path / "runs" / name / "seed0"
+        selected = np.array(json.loads((run / "gradient_flow.json").read_text())["selected"]["curve"])
+        assert np.allclose(flow_lines[name], selected / selected[0], rtol=1e-12)
+        assert list(wer_lines[name]) == [v for _, v in column(read_metrics(run), "dev/wer", by="epoch")]
     assert {"device", "versions", "git_commit", "recipe", "models", "relative_wer_reduction"} <= set(s)
     assert set(s["relative_wer_reduction"]) == {"lstm", "tanh_rnn_wide"}
     for name, m in s["models"].items():
@@ -91,8 +104,8 @@ def test_compare_writes_the_whole_report(tmp_path, data_dir, capsys):
     assert lstm["parameters"] == recognizer.model.num_parameters()
     data = ASRDataModule(**recipe["base"]["data"])
     probe = fixed_probe_batch([data.extractor.stack(e.log_mel) for e in data.load("dev").examples], 30, 2)
-    curve = model_gradient_across_time(recognizer.model, probe)
-    assert run["gradient_across_time"]["10"] == pytest.approx(float(curve[10] / curve[0]), rel=1e-5)
+    curve = model_gradient_flow(recognizer.model, probe)
+    assert run["gradient_flow"]["10"] == pytest.approx(float(curve[10] / curve[0]), rel=1e-5)
     # ... and the test WER is the one `asr evaluate` gives for that checkpoint, to the last digit
     evaluated = tmp_path / "evaluate.json"
     assert main(["evaluate", str(best), "--data-dir", str(data_dir), "--summary-json", str(evaluated),
@@ -119,7 +132,7 @@ def test_compare_writes_the_whole_report(tmp_path, data_dir, capsys):
 
 def test_wrec_sweep_vanishes_below_one_and_grows_above(data_dir, tmp_path):
     result = sweep({"data_dir": str(data_dir), "cache_dir": str(tmp_path), "radii": [0.5, 1.0, 1.5],
-                    "frames": 60, "utterances": 4, "hidden_size": 128, "report_at": [10, 40]})
+                    "frames": 60, "utterances": 4, "hidden_size": 128, "frames_back": [10, 40]})
     c = result["curves"]
     assert c["tanh rho=0.5"][40] < c["tanh rho=1"][40] < 1 < c["tanh rho=1.5"][40]
     assert c["tanh rho=0.5"][10] < 1e-2
@@ -150,15 +163,9 @@ def test_remedies_study_runs_every_remedy_a_few_steps(tmp_path, data_dir):
 def test_parallel_jobs_give_the_numbers_of_a_sequential_study(tmp_path, data_dir):
     """`asr compare --jobs 2`: the runs in two processes of one torch thread each, the same results as one
     after the other with one thread."""
-    recipe = {
-        "study": "jobs", "seeds": [0, 1], "baseline": "tanh",
-        "gradient_flow": {"frames": 30, "utterances": 2, "every_n_epochs": 1},
-        "base": {"model": {"hidden_size": 8, "num_layers": 1, "bidirectional": True},
-                 "data": {"dataset": "an4", "data_dir": str(data_dir), "batch_size": 8, "max_utterances": 16,
-                          "cache_dir": str(tmp_path / "cache")},
-                 "trainer": {"max_epochs": 2, "accelerator": "cpu", "enable_progress_bar": False}},
-        "models": {"tanh": {"model": {"cell": "rnn_tanh"}}, "gru": {"model": {"cell": "gru"}, "seeds": [1]}},
-    }
+    recipe = tiny_study("jobs", data_dir, tmp_path / "cache", {
+        "tanh": {"model": {"cell": "rnn_tanh"}}, "gru": {"model": {"cell": "gru"}, "seeds": [1]}},
+        seeds=[0, 1], model={"hidden_size": 8})
     path = tmp_path / "jobs.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     threads = torch.get_num_threads()
@@ -184,4 +191,4 @@ def test_parallel_jobs_give_the_numbers_of_a_sequential_study(tmp_path, data_dir
     for name in ("tanh", "gru"):
         assert one["models"][name]["test_wer"] == two["models"][name]["test_wer"]
         for a, b in zip(one["models"][name]["runs"], two["models"][name]["runs"]):
-            assert (a["seed"], a["gradient_across_time"], a["grad_norm"]) == (b["seed"], b["gradient_across_time"], b["grad_norm"])
+            assert (a["seed"], a["gradient_flow"], a["grad_norm"]) == (b["seed"], b["gradient_flow"], b["grad_norm"])

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from asr.runs import column, read_metrics
+from helpers import train_argv
 from recorders import read_batch_order
 
 TESTS = Path(__file__).parent
@@ -15,11 +16,9 @@ TESTS = Path(__file__).parent
 
 def test_two_process_ddp_shards_every_epoch_disjointly(tmp_path, data_dir):
     asr = Path(sys.executable).with_name("asr")
-    cmd = [str(asr), "train", "-c", "recipes/an4_gru.yaml", "--run_dir", str(tmp_path), "--data.data_dir", str(data_dir),
-           "--data.max_utterances", "32", "--data.batch_size", "4", "--data.cache_dir", str(tmp_path / "cache"),
-           "--model.hidden_size", "16", "--model.num_layers", "1", "--trainer.max_epochs", "2",
-           "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
-           "--trainer.enable_progress_bar", "false", "--trainer.callbacks+=recorders.RecordBatchOrder"]
+    cmd = [str(asr), *train_argv("an4_gru", tmp_path, data_dir, "--trainer.devices", "2", "--trainer.strategy", "ddp",
+                                 "--trainer.callbacks+=recorders.RecordBatchOrder", utterances=32, batch_size=4,
+                                 epochs=2)]
     log = tmp_path / "order.jsonl"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "BATCH_ORDER_LOG": str(log),
            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from asr.gradients import gradient_across_time, gradient_norms, layer_name, model_gradient_across_time
+from asr.gradients import gradient_flow, gradient_norms, layer_name, model_gradient_flow
 from asr.model import AcousticModel, ModelConfig
 
 
@@ -40,7 +40,7 @@ class LinearRNN(nn.Module):
 
 @pytest.mark.parametrize("a", [0.5, 0.9, 1.0, 1.2])
 def test_gradient_across_time_of_a_linear_recurrence_is_a_to_the_k(a):
-    curve = gradient_across_time(LinearRNN(a), torch.randn(3, 30, 4))
+    curve = gradient_flow(LinearRNN(a), torch.randn(3, 30, 4))
     expected = torch.tensor([a ** k for k in range(30)])
     assert torch.allclose(curve, expected, rtol=1e-5)
 
@@ -51,7 +51,7 @@ def test_tanh_rnn_gradient_vanishes_where_lstm_keeps_it():
     tanh = AcousticModel(ModelConfig(20, 29, cell="rnn_tanh", hidden_size=64, num_layers=1, bidirectional=False,
                                      spectral_radius=0.5))
     lstm = AcousticModel(ModelConfig(20, 29, cell="lstm", hidden_size=64, num_layers=1, bidirectional=False))
-    c_tanh, c_lstm = model_gradient_across_time(tanh, x), model_gradient_across_time(lstm, x)
+    c_tanh, c_lstm = model_gradient_flow(tanh, x), model_gradient_flow(lstm, x)
     assert c_tanh.shape == (80,)
     assert c_tanh[40] / c_tanh[0] < 1e-6  # 40 frames through a contracting W_hh: gone
     assert c_lstm[40] / c_lstm[0] > 100 * c_tanh[40] / c_tanh[0]
@@ -66,13 +66,13 @@ def test_the_instrument_measures_without_dropout_and_leaves_the_model_as_it_foun
                                       dropout=0.5))
     model.train(training)
     x = torch.randn(2, 30, 20)
-    curve = model_gradient_across_time(model, x)
+    curve = model_gradient_flow(model, x)
     assert model.training is training and model.rnn.dropout == 0.5
     without = AcousticModel(ModelConfig(20, 29, cell="lstm", hidden_size=16, num_layers=2, bidirectional=True,
                                         dropout=0.0))
     without.load_state_dict(model.state_dict())
-    assert torch.allclose(curve, model_gradient_across_time(without, x), rtol=1e-6, atol=0)
-    assert torch.equal(curve, model_gradient_across_time(model, x))  # no mask was drawn: the same curve again
+    assert torch.allclose(curve, model_gradient_flow(without, x), rtol=1e-6, atol=0)
+    assert torch.equal(curve, model_gradient_flow(model, x))  # no mask was drawn: the same curve again
 
 
 def test_gradient_across_time_of_the_model_matches_its_jacobian():
@@ -82,7 +82,7 @@ def test_gradient_across_time_of_the_model_matches_its_jacobian():
     model = AcousticModel(ModelConfig(12, 29, cell="rnn_tanh", hidden_size=16, num_layers=2, bidirectional=True,
                                       dropout=0.0))
     features = torch.randn(1, 25, 12)
-    curve = model_gradient_across_time(model, features)
+    curve = model_gradient_flow(model, features)
     inputs = model.recurrent_input(features).detach()
     winner = int(model.recur(inputs)[0, -1].argmax())
     jacobian = torch.autograd.functional.jacobian(lambda x: model.recur(x)[0, -1, winner], inputs)  # (1, 25, 16)

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from asr.cli import main
-from asr.compare import resolve_models
+from asr.recipes import resolve_models
 from asr.module import ASRModule
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"

@@ -6,7 +6,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from asr.datamodule import ASRDataModule, Batch
-from asr.gradients import gradient_norms, model_gradient_across_time
+from asr.gradients import gradient_norms, model_gradient_flow
 from asr.model import AcousticModel, ModelConfig
 from asr.module import ASRModule
 from asr.remedies import gradient_norm_penalty, unrolled_rnn
@@ -51,10 +51,10 @@ def test_truncated_bptt_cuts_the_gradient_at_k_frames(k):
     full.load_state_dict(model.state_dict())
     x = torch.randn(3, 100, 20)
     assert torch.allclose(model(x), full(x), atol=1e-6)  # forward values are unchanged
-    curve = model_gradient_across_time(model, x)  # 100 frames: the last chunk is exactly k long
+    curve = model_gradient_flow(model, x)  # 100 frames: the last chunk is exactly k long
     assert (curve[:k] > 0).all()
     assert (curve[k:] == 0).all()
-    assert (model_gradient_across_time(full, x)[k:] > 0).all()
+    assert (model_gradient_flow(full, x)[k:] > 0).all()
 
 
 def test_truncated_bptt_refuses_bidirectional_models():
@@ -85,7 +85,7 @@ def test_penalty_raises_the_gradient_that_reaches_early_frames(an4_batch):
         module = ASRModule(input_dim=240, cell="rnn_tanh", hidden_size=32, num_layers=1, bidirectional=False,
                            spectral_radius=0.7, gradient_penalty=weight, learning_rate=3e-3)
         fit(module, [an4_batch], 15)
-        return model_gradient_across_time(module.model, an4_batch.features)
+        return model_gradient_flow(module.model, an4_batch.features)
 
     plain, penalised = trained(0.0), trained(10.0)
     assert penalised[20] / penalised[0] > 10 * plain[20] / plain[0]

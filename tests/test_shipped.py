@@ -17,6 +17,7 @@ from asr.checkpoint import read_checkpoint, sha256
 from asr.cli import main
 from asr.decoding import BeamSearchDecoder
 from asr.inference import Recognizer
+from helpers import LSTM, TANH_RNN_CLIPPED, tiny_study
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "checkpoints"
@@ -104,16 +105,9 @@ def test_export_keeps_the_model_and_drops_the_training_state(checkpoint, tmp_pat
 
 def test_ship_script_exports_the_best_dev_seed_and_writes_a_card_that_matches(tmp_path, data_dir):
     """scripts/ship_checkpoints.py on a small study (the three study models, two LSTM seeds)."""
-    recipe = {
-        "study": "small", "seeds": [0], "baseline": "tanh_rnn_clipped",
-        "gradient_flow": {"frames": 30, "utterances": 2, "every_n_epochs": 1},
-        "base": {"model": {"hidden_size": 8, "num_layers": 1, "bidirectional": True},
-                 "data": {"dataset": "an4", "data_dir": str(data_dir), "batch_size": 8, "max_utterances": 16,
-                          "cache_dir": str(tmp_path / "cache")},
-                 "trainer": {"max_epochs": 1, "accelerator": "cpu", "enable_progress_bar": False}},
-        "models": {"lstm": {"model": {"cell": "lstm"}, "seeds": [0, 1]}, "gru": {"model": {"cell": "gru"}},
-                   "tanh_rnn_clipped": {"model": {"cell": "rnn_tanh"}, "trainer": {"gradient_clip_val": 1.0}}},
-    }
+    recipe = tiny_study("small", data_dir, tmp_path / "cache", {
+        "lstm": {**LSTM, "seeds": [0, 1]}, "gru": {"model": {"cell": "gru"}}, "tanh_rnn_clipped": TANH_RNN_CLIPPED},
+        baseline="tanh_rnn_clipped", model={"hidden_size": 8}, trainer={"max_epochs": 1})
     path = tmp_path / "small.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     runs, report, out = tmp_path / "runs", tmp_path / "report", tmp_path / "shipped"
