@@ -78,11 +78,7 @@ def fit_and_measure(name: str, config: dict, seed: int, run_dir: Path, data: ASR
     recognizer = Recognizer.from_saved(best, "cuda" if torch.cuda.is_available() else "cpu")
     test, _ = recognizer.evaluate(data.hparams.dataset, "test", data.hparams.data_dir)
     probe = monitor_of(trainer).probe_batch(data)
-    curve = model_gradient_flow(recognizer.model, probe.to(recognizer.device)).cpu()
-    flow_file = run_dir / "gradient_flow.json"
-    flow_record = json.loads(flow_file.read_text())
-    flow_record["selected"] = {"epoch": selected_epoch, "curve": curve.tolist()}
-    write_text_atomically(flow_file, json.dumps(flow_record))
+    curve = model_gradient_flow(recognizer.model, probe.to(recognizer.device)).cpu()  # the monitor's probe
     radii = recognizer.model.recurrent_spectral_radii()
 
     metrics = read_metrics(run_dir)  # the per-step norms the training module logged, not recomputed
@@ -95,6 +91,7 @@ def fit_and_measure(name: str, config: dict, seed: int, run_dir: Path, data: ASR
         "seed": seed, "test_wer": test["wer"], "test_cer": test["cer"], "best_dev_wer": min(dev_wer) if dev_wer else None,
         "selected_epoch": selected_epoch, "spectral_radius": radii,
         "gradient_flow": {str(k): float(curve[k] / curve[0]) for k in FRAMES_BACK if k < len(curve)},
+        "gradient_flow_curve": curve.tolist(),  # on the selected weights (the monitor's file has training's)
         "parameters": recognizer.model.num_parameters(), "train_seconds": seconds,
         "nonfinite_steps": module.nonfinite_steps, "steps": trainer.global_step, "epochs": trainer.current_epoch,
         "grad_norm": {"median": float(np.median(finite)), "p99": float(np.percentile(finite, 99)),
@@ -208,7 +205,7 @@ def run_study(recipe: dict, recipe_path: str | None = None) -> Path:
             name: (base_wer - r["test_wer"]["mean"]) / base_wer if base_wer else None
             for name, r in results.items() if name != baseline}
     report_dir.mkdir(parents=True, exist_ok=True)
-    (report_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_text_atomically(report_dir / "summary.json", json.dumps(summary, indent=1))
 
     from .report import summary_table, write_report
 

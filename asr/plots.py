@@ -71,10 +71,11 @@ def plot_flow(summary: dict, out: Path) -> None:
         if not flow:
             continue
         direction = "bi" if flow["bidirectional"] else "uni"
-        init, trained = np.array(flow["curves"][0]["curve"]), np.array(flow["selected"]["curve"])
+        run = model["runs"][0]
+        init, trained = np.array(flow["curves"][0]["curve"]), np.array(run["gradient_flow_curve"])
         ax.plot(init / init[0], ls="--", lw=1, color=f"C{i}", alpha=0.7)
         ax.plot(trained / trained[0], lw=1.6, color=f"C{i}",
-                label=f"{name} ({direction}, epoch {flow['selected']['epoch']} weights)")
+                label=f"{name} ({direction}, epoch {run['selected_epoch']} weights)")
     ax.set_yscale("log")
     ax.set_xlabel(f"frames back from the last frame ({summary['frame_ms']:g} ms each)")
     ax.set_ylabel("‖∂ output_T / ∂ input_t‖, relative to k = 0")

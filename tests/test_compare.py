@@ -72,9 +72,9 @@ def test_compare_writes_the_whole_report(tmp_path, data_dir, capsys, monkeypatch
     wer_lines = {line.get_label(): line.get_ydata() for line in figures[PLOTS["curves"]].axes[2].lines}
     assert set(flow_lines) == set(wer_lines) == set(s["models"])
     for name in s["models"]:
-        run = tmp_path / "runs" / name / "seed0"
-        selected = np.array(json.loads((run / "gradient_flow.json").read_text())["selected"]["curve"])
+        selected = np.array(s["models"][name]["runs"][0]["gradient_flow_curve"])
         assert np.allclose(flow_lines[name], selected / selected[0], rtol=1e-12)
+        run = tmp_path / "runs" / name / "seed0"
         assert list(wer_lines[name]) == [v for _, v in column(read_metrics(run), "dev/wer", by="epoch")]
     assert {"device", "versions", "git_commit", "recipe", "models", "relative_wer_reduction"} <= set(s)
     assert set(s["relative_wer_reduction"]) == {"lstm", "tanh_rnn_wide"}
@@ -84,8 +84,8 @@ def test_compare_writes_the_whole_report(tmp_path, data_dir, capsys, monkeypatch
         assert m["grad_norm_max"] > 0
         flow = json.loads((tmp_path / "runs" / name / "seed0/gradient_flow.json").read_text())
         assert [c["epoch"] for c in flow["curves"]] == [-1, 0, 1] and len(flow["curves"][0]["curve"]) == 30
-        run = m["runs"][0]
-        assert flow["selected"]["epoch"] == run["selected_epoch"]
+        assert set(flow) == {"frames", "utterances", "cell", "bidirectional", "curves"}  # the monitor's file, its alone
+        assert len(m["runs"][0]["gradient_flow_curve"]) == 30
         # each run leaves the `asr train` recipe that reproduces it
         assert yaml.safe_load((tmp_path / "runs" / name / "seed0/config.yaml").read_text())["seed_everything"] == 0
     wide, lstm = s["models"]["tanh_rnn_wide"], s["models"]["lstm"]
@@ -106,6 +106,7 @@ def test_compare_writes_the_whole_report(tmp_path, data_dir, capsys, monkeypatch
     probe = fixed_probe_batch([data.extractor.stack(e.log_mel) for e in data.load("dev").examples], 30, 2)
     curve = model_gradient_flow(recognizer.model, probe)
     assert run["gradient_flow"]["10"] == pytest.approx(float(curve[10] / curve[0]), rel=1e-5)
+    assert run["gradient_flow_curve"] == pytest.approx(curve.tolist(), rel=1e-5)
     # ... and the test WER is the one `asr evaluate` gives for that checkpoint, to the last digit
     evaluated = tmp_path / "evaluate.json"
     assert main(["evaluate", str(best), "--data-dir", str(data_dir), "--summary-json", str(evaluated),
