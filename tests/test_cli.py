@@ -1,5 +1,7 @@
 """End to end through the `asr` command: train a tiny model on real AN4, resume it, evaluate, bad recipes."""
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -158,3 +160,12 @@ def test_a_user_mistake_is_one_line_and_anything_else_is_reported_as_a_bug(monke
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err and 'int("not a number")' in err
     assert "error: a bug in asr (ValueError: invalid literal for int() with base 10: 'not a number')" in err
+
+
+def test_the_command_tree_imports_neither_torch_nor_lightning():
+    """`asr --help` and argument errors answer at once: building and parsing the command line imports no torch
+    (the beam defaults it shows come from asr/decoding.py, which imports torch only for type checking)."""
+    code = ("import sys; from asr.cli import build_parser; build_parser().parse_known_args(['evaluate', 'x.ckpt']); "
+            "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
