@@ -18,6 +18,7 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import Timer
 
+from .callbacks import GradientFlowMonitor
 from .checkpoint import read_training_checkpoint, write_text_atomically
 from .datamodule import ASRDataModule
 from .errors import UserError
@@ -25,7 +26,7 @@ from .gradients import FRAMES_BACK, model_gradient_flow
 from .inference import Recognizer
 from .module import ASRModule
 from .recipes import GRADIENT_FLOW_KEYS, deep_merge, resolve_models, run_recipe
-from .runs import RunLock, build_trainer, column, expected_warnings_silenced, monitor_of, read_metrics
+from .runs import RunLock, build_trainer, callback_of, column, expected_warnings_silenced, read_metrics
 
 
 def train_one(name: str, config: dict, seed: int, run_dir: Path, data: ASRDataModule, flow: dict,
@@ -47,16 +48,17 @@ def train_one(name: str, config: dict, seed: int, run_dir: Path, data: ASRDataMo
         return {**json.loads(result_file.read_text()), "run_dir": str(run_dir)}  # where it is now
     RunLock.acquire(run_dir)
     try:
-        result = fit_and_measure(name, config, seed, run_dir, data, flow, recipe, code_commit)
+        result = fit_and_measure(name, seed, run_dir, data, recipe, code_commit)
     finally:
         RunLock.release(run_dir)
     write_text_atomically(result_file, json.dumps(result, indent=1))
     return result
 
 
-def fit_and_measure(name: str, config: dict, seed: int, run_dir: Path, data: ASRDataModule, flow: dict,
-                    recipe: dict, code_commit: str | None) -> dict:
-    """Trains (or finishes) one run and measures it; code_commit: the commit of the code this process runs."""
+def fit_and_measure(name: str, seed: int, run_dir: Path, data: ASRDataModule, recipe: dict,
+                    code_commit: str | None) -> dict:
+    """Trains (or finishes) one run from its `asr train` recipe (run_recipe) and measures it; code_commit: the
+    commit of the code this process runs."""
     (run_dir / "config.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))  # the `asr train` recipe
     last = run_dir / "checkpoints/last.ckpt"
     resume = last if last.is_file() else None
@@ -68,8 +70,7 @@ def fit_and_measure(name: str, config: dict, seed: int, run_dir: Path, data: ASR
     data.hparams.seed = recipe["data"]["seed"]
     with expected_warnings_silenced():
         trainer.fit(module, datamodule=data, ckpt_path=resume)
-    timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
-    seconds = timer.time_elapsed("train")  # every session of the run, resumed ones included
+    seconds = callback_of(trainer, Timer).time_elapsed("train")  # every session of the run, resumed ones included
 
     # Every measurement of the row comes from the weights chosen on dev (best.ckpt), the weights the test
     # WER is measured on; only the gradient-norm statistics describe the whole training run.
@@ -77,7 +78,7 @@ def fit_and_measure(name: str, config: dict, seed: int, run_dir: Path, data: ASR
     selected_epoch = int(best["epoch"])
     recognizer = Recognizer.from_saved(best, "cuda" if torch.cuda.is_available() else "cpu")
     test, _ = recognizer.evaluate(data.hparams.dataset, "test", data.hparams.data_dir)
-    probe = monitor_of(trainer).probe_batch(data)
+    probe = callback_of(trainer, GradientFlowMonitor).probe_batch(data)
     curve = model_gradient_flow(recognizer.model, probe.to(recognizer.device)).cpu()  # the monitor's probe
     radii = recognizer.model.recurrent_spectral_radii()
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
@@ -17,6 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .audio import load_audio
+from .checkpoint import save_atomically
 from .corpora import Utterance, load_split
 from .errors import UserError
 from .features import FEATURES_VERSION, FeatureConfig, FeatureExtractor
@@ -92,11 +92,8 @@ def extract_features(utts: list[Utterance], extractor: FeatureExtractor, cache_d
     if skipped:
         log.warning("%d audio file(s) skipped (data.bad_audio: skip): %s", len(skipped), "; ".join(skipped))
     elif cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp")  # DDP ranks may write at once; replace() is atomic
         stored = [f.to(getattr(torch, cache_dtype)) for f in feats]
-        torch.save(stored, tmp)
-        tmp.replace(cache)
+        save_atomically(stored, cache)  # DDP ranks may write it at once: each renames a whole file into place
         feats = [f.float() for f in stored]  # the same values a cache hit gives
     return feats
 

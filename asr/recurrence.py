@@ -75,12 +75,12 @@ def one_direction(rnn: nn.RNNBase, layer: int, suffix: str, inputs: torch.Tensor
 
 def padded_recurrence(rnn: nn.RNNBase, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Same as packed_recurrence on every valid frame (zeros on padding), without a PackedSequence."""
-    frames = inputs.shape[1]
-    valid = valid_frames(lengths.to(inputs.device), frames)
+    frames, lengths = inputs.shape[1], lengths.to(inputs.device)
+    valid = valid_frames(lengths, frames)
     if not rnn.bidirectional or bool(valid.all()):  # nothing ever runs through padding into a valid frame
         hidden, _ = rnn(inputs)
         return hidden.where(valid[..., None], 0.0)
-    order = reverse_within_lengths(lengths.to(inputs.device), frames)[..., None]
+    order = reverse_within_lengths(lengths, frames)[..., None]
     layer_input = inputs
     for layer in range(rnn.num_layers):
         if layer > 0 and rnn.dropout:

@@ -151,9 +151,9 @@ def expected_warnings_silenced() -> Iterator[None]:
         yield
 
 
-def monitor_of(trainer: L.Trainer) -> GradientFlowMonitor:
-    """The run's gradient-across-time monitor (its probe batch is the one every curve of the run uses)."""
-    return next(c for c in trainer.callbacks if isinstance(c, GradientFlowMonitor))
+def callback_of(trainer: L.Trainer, kind: type) -> L.Callback:
+    """The run's callback of that kind (the Timer's elapsed time, the gradient monitor's probe batch)."""
+    return next(c for c in trainer.callbacks if isinstance(c, kind))
 
 
 def check_trainer_values(trainer) -> None:
