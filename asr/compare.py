@@ -7,6 +7,7 @@ Every run also writes the `asr train` recipe that reproduces it (runs/<study>/<m
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, replace
 import platform
 import subprocess
 import sys
@@ -26,11 +27,12 @@ from .gradients import FRAMES_BACK, model_gradient_flow
 from .inference import Recognizer
 from .module import ASRModule
 from .recipes import GRADIENT_FLOW_KEYS, deep_merge, resolve_models, run_recipe
-from .runs import RunLock, build_trainer, callback_of, column, expected_warnings_silenced, read_metrics
+from .results import ModelResult, RunHistory, RunResult, StudyResult
+from .runs import RunLock, build_trainer, callback_of, expected_warnings_silenced
 
 
 def train_one(name: str, config: dict, seed: int, run_dir: Path, data: ASRDataModule, flow: dict,
-              code_commit: str | None = None) -> dict:
+              code_commit: str | None = None) -> RunResult:
     """Trains one model for one seed and returns its measurements (also kept in <run_dir>/result.json).
     A run that finished earlier is read back from result.json; an interrupted one resumes from its
     last.ckpt, exactly (see asr/runs.py), so a study killed at any point ends as an uninterrupted one."""
@@ -45,18 +47,19 @@ def train_one(name: str, config: dict, seed: int, run_dir: Path, data: ASRDataMo
                          "overwritten. Move it away, or pass --runs-dir to run the study elsewhere.")
     if result_file.exists():
         print(f"{name} seed {seed}: finished earlier, read from {result_file}", flush=True)
-        return {**json.loads(result_file.read_text()), "run_dir": str(run_dir)}  # where it is now
+        saved = RunResult.from_dict(json.loads(result_file.read_text()))
+        return replace(saved, run_dir=str(run_dir))  # where it is now
     RunLock.acquire(run_dir)
     try:
         result = fit_and_measure(name, seed, run_dir, data, recipe, code_commit)
     finally:
         RunLock.release(run_dir)
-    write_text_atomically(result_file, json.dumps(result, indent=1))
+    write_text_atomically(result_file, json.dumps(asdict(result), indent=1))
     return result
 
 
 def fit_and_measure(name: str, seed: int, run_dir: Path, data: ASRDataModule, recipe: dict,
-                    code_commit: str | None) -> dict:
+                    code_commit: str | None) -> RunResult:
     """Trains (or finishes) one run from its `asr train` recipe (run_recipe) and measures it; code_commit: the
     commit of the code this process runs."""
     (run_dir / "config.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))  # the `asr train` recipe
@@ -82,44 +85,22 @@ def fit_and_measure(name: str, seed: int, run_dir: Path, data: ASRDataModule, re
     curve = model_gradient_flow(recognizer.model, probe.to(recognizer.device)).cpu()  # the monitor's probe
     radii = recognizer.model.recurrent_spectral_radii()
 
-    metrics = read_metrics(run_dir)  # the per-step norms the training module logged, not recomputed
-    dev_wer = [v for _, v in column(metrics, "dev/wer")]
-    norms = np.array([v for _, v in column(metrics, "grad_norm/total")])
+    history = RunHistory.of_run(run_dir)  # what the training module logged, not recomputed
+    dev_wer = [v for _, v in history.dev_wer]
+    norms = np.array([v for _, v in history.grad_norm])
     finite = norms[np.isfinite(norms)]
     print(f"{name} seed {seed}: test WER {test['wer']:.2f} %, CER {test['cer']:.2f} % (weights of epoch "
           f"{selected_epoch}), {seconds:.0f} s", flush=True)
-    return {
-        "seed": seed, "test_wer": test["wer"], "test_cer": test["cer"], "best_dev_wer": min(dev_wer) if dev_wer else None,
-        "selected_epoch": selected_epoch, "spectral_radius": radii,
-        "gradient_flow": {str(k): float(curve[k] / curve[0]) for k in FRAMES_BACK if k < len(curve)},
-        "gradient_flow_curve": curve.tolist(),  # on the selected weights (the monitor's file has training's)
-        "parameters": recognizer.model.num_parameters(), "train_seconds": seconds,
-        "nonfinite_steps": module.nonfinite_steps, "steps": trainer.global_step, "epochs": trainer.current_epoch,
-        "grad_norm": {"median": float(np.median(finite)), "p99": float(np.percentile(finite, 99)),
-                      "max": float(finite.max())} if finite.size else None,
-        "run_dir": str(run_dir), "git_commit": code_commit,
-    }
-
-
-def spread(values: list[float]) -> dict:
-    """Mean, sample standard deviation (n - 1; None for a single seed), range and the values."""
-    a = np.array(values, dtype=float)
-    return {"per_seed": a.tolist(), "mean": float(a.mean()), "sd": float(a.std(ddof=1)) if a.size > 1 else None,
-            "min": float(a.min()), "max": float(a.max())}
-
-
-def summarize(runs: list[dict]) -> dict:
-    return {
-        "test_wer": spread([r["test_wer"] for r in runs]),
-        "test_cer": spread([r["test_cer"] for r in runs]),
-        "parameters": runs[0]["parameters"],
-        "train_seconds": float(np.mean([r["train_seconds"] for r in runs])),
-        "nonfinite_steps": int(sum(r["nonfinite_steps"] for r in runs)),
-        "grad_norm_max": max((r["grad_norm"]["max"] for r in runs if r["grad_norm"]), default=None),
-        "grad_norm_median": float(np.median([r["grad_norm"]["median"] for r in runs if r["grad_norm"]]))
-        if any(r["grad_norm"] for r in runs) else None,
-        "runs": runs,
-    }
+    return RunResult(
+        seed=seed, test_wer=test["wer"], test_cer=test["cer"], best_dev_wer=min(dev_wer) if dev_wer else None,
+        selected_epoch=selected_epoch, spectral_radius=radii,
+        gradient_flow={str(k): float(curve[k] / curve[0]) for k in FRAMES_BACK if k < len(curve)},
+        gradient_flow_curve=curve.tolist(),  # on the selected weights (the monitor's file has training's)
+        parameters=recognizer.model.num_parameters(), train_seconds=seconds,
+        nonfinite_steps=module.nonfinite_steps, steps=trainer.global_step, epochs=trainer.current_epoch,
+        grad_norm={"median": float(np.median(finite)), "p99": float(np.percentile(finite, 99)),
+                   "max": float(finite.max())} if finite.size else None,
+        history=history, run_dir=str(run_dir), git_commit=code_commit)
 
 
 def environment() -> dict:
@@ -141,7 +122,7 @@ def one_thread() -> None:
 
 
 def train_in_worker(name: str, config: dict, seed: int, run_dir: Path, data_args: dict, flow: dict,
-                    code_commit: str | None) -> dict:
+                    code_commit: str | None) -> RunResult:
     data = ASRDataModule(**data_args)  # the feature cache makes this cheap
     data.setup("fit")
     config = deep_merge(config, {"trainer": {"enable_progress_bar": False}})  # bars of parallel jobs would interleave
@@ -149,7 +130,7 @@ def train_in_worker(name: str, config: dict, seed: int, run_dir: Path, data_args
 
 
 def run_in_parallel(jobs: list, data_args: dict, flow: dict, workers: int, study: str,
-                    code_commit: str | None) -> list[dict]:
+                    code_commit: str | None) -> list[RunResult]:
     """The study's runs in `workers` processes of one torch thread each (independent runs: on a 2-core CPU,
     2 jobs x 1 thread trained 1.24x the steps per second of 1 job x 2 threads; see benchmarks/README.md)."""
     import multiprocessing
@@ -193,25 +174,18 @@ def run_study(recipe: dict, recipe_path: str | None = None) -> Path:
         for done, (name, config, seed, run_dir) in enumerate(jobs, 1):
             print(f"[study {study}: run {done}/{len(jobs)}] {name} seed {seed}", file=sys.stderr, flush=True)
             measured.append(train_one(name, config, seed, run_dir, data, flow, started["git_commit"]))
-    results = {name: {"config": config, **summarize([m for (n, _, _, _), m in zip(jobs, measured) if n == name])}
-               for name, config in configs.items()}
-
-    baseline = recipe.get("baseline")
-    summary = {"study": study, "dataset": data.hparams.dataset, "seeds": seeds, "baseline": baseline,
-               "frame_ms": data.feature_config.frame_ms,
-               "models": results, **started, "recipe": recipe, "recipe_path": recipe_path}
-    if baseline in results:
-        base_wer = results[baseline]["test_wer"]["mean"]
-        summary["relative_wer_reduction"] = {
-            name: (base_wer - r["test_wer"]["mean"]) / base_wer if base_wer else None
-            for name, r in results.items() if name != baseline}
+    models = {name: ModelResult(config, [m for (n, _, _, _), m in zip(jobs, measured) if n == name])
+              for name, config in configs.items()}
+    result = StudyResult(study=study, dataset=data.hparams.dataset, seeds=seeds, baseline=recipe.get("baseline"),
+                         frame_ms=data.feature_config.frame_ms, models=models, recipe=recipe, recipe_path=recipe_path,
+                         **started)
     report_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(report_dir / "summary.json", json.dumps(summary, indent=1))
+    write_text_atomically(report_dir / "summary.json", json.dumps(result.to_dict(), indent=1))
 
     from .report import summary_table, write_report
 
-    write_report(summary, report_dir)
-    print("\n" + "\n".join(summary_table(summary)))
+    write_report(result, report_dir)
+    print("\n" + "\n".join(summary_table(result)))
     print(f"\nreport: {report_dir / 'report.md'} (plots beside it)")
     return report_dir
 

@@ -1,5 +1,5 @@
-"""The study's report: report.md (tables and what the numbers show) and its figures (asr/plots.py), from
-summary.json and each run's logs.
+"""The study's report: report.md (tables and what the numbers show) and its figures (asr/plots.py), a pure
+function of the typed study result (asr/results.py) that summary.json keeps.
 
 Every number in a model's row comes from the weights chosen on dev (the checkpoint the test WER is
 measured on); the gradient-norm columns describe the whole training run and say so."""
@@ -10,22 +10,22 @@ from pathlib import Path
 import numpy as np
 
 from .gradients import FRAMES_BACK
-from .plots import PLOTS, first_run, plot_curves, plot_flow, plot_grad_norm, plot_radius, plot_wer
-from .runs import read_metrics
+from .plots import PLOTS, plot_curves, plot_flow, plot_grad_norm, plot_radius, plot_wer
+from .results import ModelResult, Spread, StudyResult
 
 # Graves, Mohamed & Hinton 2013, TIMIT phone error rate with CTC-trained bidirectional networks.
 GRAVES_2013 = {"tanh": 37.6, "lstm": 18.6}
 
 
-def selected_radius(model: dict) -> float:
+def selected_radius(model: ModelResult) -> float:
     """Largest spectral radius of any W_hh on the dev-selected weights, over the seeds."""
-    return max(max(r["spectral_radius"].values()) for r in model["runs"])
+    return max(max(r.spectral_radius.values()) for r in model.runs)
 
 
-def flow_ratio(model: dict, k: int) -> float | None:
+def flow_ratio(model: ModelResult, k: int) -> float | None:
     """Gradient k frames back relative to the last frame's own, on the dev-selected weights: geometric
     mean over the seeds (the values span orders of magnitude). None where the probe is shorter."""
-    values = [r["gradient_flow"].get(str(k)) for r in model["runs"]]
+    values = [r.gradient_flow.get(str(k)) for r in model.runs]
     if any(v is None for v in values) or not values:
         return None
     if any(v <= 0 for v in values):
@@ -33,28 +33,28 @@ def flow_ratio(model: dict, k: int) -> float | None:
     return float(np.exp(np.mean(np.log(values))))
 
 
-def sentences(summary: dict) -> list[str]:
+def sentences(study: StudyResult) -> list[str]:
     """A few plain statements computed from the numbers, never written in advance."""
-    models, baseline = summary["models"], summary.get("baseline")
+    models, baseline = study.models, study.baseline
     out = []
-    single = [n for n, m in models.items() if len(m["runs"]) == 1]
+    single = [n for n, m in models.items() if len(m.runs) == 1]
     if single:
         out.append(f"One seed for {'every model' if len(single) == len(models) else ', '.join(single)}: each of "
                    "those WERs is a single draw, and another seed can move it by several points, so close "
                    "values do not rank those models.")
     if baseline in models:
-        base = models[baseline]["test_wer"]["mean"]
-        for name, reduction in summary.get("relative_wer_reduction", {}).items():
+        base = models[baseline].test_wer.mean
+        for name, reduction in study.relative_wer_reduction.items():
             if reduction is None:
                 continue
-            wer = models[name]["test_wer"]["mean"]
+            wer = models[name].test_wer.mean
             verb = "fewer" if reduction > 0 else "more"
             out.append(f"**{name}** reached {wer:.1f} % test WER against {base:.1f} % for **{baseline}**: "
                        f"{abs(reduction) * 100:.0f} % {verb} word errors.")
-        ranges = {n: (m["test_wer"]["min"], m["test_wer"]["max"]) for n, m in models.items()}
-        if len(models[baseline]["runs"]) > 1:  # a range needs seeds on both sides
+        ranges = {n: (m.test_wer.min, m.test_wer.max) for n, m in models.items()}
+        if len(models[baseline].runs) > 1:  # a range needs seeds on both sides
             for name in models:
-                if name != baseline and len(models[name]["runs"]) > 1:
+                if name != baseline and len(models[name].runs) > 1:
                     lo, hi = ranges[name]
                     overlap = not (hi < ranges[baseline][0] or lo > ranges[baseline][1])
                     out.append(f"Seed ranges of {name} ({lo:.1f}-{hi:.1f} %) and {baseline} "
@@ -73,82 +73,81 @@ def sentences(summary: dict) -> list[str]:
                        f"{radius:.2f}), yet its gradient 40 frames back is {flow:.1e} of the last frame's: the "
                        "spectral radius alone does not decide vanishing, each backward step also multiplies by "
                        "the tanh derivative 1 - h^2.")
-    exploded = {n: m["nonfinite_steps"] for n, m in models.items() if m["nonfinite_steps"]}
+    exploded = {n: m.nonfinite_steps for n, m in models.items() if m.nonfinite_steps}
     if exploded:
         out.append("Steps skipped because the loss or gradient was not finite: "
                    + ", ".join(f"{n} {c}" for n, c in exploded.items()) + ".")
     return out
 
 
-def mean_sd(stats: dict) -> str:
-    return f"{stats['mean']:.2f}" + (f" ± {stats['sd']:.2f}" if stats.get("sd") is not None else "")
+def mean_sd(stats: Spread) -> str:
+    return f"{stats.mean:.2f}" + (f" ± {stats.sd:.2f}" if stats.sd is not None else "")
 
 
-def summary_table(summary: dict) -> list[str]:
+def number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
+def summary_table(study: StudyResult) -> list[str]:
     """The side-by-side table (markdown), one row per model."""
     rows = ["| model | cell | hidden | parameters | test WER % (mean ± sample sd) | per seed | test CER % | "
             "selected epoch | train s | max grad norm (training) | non-finite steps (training) |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, m in summary["models"].items():
-        cfg = m["config"]["model"]
-        seeds = ", ".join(f"{w:.1f}" for w in m["test_wer"]["per_seed"])
-        epochs = ", ".join(str(r["selected_epoch"]) for r in m["runs"])
-        clip = m["config"].get("trainer", {}).get("gradient_clip_val")
+    for name, m in study.models.items():
+        cfg = m.config["model"]
+        seeds = ", ".join(f"{w:.1f}" for w in m.test_wer.per_seed)
+        epochs = ", ".join(str(r.selected_epoch) for r in m.runs)
+        clip = m.config.get("trainer", {}).get("gradient_clip_val")
         rows.append(f"| {name} | {cfg.get('cell')}{f' (clip {clip})' if clip else ''} | {cfg.get('hidden_size')} | "
-                    f"{m['parameters']:,} | {mean_sd(m['test_wer'])} | {seeds} | {mean_sd(m['test_cer'])} | "
-                    f"{epochs} | {m['train_seconds']:.0f} | "
-                    f"{m['grad_norm_max'] if m['grad_norm_max'] is None else format(m['grad_norm_max'], '.3g')} | "
-                    f"{m['nonfinite_steps']} |")
+                    f"{m.parameters:,} | {mean_sd(m.test_wer)} | {seeds} | {mean_sd(m.test_cer)} | "
+                    f"{epochs} | {m.train_seconds:.0f} | {number(m.grad_norm_max)} | {m.nonfinite_steps} |")
     return rows
 
 
-def gradient_table(summary: dict, frames_back=FRAMES_BACK[1:]) -> list[str]:
+def gradient_table(study: StudyResult, frames_back=FRAMES_BACK[1:]) -> list[str]:
     """Per model, on the dev-selected weights: test WER, the gradient reaching k frames back, the largest
     spectral radius of W_hh; then the training run's largest gradient norm and skipped steps."""
-    ms = summary["frame_ms"]
+    ms = study.frame_ms
     rows = ["| model | test WER % | " + " | ".join(f"gradient {k} frames ({k * ms:g} ms) back" for k in frames_back)
             + " | spectral radius | max grad norm (training) | non-finite steps (training) |",
             "|---" * (len(frames_back) + 5) + "|"]
-    for name, m in summary["models"].items():
+    for name, m in study.models.items():
         ratios = [flow_ratio(m, k) for k in frames_back]
         cells = " | ".join("n/a" if r is None else f"{r:.1e}" for r in ratios)
-        norm = "n/a" if m["grad_norm_max"] is None else f"{m['grad_norm_max']:.3g}"
-        rows.append(f"| {name} | {m['test_wer']['mean']:.2f} | {cells} | {selected_radius(m):.2f} | {norm} | "
-                    f"{m['nonfinite_steps']} |")
+        rows.append(f"| {name} | {m.test_wer.mean:.2f} | {cells} | {selected_radius(m):.2f} | "
+                    f"{number(m.grad_norm_max)} | {m.nonfinite_steps} |")
     return rows
 
 
-def run_commits(summary: dict) -> list[str]:
+def run_commits(study: StudyResult) -> list[str]:
     """The commits the runs were trained at (a study resumed across commits names each)."""
-    commits = [r.get("git_commit") or summary.get("git_commit") for m in summary["models"].values() for r in m["runs"]]
+    commits = [r.git_commit or study.git_commit for m in study.models.values() for r in m.runs]
     return sorted({str(c)[:12] for c in commits})
 
 
-def write_report(summary: dict, report_dir: Path) -> None:
+def write_report(study: StudyResult, report_dir: Path) -> None:
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
-    plot_wer(summary, report_dir / PLOTS["wer"])
-    logs = {name: read_metrics(first_run(m)) for name, m in summary["models"].items()}  # each run's log read once
-    plot_grad_norm(summary, logs, report_dir / PLOTS["grad_norm"])
-    plot_flow(summary, report_dir / PLOTS["flow"])
-    plot_radius(summary, logs, report_dir / PLOTS["radius"])
-    plot_curves(summary, logs, report_dir / PLOTS["curves"])
+    for name, plot in (("wer", plot_wer), ("grad_norm", plot_grad_norm), ("flow", plot_flow),
+                       ("radius", plot_radius), ("curves", plot_curves)):
+        plot(study, report_dir / PLOTS[name])
 
-    rows = summary_table(summary)
-    base = summary["recipe"]["base"]
+    rows = summary_table(study)
+    base = study.recipe["base"]
+    jobs = study.recipe.get("jobs")
     text = [
-        f"# Study `{summary['study']}`: vanilla RNN vs gated cells on {summary['dataset']}",
+        f"# Study `{study.study}`: vanilla RNN vs gated cells on {study.dataset}",
         "",
-        f"Device: {summary['device']}; torch {summary['versions']['torch']}, lightning {summary['versions']['lightning']}; "
-        f"runs trained at git {', '.join(run_commits(summary))}"
-        f"{' (uncommitted changes)' if summary['git_dirty'] else ''}. "
-        f"Recipe: `{summary.get('recipe_path')}` ({base.get('trainer', {}).get('max_epochs')} epochs, "
+        f"Device: {study.device}; torch {study.versions['torch']}, lightning {study.versions['lightning']}; "
+        f"runs trained at git {', '.join(run_commits(study))}"
+        f"{' (uncommitted changes)' if study.git_dirty else ''}. "
+        f"Recipe: `{study.recipe_path}` ({base.get('trainer', {}).get('max_epochs')} epochs, "
         f"{base['model'].get('num_layers')} layers, {'bi' if base['model'].get('bidirectional', True) else 'uni'}directional). "
         "Each run's checkpoint is chosen on the dev split (speakers held out of training); the test split is "
         "evaluated once on those weights, every utterance scored, with greedy CTC decoding; sd is the sample "
         "standard deviation over seeds. Every column comes from the selected weights except those marked "
         "(training), which cover all training steps. Reproduce with `asr compare -c "
-        f"{summary.get('recipe_path')}{' --jobs %d' % summary['recipe']['jobs'] if summary.get('recipe', {}).get('jobs') else ''}`.",
+        f"{study.recipe_path}{f' --jobs {jobs}' if jobs else ''}`.",
         "",
         *rows,
         "",
@@ -157,11 +156,11 @@ def write_report(summary: dict, report_dir: Path) -> None:
         "W_hh on the selected weights (candidate-state block for gated cells), and, over all training steps, "
         "the largest total gradient norm and the skipped steps:",
         "",
-        *gradient_table(summary),
+        *gradient_table(study),
         "",
         "## What the numbers show",
         "",
-        *[f"- {s}" for s in sentences(summary)],
+        *[f"- {s}" for s in sentences(study)],
         "",
         "Backpropagation through time multiplies the error signal by the recurrent weight matrix (times the "
         "tanh derivative) once per frame, so in a tanh RNN the share of the gradient that reaches frames far "

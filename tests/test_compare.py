@@ -1,6 +1,5 @@
 """`asr compare` end to end on a CPU-sized study, and the W_rec sweep's ordering."""
 import json
-import statistics
 from pathlib import Path
 
 import matplotlib.figure
@@ -10,7 +9,6 @@ import torch
 import yaml
 
 from asr.cli import main
-from asr.compare import spread
 from asr.recipes import matched_hidden_size, model_hparams
 from asr.datamodule import ASRDataModule
 from asr.gradients import fixed_probe_batch, model_gradient_flow
@@ -41,13 +39,6 @@ def test_matched_hidden_size_is_the_closest_one():
                                              "hidden_size": size})).num_parameters() - goal)
 
     assert miss(h) <= miss(h - 1) and miss(h) <= miss(h + 1) and miss(h) / goal < 0.01
-
-
-def test_spread_reports_the_sample_standard_deviation():
-    s = spread([10.0, 12.0, 17.0])
-    assert s["sd"] == pytest.approx(statistics.stdev([10.0, 12.0, 17.0])) and s["mean"] == pytest.approx(13.0)
-    assert (s["min"], s["max"]) == (10.0, 17.0)
-    assert spread([4.0])["sd"] is None  # one seed: no spread to report
 
 
 def test_compare_writes_the_whole_report(tmp_path, data_dir, capsys, monkeypatch):
