@@ -15,6 +15,7 @@ import traceback
 from pathlib import Path
 from typing import Optional
 
+from .conditions import CLEAN, CONDITIONS
 from .decoding import BEAM_SIZE, LM_WEIGHT, WORD_SCORE
 from .errors import UserError
 
@@ -38,11 +39,14 @@ def evaluate(args) -> int:
         print(f"warning: {args.checkpoint} was trained on {trained_on}, and is evaluated on {args.dataset}: other "
               "speakers, words and recording conditions than it learned, expect a high WER", file=sys.stderr)
     decoder = decoder_from_args(args, recognizer.tokenizer.vocabulary)
-    summary, rows = recognizer.evaluate(args.dataset, args.split, args.data_dir, args.batch_size, decoder)
-    out = Path(args.output) if args.output else Path(args.checkpoint).with_suffix(f".{args.dataset}-{args.split}.csv")
+    summary, rows = recognizer.evaluate(args.dataset, args.split, args.data_dir, args.batch_size, decoder,
+                                        args.condition)
+    suffix = "" if args.condition == CLEAN else f"-{args.condition}"
+    out = Path(args.output) if args.output else Path(args.checkpoint).with_suffix(
+        f".{args.dataset}-{args.split}{suffix}.csv")
     write_rows(rows, out)
-    print(f"{args.dataset} {args.split}: {summary['utterances']} utterances, {summary['reference_words']} words, "
-          f"{args.decoder} decoding")
+    print(f"{args.dataset} {args.split}{f' ({CONDITIONS[args.condition].describe})' if suffix else ''}: "
+          f"{summary['utterances']} utterances, {summary['reference_words']} words, {args.decoder} decoding")
     print(f"WER {summary['wer']:.2f} %  CER {summary['cer']:.2f} %  "
           f"(substitutions {summary['substitutions']}, deletions {summary['deletions']}, "
           f"insertions {summary['insertions']})")
@@ -187,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary-json", help="also write the summary as JSON here")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--condition", choices=(CLEAN, *CONDITIONS), default=CLEAN,
+                   help="score the split's audio under a fixed, seeded distortion (asr/conditions.py): "
+                        + "; ".join(f"{c.name}: {c.describe}" for c in CONDITIONS.values()))
     add_decoder_options(p)
 
     p = sub.add_parser("transcribe", help="print the transcript of each audio file (or directory), one line per file")

@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import Timer
 
 from .callbacks import GradientFlowMonitor
 from .checkpoint import read_training_checkpoint, write_text_atomically
+from .conditions import condition
 from .datamodule import ASRDataModule
 from .errors import UserError
 from .gradients import FRAMES_BACK, model_gradient_flow
@@ -32,7 +33,7 @@ from .runs import RunLock, build_trainer, callback_of, expected_warnings_silence
 
 
 def train_one(name: str, config: dict, seed: int, run_dir: Path, data: ASRDataModule, flow: dict,
-              code_commit: str | None = None) -> RunResult:
+              code_commit: str | None = None, conditions: tuple[str, ...] = ()) -> RunResult:
     """Trains one model for one seed and returns its measurements (also kept in <run_dir>/result.json).
     A run that finished earlier is read back from result.json; an interrupted one resumes from its
     last.ckpt, exactly (see asr/runs.py), so a study killed at any point ends as an uninterrupted one."""
@@ -51,7 +52,7 @@ def train_one(name: str, config: dict, seed: int, run_dir: Path, data: ASRDataMo
         return replace(saved, run_dir=str(run_dir))  # where it is now
     RunLock.acquire(run_dir)
     try:
-        result = fit_and_measure(name, seed, run_dir, data, recipe, code_commit)
+        result = fit_and_measure(name, seed, run_dir, data, recipe, code_commit, conditions)
     finally:
         RunLock.release(run_dir)
     write_text_atomically(result_file, json.dumps(asdict(result), indent=1))
@@ -59,9 +60,10 @@ def train_one(name: str, config: dict, seed: int, run_dir: Path, data: ASRDataMo
 
 
 def fit_and_measure(name: str, seed: int, run_dir: Path, data: ASRDataModule, recipe: dict,
-                    code_commit: str | None) -> RunResult:
-    """Trains (or finishes) one run from its `asr train` recipe (run_recipe) and measures it; code_commit: the
-    commit of the code this process runs."""
+                    code_commit: str | None, conditions: tuple[str, ...] = ()) -> RunResult:
+    """Trains (or finishes) one run from its `asr train` recipe (run_recipe) and measures it, on the clean test
+    split and under each test condition named (asr/conditions.py); code_commit: the commit of the code this
+    process runs."""
     (run_dir / "config.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))  # the `asr train` recipe
     last = run_dir / "checkpoints/last.ckpt"
     resume = last if last.is_file() else None
@@ -81,6 +83,8 @@ def fit_and_measure(name: str, seed: int, run_dir: Path, data: ASRDataModule, re
     selected_epoch = int(best["epoch"])
     recognizer = Recognizer.from_saved(best, "cuda" if torch.cuda.is_available() else "cpu")
     test, _ = recognizer.evaluate(data.hparams.dataset, "test", data.hparams.data_dir)
+    robustness = {c: recognizer.evaluate(data.hparams.dataset, "test", data.hparams.data_dir, condition=c)[0]
+                  for c in conditions}
     probe = callback_of(trainer, GradientFlowMonitor).probe_batch(data)
     curve = model_gradient_flow(recognizer.model, probe.to(recognizer.device)).cpu()  # the monitor's probe
     radii = recognizer.model.recurrent_spectral_radii()
@@ -100,7 +104,9 @@ def fit_and_measure(name: str, seed: int, run_dir: Path, data: ASRDataModule, re
         nonfinite_steps=module.nonfinite_steps, steps=trainer.global_step, epochs=trainer.current_epoch,
         grad_norm={"median": float(np.median(finite)), "p99": float(np.percentile(finite, 99)),
                    "max": float(finite.max())} if finite.size else None,
-        history=history, run_dir=str(run_dir), git_commit=code_commit)
+        history=history, run_dir=str(run_dir), git_commit=code_commit, max_epochs=trainer.max_epochs,
+        converged_epoch=module.plateau.converged_epoch,
+        conditions={c: {"wer": r["wer"], "cer": r["cer"]} for c, r in robustness.items()})
 
 
 def environment() -> dict:
@@ -122,15 +128,15 @@ def one_thread() -> None:
 
 
 def train_in_worker(name: str, config: dict, seed: int, run_dir: Path, data_args: dict, flow: dict,
-                    code_commit: str | None) -> RunResult:
+                    code_commit: str | None, conditions: tuple[str, ...]) -> RunResult:
     data = ASRDataModule(**data_args)  # the feature cache makes this cheap
     data.setup("fit")
     config = deep_merge(config, {"trainer": {"enable_progress_bar": False}})  # bars of parallel jobs would interleave
-    return train_one(name, config, seed, run_dir, data, flow, code_commit)
+    return train_one(name, config, seed, run_dir, data, flow, code_commit, conditions)
 
 
 def run_in_parallel(jobs: list, data_args: dict, flow: dict, workers: int, study: str,
-                    code_commit: str | None) -> list[RunResult]:
+                    code_commit: str | None, conditions: tuple[str, ...]) -> list[RunResult]:
     """The study's runs in `workers` processes of one torch thread each (independent runs: on a 2-core CPU,
     2 jobs x 1 thread trained 1.24x the steps per second of 1 job x 2 threads; see benchmarks/README.md)."""
     import multiprocessing
@@ -138,7 +144,7 @@ def run_in_parallel(jobs: list, data_args: dict, flow: dict, workers: int, study
 
     context = multiprocessing.get_context("spawn")  # a fresh interpreter each: no forked OpenMP or Lightning state
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=one_thread) as pool:
-        futures = [pool.submit(train_in_worker, name, config, seed, run_dir, data_args, flow, code_commit)
+        futures = [pool.submit(train_in_worker, name, config, seed, run_dir, data_args, flow, code_commit, conditions)
                    for name, config, seed, run_dir in jobs]
         for done, ((name, _, seed, _), future) in enumerate(zip(jobs, futures), 1):
             future.result()
@@ -153,6 +159,9 @@ def run_study(recipe: dict, recipe_path: str | None = None) -> Path:
     runs_dir = Path(recipe.get("runs_dir", f"runs/{study}"))
     seeds = recipe.get("seeds", [0])
     flow = {k: v for k, v in recipe.get("gradient_flow", {}).items() if k in GRADIENT_FLOW_KEYS}
+    conditions = tuple(recipe.get("conditions", ()))  # test conditions each run is also scored under
+    for name in conditions:
+        condition(name)  # an unknown name fails here, before any training
     data = ASRDataModule(**recipe["base"].get("data", {}))
     configs = resolve_models(recipe, data.feature_dim)
     data.setup("fit")
@@ -168,12 +177,13 @@ def run_study(recipe: dict, recipe_path: str | None = None) -> Path:
         started["device"] = f"cpu ({platform.processor() or platform.machine()}, {workers} jobs side by side, " \
                             f"1 torch thread each)"
     if workers > 1:
-        measured = run_in_parallel(jobs, recipe["base"].get("data", {}), flow, workers, study, started["git_commit"])
+        measured = run_in_parallel(jobs, recipe["base"].get("data", {}), flow, workers, study, started["git_commit"],
+                                   conditions)
     else:
         measured = []
         for done, (name, config, seed, run_dir) in enumerate(jobs, 1):
             print(f"[study {study}: run {done}/{len(jobs)}] {name} seed {seed}", file=sys.stderr, flush=True)
-            measured.append(train_one(name, config, seed, run_dir, data, flow, started["git_commit"]))
+            measured.append(train_one(name, config, seed, run_dir, data, flow, started["git_commit"], conditions))
     models = {name: ModelResult(config, [m for (n, _, _, _), m in zip(jobs, measured) if n == name])
               for name, config in configs.items()}
     result = StudyResult(study=study, dataset=data.hparams.dataset, seeds=seeds, baseline=recipe.get("baseline"),

@@ -17,9 +17,11 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Sampler
 
+from .augment import AugmentConfig, augment
 from .dataset import CorpusFeatures, Example, FeatureDataset
 from .errors import UserError
 from .features import FeatureConfig, FeatureExtractor, SpecAugment
+from .text import ctc_min_frames
 
 
 class EpochPermutation(Sampler[int]):
@@ -109,18 +111,29 @@ class Batch:
 
 
 class Collate:
-    def __init__(self, extractor: FeatureExtractor, augment: Optional[SpecAugment] = None):
-        self.extractor, self.augment = extractor, augment
+    """Examples -> a padded Batch. For training, each utterance's augmentation is drawn from its own seed for the
+    epoch: the waveform's (asr/augment.py, its features then computed again) and SpecAugment's masks."""
+
+    def __init__(self, extractor: FeatureExtractor, spec_augment: Optional[SpecAugment] = None,
+                 waveform_augment: Optional[AugmentConfig] = None):
+        self.extractor, self.spec_augment, self.waveform_augment = extractor, spec_augment, waveform_augment
+
+    def features(self, e: Example) -> torch.Tensor:
+        if e.augment_seed is None:  # evaluation
+            return e.log_mel
+        generator = torch.Generator().manual_seed(e.augment_seed)
+        x = e.log_mel
+        if self.waveform_augment is not None and e.waveform is not None:
+            distorted = augment(e.waveform, self.extractor.config.sample_rate, self.waveform_augment, generator)
+            if distorted.numel() >= self.extractor.min_samples():
+                distorted = self.extractor.log_mel(distorted)
+                # sped up past what CTC can emit (a long transcript in few frames): the clean features instead
+                if self.extractor.stacked_length(distorted.shape[0]) >= ctc_min_frames(e.labels):
+                    x = distorted
+        return self.spec_augment(x, generator) if self.spec_augment is not None else x
 
     def __call__(self, examples: list[Example]) -> Batch:
-        feats = []
-        for e in examples:
-            if self.augment is not None:
-                generator = torch.Generator().manual_seed(e.augment_seed) if e.augment_seed is not None else None
-                x = self.augment(e.log_mel, generator)
-            else:
-                x = e.log_mel
-            feats.append(self.extractor.stack(x))
+        feats = [self.extractor.stack(self.features(e)) for e in examples]
         return Batch(
             features=pad_sequence(feats, batch_first=True),
             feature_lengths=torch.tensor([len(f) for f in feats]),
@@ -138,6 +151,8 @@ class ASRDataModule(L.LightningDataModule):
         batch_size: utterances per batch, grouped by length.
         sample_rate, n_mels, win_ms, hop_ms, stack, stride: the features (see asr/features.py).
         spec_augment: mask frequency bands and time spans of training batches.
+        augment: waveform augmentation of training utterances (asr/augment.py): true for its defaults, or a
+            mapping of AugmentConfig fields; off by default. Needs the training audio (not only cached features).
         cache_dir: where extracted features are kept between runs (None: not cached).
         cache_dtype: float32 or float16 (half the disk; the values a run sees are the cached ones either way).
         max_utterances: use only the first N utterances of each split (quick experiments, tests).
@@ -159,6 +174,7 @@ class ASRDataModule(L.LightningDataModule):
         stack: int = 3,
         stride: int = 2,
         spec_augment: bool = True,
+        augment: Optional[dict | bool] = None,
         cache_dir: Optional[str] = "data/cache",
         cache_dtype: str = "float32",
         max_utterances: Optional[int] = None,
@@ -171,6 +187,7 @@ class ASRDataModule(L.LightningDataModule):
             if value < low:
                 raise UserError(f"data.{name} must be at least {low}, got {value}")
         self.save_hyperparameters()
+        self.waveform_augment = AugmentConfig.of(augment)
         self.corpus = CorpusFeatures(dataset, data_dir, FeatureConfig(sample_rate, n_mels, win_ms, hop_ms, stack, stride),
                                      cache_dir, cache_dtype, max_utterances, bad_audio)
         # the corpus' objects, under the names the training code and the tests use
@@ -191,6 +208,8 @@ class ASRDataModule(L.LightningDataModule):
         splits = {"fit": ("train", "dev"), "validate": ("dev",), "test": ("test",)}.get(stage, ("train", "dev", "test"))
         for split in splits:
             self.load(split)
+        if self.waveform_augment is not None and "train" in splits:
+            self.corpus.keep_waveforms("train")
 
     def dataloader(self, split: str, shuffle: bool = False, augment: bool = False) -> DataLoader:
         data = self.load(split)
@@ -199,7 +218,8 @@ class ASRDataModule(L.LightningDataModule):
         if not shuffle:  # evaluation: every rank sees everything, so metrics need no gathering
             world, rank = 1, 0
         sampler = BucketBatchSampler(data.lengths(), self.hparams.batch_size, shuffle, self.hparams.seed, world, rank)
-        collate = Collate(self.extractor, SpecAugment() if augment and self.hparams.spec_augment else None)
+        collate = Collate(self.extractor, SpecAugment() if augment and self.hparams.spec_augment else None,
+                          self.waveform_augment if augment else None)
         # The loader's own generator: making an iterator draws a number from it, which would otherwise come
         # from the global one and shift every dropout mask after it (and resumed runs from uninterrupted ones).
         return DataLoader(data, batch_sampler=sampler, collate_fn=collate, num_workers=self.hparams.num_workers,

@@ -17,6 +17,8 @@ from torch.utils.data import Dataset
 
 from .audio import load_audio
 from .checkpoint import save_atomically
+from .conditions import CONDITIONS_VERSION, Condition
+from .conditions import condition as distortion_of
 from .corpora import Utterance, load_split
 from .errors import UserError
 from .features import FEATURES_VERSION, FeatureConfig, FeatureExtractor
@@ -31,7 +33,8 @@ class Example:
     text: str
     log_mel: torch.Tensor  # (frames, n_mels), normalised, not yet stacked
     labels: torch.Tensor
-    augment_seed: Optional[int] = None  # seeds this utterance's SpecAugment masks in this epoch
+    augment_seed: Optional[int] = None  # seeds this utterance's augmentation (and SpecAugment masks) in this epoch
+    waveform: Optional[torch.Tensor] = None  # kept for training utterances when waveforms are augmented
 
 
 class FeatureDataset(Dataset):
@@ -55,18 +58,23 @@ class FeatureDataset(Dataset):
 
 
 def extract_features(utts: list[Utterance], extractor: FeatureExtractor, cache_dir: Optional[Path],
-                     cache_dtype: str = "float32", bad_audio: str = "stop") -> list[Optional[torch.Tensor]]:
+                     cache_dtype: str = "float32", bad_audio: str = "stop",
+                     distortion: Optional[Condition] = None) -> list[Optional[torch.Tensor]]:
     """Log-mel features of every utterance, read from / written to a cache keyed by config and transcripts.
     A cache hit reads no audio at all, so a cache can stand in for the corpus' WAV files (see
     scripts/prepare_gpu_carry.sh); float16 halves its size. A damaged cache file is named and rebuilt.
 
     A file that cannot be read stops everything with its name (bad_audio="stop"), or is skipped, named in a
-    warning, its entry None (bad_audio="skip"; the cache is then not written)."""
+    warning, its entry None (bad_audio="skip"; the cache is then not written). `distortion`: a test condition
+    (asr/conditions.py) applied to every waveform first."""
     cache = None
     if cache_dir is not None:
         # Keyed by what the features depend on, not by where the corpus lies: the same cache serves any
         # copy of the corpus (downloads are checked file by file against asr/manifests/).
-        key = json.dumps([FEATURES_VERSION, extractor.config.as_dict(), cache_dtype, [(u.id, u.text) for u in utts]])
+        key = [FEATURES_VERSION, extractor.config.as_dict(), cache_dtype, [(u.id, u.text) for u in utts]]
+        if distortion is not None:
+            key += [distortion.name, CONDITIONS_VERSION]
+        key = json.dumps(key)
         cache = Path(cache_dir) / f"features-{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt"
         if cache.exists():
             try:
@@ -82,7 +90,10 @@ def extract_features(utts: list[Utterance], extractor: FeatureExtractor, cache_d
     skipped = []
     for u in utts:
         try:
-            feats.append(extractor.log_mel(load_audio(u.path, extractor.config.sample_rate)))
+            waveform = load_audio(u.path, extractor.config.sample_rate)
+            if distortion is not None:
+                waveform = torch.from_numpy(distortion(waveform.numpy(), extractor.config.sample_rate, u.id))
+            feats.append(extractor.log_mel(waveform))
         except ValueError as e:  # AudioError (unreadable, empty, corrupt) or too short for one frame
             if bad_audio == "stop":
                 raise UserError(f"{u.path} (utterance {u.id}): {e}. Replace or remove the file, or set "
@@ -103,7 +114,7 @@ class CorpusFeatures:
 
     def __init__(self, dataset: str = "an4", data_dir: Optional[str] = None, feature_config: FeatureConfig = FeatureConfig(),
                  cache_dir: Optional[str] = "data/cache", cache_dtype: str = "float32",
-                 max_utterances: Optional[int] = None, bad_audio: str = "stop"):
+                 max_utterances: Optional[int] = None, bad_audio: str = "stop", condition: Optional[str] = None):
         if cache_dtype not in ("float32", "float16"):
             raise UserError(f"data.cache_dtype must be float32 or float16, got {cache_dtype!r}")
         if bad_audio not in ("stop", "skip"):
@@ -116,6 +127,7 @@ class CorpusFeatures:
                 raise UserError(f"data.{name} must be {'positive' if low == 1e-9 else f'at least {low}'}, got {value}")
         self.dataset, self.data_dir, self.cache_dir, self.cache_dtype = dataset, data_dir, cache_dir, cache_dtype
         self.max_utterances, self.bad_audio = max_utterances, bad_audio
+        self.distortion = distortion_of(condition)  # a test condition: every split's audio distorted by it
         self.feature_config = feature_config
         self.extractor = FeatureExtractor(feature_config)
         self.tokenizer = CharTokenizer()
@@ -136,7 +148,7 @@ class CorpusFeatures:
         if not utts:
             raise UserError(f"{self.dataset} {split} split is empty under {self.data_dir}")
         cache_dir = Path(self.cache_dir) if self.cache_dir else None
-        feats = extract_features(utts, self.extractor, cache_dir, self.cache_dtype, self.bad_audio)
+        feats = extract_features(utts, self.extractor, cache_dir, self.cache_dtype, self.bad_audio, self.distortion)
         examples, unemittable = [], []
         for u, f in zip(utts, feats):
             if f is None:  # skipped unreadable file (bad_audio: skip), already reported
@@ -156,6 +168,14 @@ class CorpusFeatures:
         self.utterances[split] = utts
         self.datasets[split] = FeatureDataset(examples)
         return self.datasets[split]
+
+    def keep_waveforms(self, split: str) -> None:
+        """Holds each example's waveform beside its features (for waveform augmentation, asr/augment.py):
+        read once, at the features' sample rate."""
+        paths = {u.id: u.path for u in self.utterances[split]}
+        for e in self.load(split).examples:
+            if e.waveform is None:
+                e.waveform = load_audio(paths[e.id], self.feature_config.sample_rate)
 
     def ctc_can_emit(self, log_mel: torch.Tensor, labels: torch.Tensor) -> bool:
         """Whether CTC can emit `labels` from this utterance's stacked frames (else its CTC loss is infinite)."""

@@ -11,6 +11,7 @@ import torch
 
 from .audio import AudioError, load_audio
 from .checkpoint import read_training_checkpoint
+from .conditions import CLEAN
 from .dataset import CorpusFeatures
 from .decoding import GreedyDecoder, Transcript
 from .features import FeatureConfig, FeatureExtractor
@@ -95,24 +96,26 @@ class Recognizer:
             whole.text = " ".join(t for t in (whole.text, piece.text) if t)
         return results
 
-    def split_log_probs(self, dataset: str, split: str, data_dir: Optional[str],
-                        batch_size: int = 32) -> tuple[CorpusFeatures, list, list[torch.Tensor]]:
-        """A corpus split's examples (through the training feature cache) and the model's log-probs for each."""
+    def split_log_probs(self, dataset: str, split: str, data_dir: Optional[str], batch_size: int = 32,
+                        condition: Optional[str] = None) -> tuple[CorpusFeatures, list, list[torch.Tensor]]:
+        """A corpus split's examples (through the training feature cache), its audio distorted by a test condition
+        (asr/conditions.py) if one is named, and the model's log-probs for each."""
         data = CorpusFeatures(dataset, data_dir, self.extractor.config, cache_dir=self.data_hparams.get("cache_dir"),
-                              cache_dtype=self.data_hparams.get("cache_dtype", "float32"))
+                              cache_dtype=self.data_hparams.get("cache_dtype", "float32"), condition=condition)
         examples = data.load(split).examples
         return data, examples, self.log_probs([data.extractor.stack(e.log_mel) for e in examples], batch_size)
 
     def evaluate(self, dataset: str, split: str, data_dir: Optional[str], batch_size: int = 32,
-                 decoder=None) -> tuple[dict, list[dict]]:
+                 decoder=None, condition: Optional[str] = None) -> tuple[dict, list[dict]]:
         """WER/CER over every utterance of the split (the WER of `asr evaluate`, of the study and of
-        `asr bench transcribe`), and one row per utterance."""
-        data, examples, scores = self.split_log_probs(dataset, split, data_dir, batch_size)
+        `asr bench transcribe`), under a test condition if one is named, and one row per utterance."""
+        data, examples, scores = self.split_log_probs(dataset, split, data_dir, batch_size, condition)
         decoder = decoder or GreedyDecoder(self.tokenizer.vocabulary)
         decoded = progress(zip(examples, scores), len(examples), f"decoding {dataset} {split}", "utterances", minimum=50)
         hyps = {e.id: decoder(s, self.frame_seconds).text for e, s in decoded}
         summary, rows = score(data.utterances[split], hyps)  # every reference of the split, not only the examples
-        summary.update(dataset=dataset, split=split, ctc_cannot_emit=data.unemittable.get(split, []))
+        summary.update(dataset=dataset, split=split, condition=condition or CLEAN,
+                       ctc_cannot_emit=data.unemittable.get(split, []))
         return summary, rows
 
 

@@ -18,6 +18,7 @@ from .decoding import GreedyDecoder
 from .errors import UserError
 from .gradients import gradient_norms
 from .remedies import gradient_norm_penalty
+from .schedule import SCHEDULES, Plateau, warmup
 from .metrics import error_rates
 from .model import ModelConfig, build_model
 from .text import VOCABULARY, CharTokenizer
@@ -35,7 +36,9 @@ class ASRModule(L.LightningModule):
         gradient_penalty: weight of Pascanu et al.'s gradient-norm regulariser (unidirectional rnn_tanh/relu).
         esn_leak: leak rate of the echo-state reservoirs (cell esn).
         learning_rate, weight_decay: AdamW.
-        warmup_fraction: share of the steps spent warming up in the one-cycle schedule.
+        warmup_fraction: share of the run's steps (at max_epochs) spent warming up to the peak learning rate.
+        schedule: onecycle (anneal to max_epochs) or plateau (halve on plateaus of dev WER, stop when converged:
+            asr/schedule.py); plateau_patience, plateau_min_delta, plateau_halvings: that rule's settings.
         vocabulary: output symbols, CTC blank first.
     """
 
@@ -55,6 +58,10 @@ class ASRModule(L.LightningModule):
         learning_rate: float = 1.5e-3,
         weight_decay: float = 1e-2,
         warmup_fraction: float = 0.15,
+        schedule: str = "onecycle",
+        plateau_patience: int = Plateau.patience,
+        plateau_min_delta: float = Plateau.min_delta,
+        plateau_halvings: int = Plateau.halvings,
         vocabulary: Optional[list[str]] = None,
     ):
         super().__init__()
@@ -65,7 +72,11 @@ class ASRModule(L.LightningModule):
                 ("learning_rate", learning_rate, learning_rate > 0, "positive"),
                 ("weight_decay", weight_decay, weight_decay >= 0, "0 or more"),
                 ("warmup_fraction", warmup_fraction, 0 <= warmup_fraction < 1, "in [0, 1)"),
-                ("gradient_penalty", gradient_penalty, gradient_penalty >= 0, "0 or more")):
+                ("gradient_penalty", gradient_penalty, gradient_penalty >= 0, "0 or more"),
+                ("schedule", schedule, schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
+                ("plateau_patience", plateau_patience, plateau_patience >= 1, "at least 1"),
+                ("plateau_min_delta", plateau_min_delta, plateau_min_delta >= 0, "0 or more"),
+                ("plateau_halvings", plateau_halvings, plateau_halvings >= 0, "0 or more")):
             if not ok:
                 raise UserError(f"model.{name} must be {allowed}, got {value}")
         vocabulary = list(vocabulary or VOCABULARY)
@@ -78,6 +89,7 @@ class ASRModule(L.LightningModule):
             raise UserError("gradient_penalty needs a unidirectional rnn_tanh or rnn_relu model without truncate_bptt")
         self.ctc_loss = nn.CTCLoss(blank=0, zero_infinity=False)
         self.nonfinite_steps = 0
+        self.plateau = Plateau(plateau_patience, plateau_min_delta, plateau_halvings)  # used by schedule: plateau
         self._refs: list[str] = []  # dev/test transcripts and hypotheses of the epoch under way
         self._hyps: list[str] = []
 
@@ -138,9 +150,12 @@ class ASRModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["nonfinite_steps"] = self.nonfinite_steps  # a resumed run keeps counting from here
+        checkpoint["plateau"] = self.plateau.state_dict()  # ... and the convergence rule from where it stood
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.nonfinite_steps = int(checkpoint.get("nonfinite_steps", 0))
+        if "plateau" in checkpoint:
+            self.plateau.load_state_dict(checkpoint["plateau"])
 
     def on_train_epoch_end(self):
         radii = self.model.recurrent_spectral_radii()
@@ -149,11 +164,17 @@ class ASRModule(L.LightningModule):
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.learning_rate,
                                       weight_decay=self.hparams.weight_decay)
-        # One-cycle: warm up to the peak rate, then anneal. cycle_momentum=False: the schedule moves the
-        # learning rate only, AdamW's beta1 stays 0.9 (OneCycleLR would otherwise cycle it 0.95 -> 0.85 -> 0.95).
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=self.hparams.learning_rate, total_steps=max(1, self.trainer.estimated_stepping_batches),
-            pct_start=self.hparams.warmup_fraction, cycle_momentum=False)
+        steps = max(1, self.trainer.estimated_stepping_batches)
+        if self.hparams.schedule == "plateau":  # the peak rate, halved by the convergence rule (asr/schedule.py)
+            warmup_steps = round(self.hparams.warmup_fraction * steps)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(
+                optimizer, lambda step: warmup(step, warmup_steps) * self.plateau.factor)
+        else:
+            # One-cycle: warm up to the peak rate, then anneal. cycle_momentum=False: the schedule moves the
+            # learning rate only, AdamW's beta1 stays 0.9 (OneCycleLR would otherwise cycle it 0.95 -> 0.85 -> 0.95).
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=self.hparams.learning_rate, total_steps=steps,
+                pct_start=self.hparams.warmup_fraction, cycle_momentum=False)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # --- evaluation (dev, every epoch: picks the best checkpoint) ----------------------------------
@@ -168,4 +189,8 @@ class ASRModule(L.LightningModule):
         if self._refs:  # every rank decodes the whole split (see ASRDataModule.dataloader): no gathering
             rates = error_rates(self._refs, self._hyps)
             self.log_dict({"dev/wer": rates["wer"], "dev/cer": rates["cer"]}, prog_bar=True)
+            if self.hparams.schedule == "plateau" and not self.trainer.sanity_checking:
+                if self.plateau.update(self.current_epoch, rates["wer"]):
+                    self.trainer.should_stop = True
+                self.log("dev/lr_halvings", float(self.plateau.halved))
         self._refs, self._hyps = [], []

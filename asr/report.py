@@ -11,7 +11,9 @@ import numpy as np
 
 from .gradients import FRAMES_BACK
 from .plots import PLOTS, plot_curves, plot_flow, plot_grad_norm, plot_radius, plot_wer
+from .conditions import CONDITIONS
 from .results import ModelResult, Spread, StudyResult
+from .schedule import Plateau
 
 # Graves, Mohamed & Hinton 2013, TIMIT phone error rate with CTC-trained bidirectional networks.
 GRAVES_2013 = {"tanh": 37.6, "lstm": 18.6}
@@ -91,17 +93,78 @@ def number(value: float | None) -> str:
 def summary_table(study: StudyResult) -> list[str]:
     """The side-by-side table (markdown), one row per model."""
     rows = ["| model | cell | hidden | parameters | test WER % (mean ± sample sd) | per seed | test CER % | "
-            "selected epoch | train s | max grad norm (training) | non-finite steps (training) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+            "selected epoch | converged (rule) at epoch | train s | max grad norm (training) | "
+            "non-finite steps (training) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, m in study.models.items():
         cfg = m.config["model"]
         seeds = ", ".join(f"{w:.1f}" for w in m.test_wer.per_seed)
         epochs = ", ".join(str(r.selected_epoch) for r in m.runs)
+        converged = ", ".join("no" if r.converged_epoch is None else str(r.converged_epoch) for r in m.runs)
         clip = m.config.get("trainer", {}).get("gradient_clip_val")
         rows.append(f"| {name} | {cfg.get('cell')}{f' (clip {clip})' if clip else ''} | {cfg.get('hidden_size')} | "
                     f"{m.parameters:,} | {mean_sd(m.test_wer)} | {seeds} | {mean_sd(m.test_cer)} | "
-                    f"{epochs} | {m.train_seconds:.0f} | {number(m.grad_norm_max)} | {m.nonfinite_steps} |")
+                    f"{epochs} | {converged} | {m.train_seconds:.0f} | {number(m.grad_norm_max)} | {m.nonfinite_steps} |")
     return rows
+
+
+def convergence_rule(study: StudyResult) -> str:
+    """The rule the runs were trained under, in words, from the recipe's settings."""
+    model = study.recipe["base"].get("model", {})
+    epochs = study.recipe["base"].get("trainer", {}).get("max_epochs")
+    if model.get("schedule", "onecycle") != "plateau":
+        return (f"Every run trains for {epochs} epochs under a one-cycle learning-rate schedule: no convergence rule "
+                "ends a run early (the column says no).")
+    rule = Plateau(model.get("plateau_patience", Plateau.patience), model.get("plateau_min_delta", Plateau.min_delta),
+                   model.get("plateau_halvings", Plateau.halvings))
+    return (f"Convergence rule (asr/schedule.py): a dev WER at least {rule.min_delta:g} points below the best so far "
+            f"is progress; {rule.patience} epochs in a row without progress halve the learning rate; after "
+            f"{rule.halvings} halvings, {rule.patience} more epochs without progress end the run: it has converged. "
+            f"A run still improving at {epochs} epochs stops there without having met the rule (no).")
+
+
+def robustness_table(study: StudyResult) -> list[str]:
+    """Test WER under each test condition (asr/conditions.py) and its ratio to the clean WER, per model; then
+    each model's word errors against the baseline's under the same condition."""
+    measured = [c for c in CONDITIONS if any(c in r.conditions for m in study.models.values() for r in m.runs)]
+    if not measured:
+        return []
+    head = "| model | clean | " + " | ".join(CONDITIONS[c].describe for c in measured) + " |"
+    rows = [head, "|---" * (len(measured) + 2) + "|"]
+    for name, m in study.models.items():
+        clean = m.test_wer.mean
+        cells = []
+        for c in measured:
+            wer = m.condition_wer(c)
+            cells.append("n/a" if wer is None else f"{wer.mean:.1f} ({wer.mean / clean:.1f}x)" if clean else f"{wer.mean:.1f}")
+        rows.append(f"| {name} | {clean:.1f} | " + " | ".join(cells) + " |")
+    if study.baseline in study.models:
+        base = study.models[study.baseline]
+        rows += ["", f"Word errors fewer than {study.baseline}'s under the same condition (mean over seeds):", "",
+                 head.replace("| model |", "| model |", 1), "|---" * (len(measured) + 2) + "|"]
+        for name, m in study.models.items():
+            if name == study.baseline:
+                continue
+            cells = [reduction(m.test_wer.mean, base.test_wer.mean)]
+            for c in measured:
+                mine, theirs = m.condition_wer(c), base.condition_wer(c)
+                cells.append("n/a" if mine is None or theirs is None else reduction(mine.mean, theirs.mean))
+            rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def robustness_section(study: StudyResult) -> list[str]:
+    table = robustness_table(study)
+    if not table:
+        return []
+    return ["## Robustness", "",
+            "Test WER % (greedy, mean over seeds) on the same weights under fixed, seeded distortions of the test audio "
+            "(`asr evaluate CKPT --condition NAME`; asr/conditions.py, code apart from the training augmentation), "
+            "and in brackets its ratio to the clean WER:", "", *table, ""]
+
+
+def reduction(wer: float, base: float) -> str:
+    return "n/a" if not base else f"{(base - wer) / base * 100:.0f} %"
 
 
 def gradient_table(study: StudyResult, frames_back=FRAMES_BACK[1:]) -> list[str]:
@@ -151,6 +214,9 @@ def write_report(study: StudyResult, report_dir: Path) -> None:
         "",
         *rows,
         "",
+        convergence_rule(study),
+        "",
+        *robustness_section(study),
         "Gradient across time on the selected weights (relative to the last frame's own, mean over fixed dev "
         "utterances, geometric mean over seeds; n/a where the probe is shorter), largest spectral radius of "
         "W_hh on the selected weights (candidate-state block for gated cells), and, over all training steps, "

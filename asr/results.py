@@ -7,7 +7,7 @@ from summary.json alone, after the runs folder is gone."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -81,6 +81,9 @@ class RunResult:
     history: RunHistory
     run_dir: str
     git_commit: Optional[str] = None
+    max_epochs: Optional[int] = None
+    converged_epoch: Optional[int] = None  # the epoch the convergence rule ended the run (None: it did not)
+    conditions: dict[str, dict[str, float]] = field(default_factory=dict)  # test condition -> wer, cer
 
     @classmethod
     def from_dict(cls, d: dict) -> RunResult:
@@ -128,6 +131,11 @@ class ModelResult:
     @property
     def nonfinite_steps(self) -> int:
         return int(sum(r.nonfinite_steps for r in self.runs))
+
+    def condition_wer(self, name: str) -> Optional[Spread]:
+        """Test WER under a condition (asr/conditions.py) over the seeds that measured it."""
+        values = [r.conditions[name]["wer"] for r in self.runs if name in r.conditions]
+        return Spread.of(values) if values else None
 
     @property
     def grad_norm_max(self) -> Optional[float]:

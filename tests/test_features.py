@@ -54,7 +54,7 @@ def test_the_data_module_masks_training_batches_and_never_dev_ones(data_dir, tmp
 def test_spec_augment_masks_training_batches_only():
     torch.manual_seed(0)
     ex = FeatureExtractor()
-    example = Example("u", "A", torch.randn(200, 80) + 5.0, torch.tensor([3]))
+    example = Example("u", "A", torch.randn(200, 80) + 5.0, torch.tensor([3]), augment_seed=7)
     plain = Collate(ex)([example]).features
     augmented = Collate(ex, SpecAugment(freq_width=20, time_width=20))([example]).features
     # without augmentation the batch holds the stacked frames themselves: frame i = frames 2i, 2i+1, 2i+2
@@ -62,3 +62,6 @@ def test_spec_augment_masks_training_batches_only():
     assert plain.shape == (1, 99, 240)
     assert all(torch.equal(plain[0, i], torch.cat([frames[2 * i], frames[2 * i + 1], frames[2 * i + 2]])) for i in range(99))
     assert (augmented == 0).sum() > 0 and (plain == 0).sum() == 0
+    # an utterance without a seed for this epoch is an evaluation one: never masked
+    unseeded = Example("u", "A", example.log_mel, example.labels)
+    assert torch.equal(Collate(ex, SpecAugment(freq_width=20, time_width=20))([unseeded]).features, plain)

@@ -13,7 +13,8 @@ from asr.report import gradient_table, sentences, summary_table, write_report
 from asr.results import ModelResult, RunHistory, RunResult, Spread, StudyResult
 
 
-def run(seed: int, wer: float, flow40: float, radius: float, nonfinite: int = 0) -> RunResult:
+def run(seed: int, wer: float, flow40: float, radius: float, nonfinite: int = 0,
+        converged: int | None = None) -> RunResult:
     rng = np.random.default_rng(seed)
     epochs = 4
     curve = [1.0] + [flow40 ** (k / 40) for k in range(1, 60)]
@@ -29,18 +30,22 @@ def run(seed: int, wer: float, flow40: float, radius: float, nonfinite: int = 0)
             dev_wer=[(e, wer + 10 - 3 * e) for e in range(epochs)],
             spectral_radius={"l0": [(e, radius - 0.1 * e) for e in range(epochs)]},
             initial_gradient_flow=[1.0] + [0.5 ** k for k in range(1, 60)]),
-        run_dir="/nowhere/runs/seed%d" % seed, git_commit="abc123def4567890")
+        run_dir="/nowhere/runs/seed%d" % seed, git_commit="abc123def4567890", max_epochs=epochs,
+        converged_epoch=converged, conditions={"noise_20db": {"wer": 1.5 * wer, "cer": wer},
+                                               "reverb": {"wer": 2 * wer, "cer": wer}})
 
 
 def study() -> StudyResult:
     lstm = ModelResult({"model": {"cell": "lstm", "hidden_size": 16}},
-                       [run(0, 20.0, 1e-2, 0.9), run(1, 22.0, 2e-2, 0.8), run(2, 24.0, 4e-2, 0.7)])
+                       [run(0, 20.0, 1e-2, 0.9, converged=3), run(1, 22.0, 2e-2, 0.8, converged=2),
+                        run(2, 24.0, 4e-2, 0.7)])
     tanh = ModelResult({"model": {"cell": "rnn_tanh", "hidden_size": 16}, "trainer": {"gradient_clip_val": 1.0}},
                        [run(0, 40.0, 1e-9, 1.2), run(1, 44.0, 1e-9, 1.3, nonfinite=2), run(2, 48.0, 1e-9, 1.1)])
     return StudyResult(study="synthetic", dataset="an4", seeds=[0, 1, 2], baseline="tanh_rnn_clipped", frame_ms=30,
                        models={"lstm": lstm, "tanh_rnn_clipped": tanh}, device="cpu (test)",
                        versions={"torch": "x", "lightning": "y"}, git_commit="abc123def4567890", git_dirty=False,
-                       recipe={"base": {"model": {"num_layers": 1}, "trainer": {"max_epochs": 4}}, "jobs": 2},
+                       recipe={"base": {"model": {"num_layers": 1, "schedule": "plateau", "plateau_patience": 3},
+                                        "trainer": {"max_epochs": 4}}, "jobs": 2},
                        recipe_path="recipes/synthetic.yaml")
 
 
@@ -73,6 +78,13 @@ def test_report_is_made_from_the_result_alone(tmp_path, monkeypatch):
     text = (tmp_path / "report.md").read_text()
     assert "| lstm | lstm | 16 | 1,000 | 22.00 ± 2.00 | 20.0, 22.0, 24.0 |" in text
     assert "| tanh_rnn_clipped | rnn_tanh (clip 1.0) | 16 |" in text
+    assert "| 2, 2, 2 | 3, 2, no | 61 |" in text  # selected epochs; the epoch each seed met the rule, or not
+    assert "3 epochs in a row without progress halve the learning rate" in text  # the recipe's rule, stated
+    # robustness: WER per condition with its ratio to clean, and the errors fewer than the baseline's
+    assert "| model | clean | white noise, 20 dB SNR | small-room reverb (RT60 about 0.3 s) |" in text
+    assert "| lstm | 22.0 | 33.0 (1.5x) | 44.0 (2.0x) |" in text
+    assert "| tanh_rnn_clipped | 44.0 | 66.0 (1.5x) | 88.0 (2.0x) |" in text
+    assert "| lstm | 50 % | 50 % | 50 % |" in text
     assert "runs trained at git abc123def456." in text and "--jobs 2" in text
     assert "**lstm** reached 22.0 % test WER against 44.0 % for **tanh_rnn_clipped**: 50 % fewer word errors." in text
     assert "Seed ranges of lstm (20.0-24.0 %) and tanh_rnn_clipped (40.0-48.0 %) do not overlap." in text

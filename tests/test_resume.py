@@ -27,8 +27,12 @@ def env(**extra):
 
 
 def train_args(run_dir, data_dir, cache, *extra):
-    # 2 layers with dropout 0.3 and SpecAugment on: random numbers drawn in every step
+    # 2 layers with dropout 0.3, waveform augmentation and SpecAugment on: random numbers drawn in every step; the
+    # plateau schedule halves the learning rate after epoch 1 and ends the run by its rule after epoch 2, a state
+    # the resumed run must bring back
     return [str(ASR), *train_argv("an4_lstm", run_dir, data_dir, "--model.dropout", "0.3", "--data.spec_augment", "true",
+                                  "--data.augment", "true", "--model.schedule", "plateau",
+                                  "--model.plateau_patience", "1", "--model.plateau_halvings", "1",
                                   "--trainer.callbacks+=recorders.RecordBatchOrder", *extra, cache_dir=cache,
                                   batch_size=4, hidden_size=12, num_layers=2, epochs=3)]
 
@@ -69,6 +73,10 @@ def test_kill_9_in_mid_epoch_then_resume_is_exact(extra, checkpointed, redone, t
     final_b = torch.load(killed_dir / "checkpoints/last.ckpt", weights_only=True)
     assert all(torch.equal(final_a["state_dict"][k], final_b["state_dict"][k]) for k in final_a["state_dict"])
     assert final_a["nonfinite_steps"] == final_b["nonfinite_steps"]
+    assert final_a["plateau"] == final_b["plateau"] and final_a["plateau"]["halved"] == 1
+    assert final_b["plateau"]["converged_epoch"] == 2  # no dev progress at epochs 1 and 2: halved, then ended
+    lr = [v for _, v in column(b, "lr-AdamW")]
+    assert lr[-1] == pytest.approx(lr[6] / 2)  # the rate of epoch 2 is half the peak rate of epoch 1
 
 
 def test_a_second_training_on_the_same_run_dir_is_refused(tmp_path, data_dir, capsys):

@@ -1,0 +1,39 @@
+"""The plateau schedule's convergence rule (asr/schedule.py), epoch by epoch. Its use in a real training run,
+resumed after a kill, is in tests/test_resume.py."""
+import pytest
+
+from asr.schedule import Plateau, warmup
+
+
+def test_the_rule_halves_on_plateaus_and_ends_the_run_after_the_last_halving():
+    rule = Plateau(patience=2, min_delta=0.5, halvings=1)
+    # progress, progress, two epochs under 0.5 points of gain (halve), progress, two more without (converged)
+    wers = [50.0, 40.0, 39.8, 39.6, 30.0, 29.9, 30.5]
+    stops = [rule.update(epoch, wer) for epoch, wer in enumerate(wers)]
+    assert stops == [False] * 6 + [True]
+    assert rule.converged_epoch == 6 and rule.halved == 1 and rule.factor == 0.5 and rule.best == 30.0
+
+
+def test_gains_count_against_the_best_so_far():
+    rule = Plateau(patience=3, min_delta=0.5, halvings=0)
+    # 0.2 points an epoch: no single epoch gains 0.5, but three together do, against the best
+    assert not any(rule.update(e, 20.0 - 0.2 * e) for e in range(10))
+    assert rule.best == pytest.approx(18.2) and rule.wait == 0
+    # 0.1 points an epoch: three epochs gain 0.3 < 0.5 and the run ends
+    assert [rule.update(10 + e, 18.1 - 0.1 * e) for e in range(3)] == [False, False, True]
+
+
+def test_the_state_travels_in_a_checkpoint():
+    rule = Plateau(patience=1, halvings=3)
+    for e, wer in enumerate([30.0, 31.0, 32.0]):
+        rule.update(e, wer)
+    again = Plateau()
+    again.load_state_dict(rule.state_dict())
+    assert again == rule and again.factor == 0.25
+
+
+@pytest.mark.parametrize("steps", [0, 1, 10])
+def test_warmup_reaches_the_peak_and_stays(steps):
+    factors = [warmup(s, steps) for s in range(20)]
+    assert factors[max(steps, 1) - 1:] == [1.0] * (21 - max(steps, 1))
+    assert all(0 < f <= 1 for f in factors) and factors == sorted(factors)
