@@ -95,6 +95,15 @@ def coloured_noise(generator: torch.Generator, n: int, colour: int) -> torch.Ten
     return torch.fft.irfft(spectrum / f ** (colour / 2), n=n)
 
 
+def reverberate(waveform: torch.Tensor, rir: torch.Tensor) -> torch.Tensor:
+    """The waveform convolved with an impulse response, cut to its own length. By FFT at a power-of-two size:
+    torchaudio's fftconvolve takes the exact length, which for most utterances has large prime factors (8x
+    slower, benchmarks/augment_cost.py)."""
+    n = waveform.numel() + rir.numel() - 1
+    size = 1 << (n - 1).bit_length()
+    return torch.fft.irfft(torch.fft.rfft(waveform, size) * torch.fft.rfft(rir, size), size)[: waveform.numel()]
+
+
 def add_noise(waveform: torch.Tensor, noise: torch.Tensor, snr_db: float) -> torch.Tensor:
     power = waveform.pow(2).mean().clamp(min=1e-12)
     scale = torch.sqrt(power / (noise.pow(2).mean().clamp(min=1e-12) * 10 ** (snr_db / 10)))
@@ -108,7 +117,7 @@ def augment(waveform: torch.Tensor, sample_rate: int, config: AugmentConfig,
     x = change_speed(waveform, factor)
     if chance(generator, config.reverb):
         rir = synthetic_room(generator, uniform(generator, *config.rt60), sample_rate)
-        x = F.fftconvolve(x, rir)[: x.numel()]
+        x = reverberate(x, rir)
     if chance(generator, config.band):
         x = F.highpass_biquad(x, sample_rate, uniform(generator, 100.0, 400.0))
         x = F.lowpass_biquad(x, sample_rate, min(uniform(generator, 2500.0, 4000.0), 0.45 * sample_rate))
