@@ -38,7 +38,8 @@ class ASRModule(L.LightningModule):
         learning_rate, weight_decay: AdamW.
         warmup_fraction: share of the run's steps (at max_epochs) spent warming up to the peak learning rate.
         schedule: onecycle (anneal to max_epochs) or plateau (halve on plateaus of dev WER, stop when converged:
-            asr/schedule.py); plateau_patience, plateau_min_delta, plateau_halvings: that rule's settings.
+            asr/schedule.py); plateau_patience, plateau_min_delta, plateau_halvings, plateau_below: that rule's
+            settings.
         vocabulary: output symbols, CTC blank first.
     """
 
@@ -62,6 +63,7 @@ class ASRModule(L.LightningModule):
         plateau_patience: int = Plateau.patience,
         plateau_min_delta: float = Plateau.min_delta,
         plateau_halvings: int = Plateau.halvings,
+        plateau_below: float = Plateau.below,
         vocabulary: Optional[list[str]] = None,
     ):
         super().__init__()
@@ -89,7 +91,7 @@ class ASRModule(L.LightningModule):
             raise UserError("gradient_penalty needs a unidirectional rnn_tanh or rnn_relu model without truncate_bptt")
         self.ctc_loss = nn.CTCLoss(blank=0, zero_infinity=False)
         self.nonfinite_steps = 0
-        self.plateau = Plateau(plateau_patience, plateau_min_delta, plateau_halvings)  # used by schedule: plateau
+        self.plateau = Plateau(plateau_patience, plateau_min_delta, plateau_halvings, plateau_below)  # used by schedule: plateau
         self._refs: list[str] = []  # dev/test transcripts and hypotheses of the epoch under way
         self._hyps: list[str] = []
 

@@ -116,11 +116,12 @@ def convergence_rule(study: StudyResult) -> str:
         return (f"Every run trains for {epochs} epochs under a one-cycle learning-rate schedule: no convergence rule "
                 "ends a run early (the column says no).")
     rule = Plateau(model.get("plateau_patience", Plateau.patience), model.get("plateau_min_delta", Plateau.min_delta),
-                   model.get("plateau_halvings", Plateau.halvings))
-    return (f"Convergence rule (asr/schedule.py): a dev WER at least {rule.min_delta:g} points below the best so far "
-            f"is progress; {rule.patience} epochs in a row without progress halve the learning rate; after "
-            f"{rule.halvings} halvings, {rule.patience} more epochs without progress end the run: it has converged. "
-            f"A run still improving at {epochs} epochs stops there without having met the rule (no).")
+                   model.get("plateau_halvings", Plateau.halvings), model.get("plateau_below", Plateau.below))
+    return (f"Convergence rule (asr/schedule.py): once dev WER is below {rule.below:g} %, a dev WER at least "
+            f"{rule.min_delta:g} points below the best so far is progress; {rule.patience} epochs in a row without "
+            f"progress halve the learning rate; after {rule.halvings} halvings, {rule.patience} more epochs without "
+            f"progress end the run: it has converged. A run still improving at {epochs} epochs stops there without "
+            "having met the rule (no).")
 
 
 def robustness_table(study: StudyResult) -> list[str]:

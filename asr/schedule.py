@@ -20,11 +20,13 @@ SCHEDULES = ("onecycle", "plateau")
 class Plateau:
     """The convergence rule. After every epoch: a dev WER at least `min_delta` points below the best so far is
     progress; `patience` epochs in a row without progress halve the learning rate, and once it has been halved
-    `halvings` times, `patience` more epochs without progress end the run (converged). A run that reaches
-    max_epochs first has not met the rule."""
+    `halvings` times, `patience` more epochs without progress end the run (converged). Epochs before the dev WER
+    first falls below `below` % count for nothing (a CTC model first learns to emit blanks only: a flat 100 %
+    there is the start of learning, not a plateau). A run that reaches max_epochs first has not met the rule."""
     patience: int = 4
     min_delta: float = 0.5
     halvings: int = 2
+    below: float = 100.0
     best: float = math.inf
     wait: int = 0
     halved: int = 0
@@ -34,6 +36,8 @@ class Plateau:
         """Takes one epoch's dev WER; True when the run has converged and should stop."""
         if dev_wer <= self.best - self.min_delta:
             self.best, self.wait = dev_wer, 0
+            return False
+        if self.best >= self.below:  # nothing recognised yet
             return False
         self.wait += 1
         if self.wait < self.patience:

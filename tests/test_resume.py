@@ -33,6 +33,7 @@ def train_args(run_dir, data_dir, cache, *extra):
     return [str(ASR), *train_argv("an4_lstm", run_dir, data_dir, "--model.dropout", "0.3", "--data.spec_augment", "true",
                                   "--data.augment", "true", "--model.schedule", "plateau",
                                   "--model.plateau_patience", "1", "--model.plateau_halvings", "1",
+                                  "--model.plateau_below", "1000",  # count from the first epoch on
                                   "--trainer.callbacks+=recorders.RecordBatchOrder", *extra, cache_dir=cache,
                                   batch_size=4, hidden_size=12, num_layers=2, epochs=3)]
 

@@ -14,6 +14,13 @@ def test_the_rule_halves_on_plateaus_and_ends_the_run_after_the_last_halving():
     assert rule.converged_epoch == 6 and rule.halved == 1 and rule.factor == 0.5 and rule.best == 30.0
 
 
+def test_the_rule_waits_until_something_is_recognised():
+    rule = Plateau(patience=1, halvings=0)
+    assert not any(rule.update(e, 100.0) for e in range(10))  # blanks only: not a plateau
+    assert rule.wait == 0 and rule.halved == 0
+    assert not rule.update(10, 90.0) and rule.update(11, 90.0)  # from the first progress on, the rule counts
+
+
 def test_gains_count_against_the_best_so_far():
     rule = Plateau(patience=3, min_delta=0.5, halvings=0)
     # 0.2 points an epoch: no single epoch gains 0.5, but three together do, against the best
