@@ -7,7 +7,8 @@ For each of the LSTM, the GRU and the clipped tanh RNN of the study, the seed wi
 exported (`asr export`: weights only) to checkpoints/an4_<model>.ckpt beside the `asr train` recipe that
 made it. The word LM (a 3-gram from AN4's training transcripts, `asr lm build`) goes to checkpoints/lm/an4/.
 Each model is then measured: greedy and beam+LM WER on dev and test, with the LM weight and word score
-picked on dev only (`asr tune-decoder`'s grid). checkpoints/models.json records every number (the test
+picked on dev only (`asr tune-decoder`'s grid), and greedy test WER under each test condition of
+`asr evaluate --condition` (asr/conditions.py). checkpoints/models.json records every number (the test
 suite reproduces them from the shipped files); checkpoints/README.md is the model card written from it.
 Per-utterance results and the tuning grids go to reports/shipped/. Needs $ASR_DATA_DIR or ./data.
 """
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from asr.bench import tune  # noqa: E402
+from asr.conditions import CONDITIONS  # noqa: E402
 from asr.corpora import load_split  # noqa: E402
 from asr.decoding import BeamSearchDecoder  # noqa: E402
 from asr.checkpoint import export_checkpoint, read_checkpoint  # noqa: E402
@@ -48,7 +50,8 @@ def architecture(ckpt: Path) -> dict:
     saved = read_checkpoint(ckpt)
     model, data = saved["hyper_parameters"], saved["datamodule_hyper_parameters"]
     return {"model": {k: model[k] for k in ("cell", "num_layers", "hidden_size", "bidirectional", "dropout", "init")},
-            "features": {k: data[k] for k in ("sample_rate", "n_mels", "hop_ms", "stack", "stride", "spec_augment")}}
+            "features": {**{k: data[k] for k in ("sample_rate", "n_mels", "hop_ms", "stack", "stride", "spec_augment")},
+                         "augment": data.get("augment")}}
 
 
 def rates(summary: dict) -> dict:
@@ -64,6 +67,12 @@ def measure(name: str, ckpt: Path, dataset: str, details: Path, lexicon: Path | 
         summary, rows = recognizer.evaluate(dataset, split, None)
         write_rows(rows, details / f"{name}.{split}.greedy.csv")
         out[f"{split}_greedy"] = rates(summary)
+    if dataset == "an4":  # the robustness columns: the same weights, greedy, under each test condition
+        out["test_conditions"] = {}
+        for condition in CONDITIONS:
+            summary, rows = recognizer.evaluate(dataset, "test", None, condition=condition)
+            write_rows(rows, details / f"{name}.test-{condition}.greedy.csv")
+            out["test_conditions"][condition] = rates(summary)
     if lm is None:
         return out
     grid = tune(recognizer, dataset, None, str(lexicon), str(lm), *lm_grid, BEAM_SIZE)
@@ -112,6 +121,17 @@ def write_model_card(record: dict, path: Path) -> None:
                      f"{arch['num_layers']} x {arch['hidden_size']} | {m['parameters']:,} | {m['bytes'] / 1e6:.1f} | "
                      f"{pct(m['dev_greedy'])} | {pct(m.get('dev_beam_lm'))} | {pct(m['test_greedy'])} | "
                      f"{pct(m.get('test_beam_lm'))} |")
+    robust = [m for m in record["models"] if m.get("test_conditions")]
+    if robust:
+        lines += ["", "Robustness: test WER %, greedy, under the fixed distortions of `asr evaluate --condition NAME`",
+                  "(asr/conditions.py), and in brackets its ratio to the clean test WER:", "",
+                  "| model | clean | " + " | ".join(c.describe for c in CONDITIONS.values()) + " |",
+                  "|---" * (len(CONDITIONS) + 2) + "|"]
+        for m in robust:
+            clean = m["test_greedy"]["wer"]
+            lines.append(f"| `{m['file']}` | {clean:.1f} | " + " | ".join(
+                f"{m['test_conditions'][c]['wer']:.1f} ({m['test_conditions'][c]['wer'] / clean:.1f}x)"
+                for c in CONDITIONS) + " |")
     lines += ["", "## Details", ""]
     for m in record["models"]:
         f = m["features"]
@@ -119,7 +139,8 @@ def write_model_card(record: dict, path: Path) -> None:
                   f"- file `{m['file']}`, {m['bytes']:,} bytes, sha256 `{m['sha256']}`",
                   f"- data: {m['dataset'].upper()} ({DATA[m['dataset']]}); training split without the dev utterances",
                   f"- input: {f['n_mels']} log-mel bands at {f['sample_rate']} Hz, {f['stack']} frames stacked, "
-                  f"{f['hop_ms'] * f['stride']:g} ms per model frame; SpecAugment in training: {f['spec_augment']}",
+                  f"{f['hop_ms'] * f['stride']:g} ms per model frame; SpecAugment in training: {f['spec_augment']}; "
+                  f"waveform augmentation (asr/augment.py): {f.get('augment') or False}",
                   f"- network: {m['model']['num_layers']} x {m['model']['hidden_size']} {m['model']['cell']}, "
                   f"{'bidirectional' if m['model']['bidirectional'] else 'unidirectional'}, dropout "
                   f"{m['model']['dropout']}, init {m['model']['init']}; character CTC; {m['parameters']:,} parameters",
