@@ -4,7 +4,7 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export ASR_DATA_DIR
 
-.PHONY: venv lock test test-fast demo serve clean-venv
+.PHONY: venv lock onnx-venv test test-fast demo serve clean-venv
 
 # The environment is requirements.lock, exactly (every package, transitive ones too, at one version), plus
 # this project itself, editable, with no dependency resolution of its own.
@@ -21,7 +21,15 @@ venv: $(STAMP)
 # Python >= 3.10), then `make venv` installs it. Run the tests before committing a new lock.
 lock:
 	test -x $(VENV)/bin/uv || (python3 -m venv $(VENV) && $(PY) -m pip install -q uv)
-	$(VENV)/bin/uv pip compile pyproject.toml --extra test --universal --python-version 3.10 -o requirements.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --extra test --extra onnx --universal --python-version 3.10 -o requirements.lock
+	$(VENV)/bin/uv pip compile requirements-onnx.in --universal --python-version 3.10 -o requirements-onnx.lock
+
+# The deployment environment: `asr transcribe model.onnx` (an `asr export` to .onnx) through onnxruntime, no torch
+# (requirements-onnx.lock, and this project without its dependencies). tests/test_onnx.py builds one too.
+onnx-venv: $(STAMP)
+	$(VENV)/bin/uv venv -q --allow-existing .venv-onnx
+	$(VENV)/bin/uv pip install -q --python .venv-onnx/bin/python -r requirements-onnx.lock
+	$(VENV)/bin/uv pip install -q --python .venv-onnx/bin/python --no-deps .
 
 # The tests read AN4 and FSDD from $$ASR_DATA_DIR (CI: ../shared/data); without it they are downloaded
 # into data/ once (checksummed) and read from there.

@@ -1,4 +1,7 @@
-"""Reading audio files of any common format and rate into mono float waveforms at the model's rate."""
+"""Reading audio files of any common format and rate into mono float waveforms at the model's rate.
+
+`read_audio` needs numpy and soundfile only (the ONNX path, asr/onnx_recognizer.py, runs without torch);
+`load_audio` resamples with torchaudio and gives a tensor, for everything that runs the PyTorch model."""
 from __future__ import annotations
 
 import contextlib
@@ -7,12 +10,15 @@ import warnings
 from pathlib import Path
 from typing import Iterator
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import soundfile
-import torch
-import torchaudio
 
 from .errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 
 class AudioError(UserError):
@@ -36,8 +42,8 @@ def native_stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
-def load_audio(path: str | Path, sample_rate: int, min_seconds: float = 0.0) -> torch.Tensor:
-    """Returns a (samples,) float32 tensor at `sample_rate`, stereo mixed down to mono.
+def read_audio(path: str | Path, min_seconds: float = 0.0) -> tuple[np.ndarray, int]:
+    """Returns a (samples,) float32 array at the file's own rate, stereo mixed down to mono, and that rate.
 
     soundfile reads WAV/FLAC/OGG (any PCM width, float); anything else is handed to librosa, which
     falls back on audioread/FFmpeg where installed.
@@ -73,7 +79,16 @@ def load_audio(path: str | Path, sample_rate: int, min_seconds: float = 0.0) -> 
     duration = data.size / rate
     if duration < min_seconds:
         raise AudioError(f"too short: {duration * 1000:.0f} ms of audio, at least {min_seconds * 1000:.0f} ms needed")
-    waveform = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
+    return np.ascontiguousarray(data, dtype=np.float32), rate
+
+
+def load_audio(path: str | Path, sample_rate: int, min_seconds: float = 0.0) -> "torch.Tensor":
+    """Returns a (samples,) float32 tensor at `sample_rate` (read_audio, then torchaudio's resampler)."""
+    import torch
+    import torchaudio
+
+    data, rate = read_audio(path, min_seconds)
+    waveform = torch.from_numpy(data)
     if rate != sample_rate:
         waveform = torchaudio.functional.resample(waveform, rate, sample_rate)
     return waveform

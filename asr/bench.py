@@ -20,7 +20,8 @@ import torch
 
 from .corpora import load_split
 from .decoding import BeamSearchDecoder, GreedyDecoder
-from .inference import Recognizer, score
+from .inference import Recognizer
+from .metrics import score
 from .metrics import error_rates
 
 

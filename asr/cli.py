@@ -30,15 +30,27 @@ def decoder_from_args(args, vocabulary):
                         lm_weight=args.lm_weight, word_score=args.word_score)
 
 
-def evaluate(args) -> int:
-    from .inference import Recognizer, write_rows
+def recognizer_for(path: str, device: str = "cpu"):
+    """A model file's recogniser: an exported .onnx through onnxruntime (asr/onnx_recognizer.py, no torch), any
+    other file as a PyTorch checkpoint (asr/inference.py)."""
+    if str(path).endswith(".onnx"):
+        from .onnx_recognizer import OnnxRecognizer
 
-    recognizer = Recognizer.from_checkpoint(args.checkpoint, args.device)
-    trained_on = recognizer.data_hparams.get("dataset")
+        return OnnxRecognizer(path)
+    from .inference import Recognizer
+
+    return Recognizer.from_checkpoint(path, device)
+
+
+def evaluate(args) -> int:
+    from .inference import write_rows
+
+    recognizer = recognizer_for(args.checkpoint, args.device)
+    trained_on = recognizer.dataset
     if trained_on and trained_on != args.dataset:
         print(f"warning: {args.checkpoint} was trained on {trained_on}, and is evaluated on {args.dataset}: other "
               "speakers, words and recording conditions than it learned, expect a high WER", file=sys.stderr)
-    decoder = decoder_from_args(args, recognizer.tokenizer.vocabulary)
+    decoder = decoder_from_args(args, recognizer.vocabulary)
     summary, rows = recognizer.evaluate(args.dataset, args.split, args.data_dir, args.batch_size, decoder,
                                         args.condition)
     suffix = "" if args.condition == CLEAN else f"-{args.condition}"
@@ -53,7 +65,7 @@ def evaluate(args) -> int:
     if summary["no_hypothesis"]:
         print(f"no hypothesis (scored as all deletions): {', '.join(summary['no_hypothesis'])}")
     if summary["ctc_cannot_emit"]:
-        print(f"scored, although CTC cannot emit their transcript at {recognizer.extractor.config.frame_ms:g} ms "
+        print(f"scored, although CTC cannot emit their transcript at {recognizer.frame_seconds * 1000:g} ms "
               f"frames: {', '.join(summary['ctc_cannot_emit'])}")
     print(f"per-utterance results: {out}")
     if args.summary_json:
@@ -89,10 +101,8 @@ def to_srt(transcript, words_per_cue: int = 8) -> str:
 
 
 def transcribe(args) -> int:
-    from .inference import Recognizer
-
-    recognizer = Recognizer.from_checkpoint(args.checkpoint, args.device)
-    decoder = decoder_from_args(args, recognizer.tokenizer.vocabulary)
+    recognizer = recognizer_for(args.checkpoint, args.device)
+    decoder = decoder_from_args(args, recognizer.vocabulary)
     paths, empty = expand_inputs(args.files)
     if args.format == "srt" and len(paths) > 1 and not args.output_dir:
         raise UserError("--format srt with several files needs --output-dir (one .srt per file)")
@@ -129,6 +139,13 @@ def download(args) -> int:
 
 
 def export(args) -> int:
+    if str(args.output).endswith(".onnx"):
+        from .export_onnx import export_onnx
+
+        info = export_onnx(args.checkpoint, args.output, overwrite=args.force)
+        print(f"{info['file']}: {info['bytes'] / 1e6:.1f} MB ONNX (features and acoustic model; transcribe it with "
+              f"`asr transcribe {info['file']} FILES`, no torch needed), sha256 {info['sha256']}")
+        return 0
     from .checkpoint import export_checkpoint
 
     info = export_checkpoint(args.checkpoint, args.output, overwrite=args.force)
@@ -215,9 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reports", default="reports/an4_cpu", help="study report shown beside the results (default: the "
                    "CPU study, whose models are the shipped ones)")
 
-    p = sub.add_parser("export", help="a checkpoint to ship: the weights and what rebuilds the model, no optimizer state")
+    p = sub.add_parser("export", help="a checkpoint to ship: the weights and what rebuilds the model, no optimizer state;"
+                       " or, to a .onnx file, the whole recogniser as one ONNX graph for onnxruntime")
     p.add_argument("checkpoint", help="a checkpoint of `asr train` or `asr compare`, e.g. runs/NAME/checkpoints/best.ckpt")
-    p.add_argument("output", help="where to write it, e.g. checkpoints/my_lstm.ckpt")
+    p.add_argument("output", help="where to write it, e.g. checkpoints/my_lstm.ckpt, or my_lstm.onnx (asr/export_onnx.py)")
     p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
 
     p = sub.add_parser("tune-decoder", help="pick LM weight and word score for beam search on the dev split")

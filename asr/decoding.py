@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
+import numpy as np
+
 from .errors import UserError
 from .lm import WORD_SEPARATOR
 from .text import BLANK
@@ -68,9 +70,12 @@ class GreedyDecoder:
     def __init__(self, vocabulary: list[str]):
         self.vocabulary = vocabulary
 
-    def __call__(self, log_probs: torch.Tensor, frame_seconds: float, offset: float = 0.0) -> Transcript:
-        """log_probs: (frames, vocab) of one utterance (no padding)."""
-        probs, best = log_probs.float().exp().max(dim=-1)
+    def __call__(self, log_probs, frame_seconds: float, offset: float = 0.0) -> Transcript:
+        """log_probs: (frames, vocab) of one utterance (no padding), a CPU tensor or a numpy array."""
+        if hasattr(log_probs, "float"):  # a tensor, perhaps of a dtype numpy lacks
+            log_probs = log_probs.float()
+        scores = np.asarray(log_probs, dtype=np.float32)
+        best, probs = scores.argmax(axis=-1), np.exp(scores.max(axis=-1))
         symbols, previous = [], 0
         for t, (index, p) in enumerate(zip(best.tolist(), probs.tolist())):
             if index != 0 and index != previous:
@@ -81,7 +86,9 @@ class GreedyDecoder:
 
 
 class BeamSearchDecoder:
-    """Beam search over CTC outputs with an optional lexicon and word n-gram LM (ARPA)."""
+    """Beam search over CTC outputs with an optional lexicon and word n-gram LM (ARPA), by flashlight-text's
+    decoders, set up as torchaudio's `ctc_decoder` sets them up (without torchaudio, so that the ONNX path runs
+    without torch)."""
 
     def __init__(self, vocabulary: list[str], beam_size: int = BEAM_SIZE, lexicon: Optional[str] = None,
                  lm: Optional[str] = None, lm_weight: float = LM_WEIGHT, word_score: float = WORD_SCORE,
@@ -93,35 +100,66 @@ class BeamSearchDecoder:
                 raise UserError(f"{name} file {path} not found (build both with `asr lm build`)")
         if lm is not None and lexicon is None:
             raise UserError("a word language model needs a lexicon: pass --lexicon (both come from `asr lm build`)")
-        from torchaudio.models.decoder import ctc_decoder  # needs flashlight-text
+        from flashlight.lib.text import decoder as fl
+        from flashlight.lib.text.dictionary import Dictionary, create_word_dict, load_words
 
-        self.vocabulary = vocabulary
+        self.vocabulary, self.lexicon = vocabulary, lexicon
         # The decoder names the word separator '|'; column i of the log-probs stays symbol i.
-        self.tokens = [WORD_SEPARATOR if c == " " else c for c in vocabulary]
-        self.lexicon = lexicon
-        self.decoder = ctc_decoder(lexicon=lexicon, tokens=self.tokens, lm=lm, nbest=1, beam_size=beam_size,
-                                   beam_threshold=beam_threshold, lm_weight=lm_weight, word_score=word_score,
-                                   blank_token=BLANK, sil_token=WORD_SEPARATOR, unk_word="<unk>",
-                                   sil_score=0.0, log_add=False)
+        tokens = Dictionary([WORD_SEPARATOR if c == " " else c for c in vocabulary])
+        self.blank, silence = tokens.get_index(BLANK), tokens.get_index(WORD_SEPARATOR)
+        options = dict(beam_size=beam_size, beam_size_token=tokens.index_size(), beam_threshold=beam_threshold,
+                       lm_weight=lm_weight, sil_score=0.0, log_add=False, criterion_type=fl.CriterionType.CTC)
+        if lexicon is None:
+            self.lm = fl.ZeroLM()
+            self.decoder = fl.LexiconFreeDecoder(fl.LexiconFreeDecoderOptions(**options), self.lm, silence,
+                                                 self.blank, [])
+            return
+        spellings = load_words(lexicon)
+        words = create_word_dict(spellings)
+        self.lm = kenlm(lm, words) if lm is not None else fl.ZeroLM()  # kept: the decoder holds a reference only
+        # every word's spellings in a trie, each scored by the LM as a first word, smeared to its prefixes
+        trie, start = fl.Trie(tokens.index_size(), silence), self.lm.start(False)
+        for word, spelled in spellings.items():
+            index = words.get_index(word)
+            _, first_word_score = self.lm.score(start, index)
+            for spelling in spelled:
+                trie.insert([tokens.get_index(t) for t in spelling], index, first_word_score)
+        trie.smear(fl.SmearingMode.MAX)
+        self.decoder = fl.LexiconDecoder(
+            fl.LexiconDecoderOptions(**options, word_score=word_score, unk_score=float("-inf")), trie, self.lm,
+            silence, self.blank, words.get_index("<unk>"), [], False)
 
-    def __call__(self, log_probs: torch.Tensor, frame_seconds: float, offset: float = 0.0) -> Transcript:
-        emissions = log_probs.float().cpu().contiguous()
-        results = self.decoder(emissions[None])[0]
+    def __call__(self, log_probs, frame_seconds: float, offset: float = 0.0) -> Transcript:
+        """log_probs: (frames, vocab) of one utterance (no padding), a CPU tensor or a numpy array."""
+        if hasattr(log_probs, "float"):
+            log_probs = log_probs.float()
+        emissions = np.ascontiguousarray(np.asarray(log_probs, dtype=np.float32))
+        frames, symbols_count = emissions.shape
+        results = self.decoder.decode(emissions.ctypes.data, frames, symbols_count)
         if not results:
             return Transcript("")
         hyp = results[0]
+        tokens = list(hyp.tokens)
         symbols = []
-        for token, t in zip(hyp.tokens.tolist(), hyp.timesteps.tolist()):
-            if token == 0:
+        for i, token in enumerate(tokens):  # each run of a symbol, placed at the frame where it starts
+            if token == self.blank or (i > 0 and token == tokens[i - 1]):
                 continue
-            t = min(int(t), emissions.shape[0] - 1)
+            t = min(i, frames - 1)
             symbols.append((self.vocabulary[token], t, math.exp(float(emissions[t, token]))))
         words = words_from_symbols(symbols, frame_seconds, offset)
         if self.lexicon is not None:
             # A hypothesis may end inside a word the lexicon is still spelling ("... SEVEN R"): only the words
             # the decoder completed count, and they come first, in order.
-            words = words[: len(hyp.words)]
+            words = words[: sum(1 for w in hyp.words if w >= 0)]
         return Transcript(" ".join(w.word for w in words), words)
+
+
+def kenlm(path: str, words):
+    try:
+        from flashlight.lib.text.decoder.kenlm import KenLM
+    except ImportError:
+        from flashlight.lib.text.decoder import KenLM
+    return KenLM(path, words)
 
 
 def make_decoder(vocabulary: list[str], decoder: str = "greedy", **beam_options):

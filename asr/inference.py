@@ -9,20 +9,19 @@ from typing import Optional
 
 import torch
 
-from .audio import AudioError, load_audio
+from .audio import load_audio
 from .checkpoint import read_training_checkpoint
 from .conditions import CLEAN
 from .dataset import CorpusFeatures
 from .decoding import GreedyDecoder, Transcript
 from .features import FeatureConfig, FeatureExtractor
-from .metrics import error_rates, utterance_errors
+from .metrics import score
 from .progress import progress
 from .model import AcousticModel, build_model
-from .segment import speech_segments
 from .text import CharTokenizer
+from .transcription import MIN_SECONDS, transcribe_files
 
 FEATURE_ARGS = ("sample_rate", "n_mels", "win_ms", "hop_ms", "stack", "stride")
-MIN_SECONDS = 0.1
 
 
 @dataclass
@@ -50,6 +49,15 @@ class Recognizer:
         return cls(model, tokenizer, FeatureExtractor(features), dict(data_hp), torch.device(device))
 
     @property
+    def vocabulary(self) -> list[str]:
+        return self.tokenizer.vocabulary
+
+    @property
+    def dataset(self) -> Optional[str]:
+        """The corpus it was trained on."""
+        return self.data_hparams.get("dataset")
+
+    @property
     def frame_seconds(self) -> float:
         return self.extractor.config.frame_ms / 1000
 
@@ -70,31 +78,12 @@ class Recognizer:
 
     def transcribe_files(self, paths: list[str | Path], decoder=None, batch_size: int = 16,
                          max_segment_seconds: float = 15.0) -> list[tuple[Path, Optional[Transcript], Optional[str]]]:
-        """(path, transcript, None) or (path, None, reason) per file, in the order given. Long files are cut
-        at pauses (asr/segment.py) and their pieces transcribed in order, times counted from the file start."""
-        decoder = decoder or GreedyDecoder(self.tokenizer.vocabulary)
+        """(path, transcript, None) or (path, None, reason) per file, in the order given (asr/transcription.py)."""
         rate = self.extractor.config.sample_rate
-        results: list = []
-        pieces, owners, offsets = [], [], []
-        for index, path in enumerate(progress(paths, len(paths), "reading audio", "files", minimum=50)):
-            try:
-                waveform = load_audio(path, rate, min_seconds=MIN_SECONDS)
-            except AudioError as e:
-                results.append((Path(path), None, str(e)))
-                continue
-            results.append((Path(path), Transcript(""), None))
-            for a, b in speech_segments(waveform, rate, max_seconds=max_segment_seconds):
-                if b - a >= self.extractor.min_samples():
-                    pieces.append(self.extractor(waveform[a:b]))
-                    owners.append(index)
-                    offsets.append(a / rate)
-        scored = zip(self.log_probs(pieces, batch_size), owners, offsets)
-        for feats_log_probs, owner, offset in progress(scored, len(pieces), "decoding", "pieces", minimum=50):
-            piece = decoder(feats_log_probs, self.frame_seconds, offset)
-            whole = results[owner][1]
-            whole.words += piece.words
-            whole.text = " ".join(t for t in (whole.text, piece.text) if t)
-        return results
+        return transcribe_files(paths, lambda path: load_audio(path, rate, min_seconds=MIN_SECONDS),
+                                lambda pieces, size: self.log_probs([self.extractor(w) for w in pieces], size),
+                                decoder or GreedyDecoder(self.tokenizer.vocabulary), self.frame_seconds, rate,
+                                self.extractor.min_samples(), batch_size, max_segment_seconds)
 
     def split_log_probs(self, dataset: str, split: str, data_dir: Optional[str], batch_size: int = 32,
                         condition: Optional[str] = None) -> tuple[CorpusFeatures, list, list[torch.Tensor]]:
@@ -117,18 +106,6 @@ class Recognizer:
         summary.update(dataset=dataset, split=split, condition=condition or CLEAN,
                        ctc_cannot_emit=data.unemittable.get(split, []))
         return summary, rows
-
-
-def score(utterances: list, hypotheses: dict[str, str]) -> tuple[dict, list[dict]]:
-    """Scores hypotheses (by utterance id) against every reference of a split. A reference without a
-    hypothesis counts as all deletions and is named in summary["no_hypothesis"]: nothing is left out."""
-    refs = [u.text for u in utterances]
-    hyps = [hypotheses.get(u.id, "") for u in utterances]
-    summary = error_rates(refs, hyps)
-    summary["no_hypothesis"] = [u.id for u in utterances if u.id not in hypotheses]
-    rows = [{"id": u.id, "reference": r, "hypothesis": h, **utterance_errors(r, h)}
-            for u, r, h in zip(utterances, refs, hyps)]
-    return summary, sorted(rows, key=lambda row: row["id"])
 
 
 def write_rows(rows: list[dict], path: Path) -> None:

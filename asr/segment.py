@@ -9,25 +9,27 @@ from __future__ import annotations
 
 import math
 
-import torch
+import numpy as np
 
 
-def window_energy_db(waveform: torch.Tensor, sample_rate: int, energy_window_seconds: float = 0.02) -> torch.Tensor:
+def window_energy_db(waveform, sample_rate: int, energy_window_seconds: float = 0.02) -> np.ndarray:
+    """Energy in dB of each window of a (samples,) waveform (a numpy array or a CPU tensor)."""
+    waveform = np.asarray(waveform, dtype=np.float32)
     hop = max(1, int(sample_rate * energy_window_seconds))
-    n = waveform.numel() // hop
+    n = waveform.size // hop
     frames = waveform[: n * hop].reshape(n, hop)
-    return 10 * torch.log10(frames.pow(2).mean(dim=1) + 1e-10)
+    return 10 * np.log10((frames ** 2).mean(axis=1) + 1e-10)
 
 
-def speech_segments(waveform: torch.Tensor, sample_rate: int, max_seconds: float = 15.0, min_pause: float = 0.3,
+def speech_segments(waveform, sample_rate: int, max_seconds: float = 15.0, min_pause: float = 0.3,
                     energy_window_seconds: float = 0.02) -> list[tuple[int, int]]:
     """(start_sample, end_sample) of each piece with speech, in order. Short audio comes back whole."""
-    total = waveform.numel()
+    total = int(np.asarray(waveform).size)
     if total <= max_seconds * sample_rate:
         return [(0, total)]
     hop = max(1, int(sample_rate * energy_window_seconds))
     db = window_energy_db(waveform, sample_rate, energy_window_seconds)
-    floor, peak = torch.quantile(db, 0.1), torch.quantile(db, 0.95)
+    floor, peak = np.quantile(db, 0.1), np.quantile(db, 0.95)
     speech = db > floor + 0.25 * (peak - floor)
     # speech runs, joined across pauses shorter than min_pause
     runs, start, gap = [], None, 0

@@ -28,6 +28,7 @@ from asr.conditions import CONDITIONS  # noqa: E402
 from asr.corpora import load_split  # noqa: E402
 from asr.decoding import BeamSearchDecoder  # noqa: E402
 from asr.checkpoint import export_checkpoint, read_checkpoint  # noqa: E402
+from asr.export_onnx import export_onnx  # noqa: E402
 from asr.inference import Recognizer, write_rows  # noqa: E402
 from asr.lm import build  # noqa: E402
 
@@ -107,6 +108,7 @@ def write_model_card(record: dict, path: Path) -> None:
         "    asr evaluate checkpoints/an4_lstm.ckpt --split test --output /tmp/an4_lstm_test_lm.csv --decoder beam \\",
         "        --lexicon checkpoints/lm/an4/lexicon.txt --lm checkpoints/lm/an4/an4_3gram.arpa --lm-weight W --word-score S",
         "    asr serve                      # the AN4 models side by side in a browser",
+        "    asr transcribe checkpoints/an4_lstm.onnx recording.wav   # the same model through onnxruntime, no torch",
         "",
         "(W and S: each model's tuned values in the table of details.) WER in %, word errors over the reference",
         "words of the whole split; greedy = best path; beam+LM = beam 50 with the word 3-gram of `lm/an4/`",
@@ -137,6 +139,8 @@ def write_model_card(record: dict, path: Path) -> None:
         f = m["features"]
         lines += [f"### {m['name']}", "",
                   f"- file `{m['file']}`, {m['bytes']:,} bytes, sha256 `{m['sha256']}`",
+                  *([f"- ONNX `{m['onnx']['file']}` (`asr transcribe {m['onnx']['file']} FILES` without torch), "
+                     f"{m['onnx']['bytes']:,} bytes, sha256 `{m['onnx']['sha256']}`"] if m.get("onnx") else []),
                   f"- data: {m['dataset'].upper()} ({DATA[m['dataset']]}); training split without the dev utterances",
                   f"- input: {f['n_mels']} log-mel bands at {f['sample_rate']} Hz, {f['stack']} frames stacked, "
                   f"{f['hop_ms'] * f['stride']:g} ms per model frame; SpecAugment in training: {f['spec_augment']}; "
@@ -180,6 +184,17 @@ def write_model_card(record: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def ship_onnx(record: dict, out: Path) -> None:
+    """Each shipped checkpoint also as .onnx (`asr export CKPT NAME.onnx`: features and model in one graph, for
+    onnxruntime without torch), its size and sha256 in the record; tests/test_onnx.py checks it against the
+    checkpoint."""
+    for m in record["models"]:
+        target = out / Path(m["file"]).with_suffix(".onnx").name
+        info = export_onnx(out / m["file"], target, overwrite=True)
+        m["onnx"] = {"file": target.name, "bytes": info["bytes"], "sha256": info["sha256"]}
+        print(f"{target}: {info['bytes'] / 1e6:.1f} MB", flush=True)
+
+
 DATA = {"an4": "CMU AN4, 16 kHz, BSD-style licence", "fsdd": "Free Spoken Digit Dataset, 8 kHz, CC BY-SA 4.0"}
 
 
@@ -194,10 +209,16 @@ def main() -> int:
     parser.add_argument("--lm-weights", type=float, nargs="+", default=LM_WEIGHTS, help="the dev grid's LM weights")
     parser.add_argument("--word-scores", type=float, nargs="+", default=WORD_SCORES, help="the dev grid's word scores")
     parser.add_argument("--card-only", action="store_true", help="only write README.md again from models.json")
+    parser.add_argument("--onnx-only", action="store_true",
+                        help="only export the shipped checkpoints to .onnx again (recorded in models.json and the card)")
     args = parser.parse_args()
     out, details, study = Path(args.out), Path(args.details), Path(args.study)
-    if args.card_only:
-        write_model_card(json.loads((out / "models.json").read_text()), out / "README.md")
+    if args.card_only or args.onnx_only:
+        record = json.loads((out / "models.json").read_text())
+        if args.onnx_only:
+            ship_onnx(record, out)
+            (out / "models.json").write_text(json.dumps(record, indent=1) + "\n")
+        write_model_card(record, out / "README.md")
         return 0
     details.mkdir(parents=True, exist_ok=True)
     study_summary = json.loads(Path(args.study_report).read_text())
@@ -243,6 +264,7 @@ def main() -> int:
     record = {"lm": {"arpa": str(arpa.relative_to(out)), "lexicon": str(lexicon.relative_to(out)),
                      "made_by": "asr lm build --dataset an4 --order 3 (AN4 training transcripts only)"},
               "made_by": "python scripts/ship_checkpoints.py " + " ".join(sys.argv[1:]), "models": models}
+    ship_onnx(record, out)
     (out / "models.json").write_text(json.dumps(record, indent=1) + "\n")
     write_model_card(record, out / "README.md")
     print(f"wrote {out / 'models.json'} and {out / 'README.md'}")

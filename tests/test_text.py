@@ -38,7 +38,7 @@ def test_ctc_min_frames_counts_blanks_between_repeats():
 
 def test_a_reference_without_a_hypothesis_counts_as_all_deletions_and_is_named():
     from asr.corpora import Utterance
-    from asr.inference import score
+    from asr.metrics import score
 
     utts = [Utterance("a", None, "ONE TWO", "s"), Utterance("b", None, "THREE FOUR FIVE", "s")]
     summary, rows = score(utts, {"a": "ONE TWO"})

@@ -1,0 +1,341 @@
+"""The `asr` command: one argparse tree; each command imports what it needs only when it runs.
+
+`asr train` hands its arguments to Lightning's own LightningCLI (asr/training.py), so every value of a
+YAML recipe can be overridden on the command line (`--model.cell gru`, `--trainer.max_epochs 5`) and
+`--ckpt_path` resumes a run. A mistake the user can fix (asr/errors.py: UserError) is one `error: ...` line
+(exit status 2; `asr --verbose ...` adds the traceback); any other exception is a bug in asr, printed with its
+traceback (exit status 3).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Optional
+
+from .conditions import CLEAN, CONDITIONS
+from .decoding import BEAM_SIZE, LM_WEIGHT, WORD_SCORE
+from .errors import UserError
+
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aiff", ".aif", ".au", ".opus"}
+
+
+def decoder_from_args(args, vocabulary):
+    from .decoding import make_decoder
+
+    return make_decoder(vocabulary, args.decoder, beam_size=args.beam_size, lexicon=args.lexicon, lm=args.lm,
+                        lm_weight=args.lm_weight, word_score=args.word_score)
+
+
+def recognizer_for(path: str, device: str = "cpu"):
+    """A model file's recogniser: an exported .onnx through onnxruntime (asr/onnx_recognizer.py, no torch), any
+    other file as a PyTorch checkpoint (asr/inference.py)."""
+    if str(path).endswith(".onnx"):
+        from .onnx_recognizer import OnnxRecognizer
+
+        return OnnxRecognizer(path)
+    from .inference import Recognizer
+
+    return Recognizer.from_checkpoint(path, device)
+
+
+def evaluate(args) -> int:
+    from .inference import write_rows
+
+    recognizer = recognizer_for(args.checkpoint, args.device)
+    trained_on = recognizer.dataset
+    if trained_on and trained_on != args.dataset:
+        print(f"warning: {args.checkpoint} was trained on {trained_on}, and is evaluated on {args.dataset}: other "
+              "speakers, words and recording conditions than it learned, expect a high WER", file=sys.stderr)
+    decoder = decoder_from_args(args, recognizer.vocabulary)
+    summary, rows = recognizer.evaluate(args.dataset, args.split, args.data_dir, args.batch_size, decoder,
+                                        args.condition)
+    suffix = "" if args.condition == CLEAN else f"-{args.condition}"
+    out = Path(args.output) if args.output else Path(args.checkpoint).with_suffix(
+        f".{args.dataset}-{args.split}{suffix}.csv")
+    write_rows(rows, out)
+    print(f"{args.dataset} {args.split}{f' ({CONDITIONS[args.condition].describe})' if suffix else ''}: "
+          f"{summary['utterances']} utterances, {summary['reference_words']} words, {args.decoder} decoding")
+    print(f"WER {summary['wer']:.2f} %  CER {summary['cer']:.2f} %  "
+          f"(substitutions {summary['substitutions']}, deletions {summary['deletions']}, "
+          f"insertions {summary['insertions']})")
+    if summary["no_hypothesis"]:
+        print(f"no hypothesis (scored as all deletions): {', '.join(summary['no_hypothesis'])}")
+    if summary["ctc_cannot_emit"]:
+        print(f"scored, although CTC cannot emit their transcript at {recognizer.frame_seconds * 1000:g} ms "
+              f"frames: {', '.join(summary['ctc_cannot_emit'])}")
+    print(f"per-utterance results: {out}")
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(summary, indent=1))
+    return 0
+
+
+def expand_inputs(items: list[str]) -> tuple[list[Path], list[Path]]:
+    """Files as given; a directory stands for the audio files in it (sorted). Also returns the directories
+    that hold no audio file at all."""
+    paths, empty = [], []
+    for item in map(Path, items):
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+            paths += found
+            if not found:
+                empty.append(item)
+        else:
+            paths.append(item)
+    return paths, empty
+
+
+def srt_time(seconds: float) -> str:
+    ms = round(seconds * 1000)
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+
+def to_srt(transcript, words_per_cue: int = 8) -> str:
+    """Subtitles: consecutive words in cues of at most `words_per_cue`, timed from the CTC alignment."""
+    cues = [transcript.words[i : i + words_per_cue] for i in range(0, len(transcript.words), words_per_cue)]
+    return "".join(f"{n}\n{srt_time(c[0].start)} --> {srt_time(c[-1].end)}\n{' '.join(w.word for w in c)}\n\n"
+                   for n, c in enumerate(cues, 1))
+
+
+def transcribe(args) -> int:
+    recognizer = recognizer_for(args.checkpoint, args.device)
+    decoder = decoder_from_args(args, recognizer.vocabulary)
+    paths, empty = expand_inputs(args.files)
+    if args.format == "srt" and len(paths) > 1 and not args.output_dir:
+        raise UserError("--format srt with several files needs --output-dir (one .srt per file)")
+    for folder in empty:
+        print(f"error: no audio files in {folder} (looked for {', '.join(sorted(AUDIO_SUFFIXES))})", file=sys.stderr)
+    results = recognizer.transcribe_files(paths, decoder, batch_size=args.batch_size)
+    failures, documents = len(empty), []
+    for path, transcript, error in results:
+        if error:
+            failures += 1
+            print(f"error: {path}: {error}", file=sys.stderr)
+        elif args.format == "json":
+            documents.append({"file": str(path), **transcript.as_dict()})
+        elif args.format == "srt" and args.output_dir:
+            out = Path(args.output_dir) / f"{path.stem}.srt"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(to_srt(transcript))
+            print(out)
+        elif args.format == "srt":
+            print(to_srt(transcript), end="")
+        else:
+            print(f"{path}\t{transcript.text}" if args.with_names else transcript.text, flush=True)
+    if args.format == "json":
+        print(json.dumps(documents, indent=1))
+    return 1 if failures else 0
+
+
+def download(args) -> int:
+    from .download import download as fetch
+
+    for name in args.datasets:
+        fetch(name, Path(args.data_dir), url=args.url)
+    return 0
+
+
+def export(args) -> int:
+    if str(args.output).endswith(".onnx"):
+        from .export_onnx import export_onnx
+
+        info = export_onnx(args.checkpoint, args.output, overwrite=args.force)
+        print(f"{info['file']}: {info['bytes'] / 1e6:.1f} MB ONNX (features and acoustic model; transcribe it with "
+              f"`asr transcribe {info['file']} FILES`, no torch needed), sha256 {info['sha256']}")
+        return 0
+    from .checkpoint import export_checkpoint
+
+    info = export_checkpoint(args.checkpoint, args.output, overwrite=args.force)
+    print(f"{info['file']}: {info['bytes'] / 1e6:.1f} MB (the training checkpoint: {info['source_bytes'] / 1e6:.1f} MB), "
+          f"sha256 {info['sha256']}")
+    return 0
+
+
+def lm_build(args) -> int:
+    from .corpora import load_split
+    from .lm import build
+
+    sentences = [u.text for u in load_split(args.dataset, "train", args.data_dir)]  # never dev or test
+    arpa, lexicon = build(sentences, Path(args.out), order=args.order, name=f"{args.dataset}_{args.order}gram")
+    print(f"{len(sentences)} training transcripts -> {arpa} and {lexicon}")
+    return 0
+
+
+def add_decoder_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--decoder", choices=("greedy", "beam"), default="greedy")
+    p.add_argument("--beam-size", type=int, default=BEAM_SIZE, help="beam width (beam decoder; default %(default)s)")
+    p.add_argument("--lexicon", help="lexicon file (from `asr lm build`): spell only these words")
+    p.add_argument("--lm", help="word n-gram language model, ARPA (from `asr lm build`); needs --lexicon")
+    p.add_argument("--lm-weight", type=float, default=LM_WEIGHT, help="weight of the LM score (default %(default)s)")
+    p.add_argument("--word-score", type=float, default=WORD_SCORE, help="score added per word (default %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command tree. Building it imports no torch: `asr --help` answers at once."""
+    from .corpora import CORPORA, SPLITS, default_data_dir
+
+    parser = argparse.ArgumentParser(prog="asr", description="CTC speech recognition with tanh RNNs, LSTMs and GRUs, "
+                                     "and the gradient instruments that show why the gated cells win.")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="on an error, print the full traceback as well as the one-line message")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # train's own parser is LightningCLI's: every argument after `train` goes to it (`asr train --help`).
+    sub.add_parser("train", help="train a model from a YAML recipe (LightningCLI fit; see `asr train --help`)",
+                   add_help=False)
+
+    p = sub.add_parser("compare", help="the study: train every model of a recipe and write reports/<study>/")
+    p.add_argument("-c", "--config", required=True, help="study recipe (YAML), e.g. recipes/an4_quick.yaml")
+    p.add_argument("--data-dir", help="override the recipe's data.data_dir")
+    p.add_argument("--runs-dir", help="override where the runs go (default runs/<study>)")
+    p.add_argument("--report-dir", help="override where the report goes (default reports/<study>)")
+    p.add_argument("--jobs", type=int, help="runs trained side by side, one torch thread each (default: the "
+                   "recipe's `jobs`, else 1); on a CPU, at most one job per core")
+
+    p = sub.add_parser("wrec-sweep", help="gradient across time of untrained tanh RNNs by spectral radius of W_hh")
+    p.add_argument("-c", "--config", required=True, help="sweep recipe, e.g. recipes/wrec_sweep.yaml")
+    p.add_argument("--data-dir")
+    p.add_argument("--report-dir")
+
+    p = sub.add_parser("evaluate", help="WER/CER of a checkpoint on a corpus split")
+    p.add_argument("checkpoint")
+    p.add_argument("--dataset", choices=CORPORA, default="an4")
+    p.add_argument("--split", choices=SPLITS, default="test")
+    p.add_argument("--data-dir", default=None, help="folder holding the corpus (default: $ASR_DATA_DIR, else ./data)")
+    p.add_argument("--output", help="per-utterance results, .csv or .json (default: beside the checkpoint)")
+    p.add_argument("--summary-json", help="also write the summary as JSON here")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--condition", choices=(CLEAN, *CONDITIONS), default=CLEAN,
+                   help="score the split's audio under a fixed, seeded distortion (asr/conditions.py): "
+                        + "; ".join(f"{c.name}: {c.describe}" for c in CONDITIONS.values()))
+    add_decoder_options(p)
+
+    p = sub.add_parser("transcribe", help="print the transcript of each audio file (or directory), one line per file")
+    p.add_argument("checkpoint")
+    p.add_argument("files", nargs="+", help="audio files, or directories of them")
+    p.add_argument("--format", choices=("text", "json", "srt"), default="text",
+                   help="text: one line per file; json: words with start/end times and confidence; srt: subtitles")
+    p.add_argument("--output-dir", help="with --format srt: write <name>.srt files here")
+    p.add_argument("--with-names", action="store_true", help="text format: prefix each line with the file name and a tab")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="cpu")
+    add_decoder_options(p)
+
+    p = sub.add_parser("serve", help="a web page that compares the models on your own recordings (Gradio, local)")
+    p.add_argument("checkpoints", nargs="*", help="checkpoints to compare (default: the shipped ones in checkpoints/, "
+                   "else the newest `make demo` run's)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--reports", default="reports/an4_cpu", help="study report shown beside the results (default: the "
+                   "CPU study, whose models are the shipped ones)")
+
+    p = sub.add_parser("export", help="a checkpoint to ship: the weights and what rebuilds the model, no optimizer state;"
+                       " or, to a .onnx file, the whole recogniser as one ONNX graph for onnxruntime")
+    p.add_argument("checkpoint", help="a checkpoint of `asr train` or `asr compare`, e.g. runs/NAME/checkpoints/best.ckpt")
+    p.add_argument("output", help="where to write it, e.g. checkpoints/my_lstm.ckpt, or my_lstm.onnx (asr/export_onnx.py)")
+    p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
+
+    p = sub.add_parser("tune-decoder", help="pick LM weight and word score for beam search on the dev split")
+    add_checkpoint_corpus_options(p, lm_required=True)
+    p.add_argument("--lm-weights", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0, 3.0])
+    p.add_argument("--word-scores", type=float, nargs="+", default=[-1.0, 0.0, 1.0, 2.0])
+
+    p = sub.add_parser("bench", help="measure: `bench transcribe` (WER and real-time factor of greedy, beam, beam+LM),"
+                       " `bench train` (training loop vs bare model step)")
+    bench_sub = p.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
+    p = bench_sub.add_parser("transcribe", help="WER and real-time factor of greedy, beam and beam+LM on a split")
+    add_checkpoint_corpus_options(p, lm_required=False)
+    p.add_argument("--split", choices=SPLITS, default="test")
+    p.add_argument("--lm-weight", type=float, default=LM_WEIGHT)
+    p.add_argument("--word-score", type=float, default=WORD_SCORE)
+    p.add_argument("--repeats", type=int, default=3, help="timed passes per decoder after a warm-up (median reported)")
+    p = bench_sub.add_parser("train", help="seconds of the training loop against the bare model step")
+    p.add_argument("-c", "--config", required=True, help="a training recipe, e.g. recipes/an4_lstm.yaml")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--data-dir")
+    p.add_argument("--output", help="write the results here as JSON")
+
+    p = sub.add_parser("lm", help="language model tools: `asr lm build` makes a lexicon and an ARPA n-gram LM")
+    lm_sub = p.add_subparsers(dest="lm_command", required=True, metavar="WHAT")
+    p = lm_sub.add_parser("build", help="lexicon + n-gram LM from a corpus' training transcripts")
+    p.add_argument("--dataset", choices=CORPORA, default="an4")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--order", type=int, default=3)
+    p.add_argument("--out", default="data/lm/an4", help="output folder (default data/lm/an4)")
+
+    p = sub.add_parser("download", help="download corpora from upstream into the data folder, checksummed")
+    p.add_argument("datasets", nargs="+", choices=("an4", "fsdd"))
+    p.add_argument("--data-dir", default=str(default_data_dir()))
+    p.add_argument("--url", help="fetch from this URL instead of upstream (a mirror or a local file:// copy)")
+    return parser
+
+
+def add_checkpoint_corpus_options(p: argparse.ArgumentParser, lm_required: bool) -> None:
+    from .corpora import CORPORA
+
+    p.add_argument("checkpoint")
+    p.add_argument("--dataset", choices=CORPORA, default="an4")
+    p.add_argument("--data-dir")
+    p.add_argument("--lexicon", required=lm_required, help="lexicon file (from `asr lm build`)")
+    p.add_argument("--lm", required=lm_required, help="word n-gram LM, ARPA (from `asr lm build`)")
+    p.add_argument("--beam-size", type=int, default=BEAM_SIZE)
+    p.add_argument("--output", help="write the results here as JSON")
+
+
+# One pattern for every command: "module:function", imported only when that command runs, called with the
+# parsed arguments (args.extra: what follows `asr train`, for LightningCLI; args.argv: the whole command line).
+HANDLERS = {
+    "train": "asr.training:command",
+    "compare": "asr.compare:command",
+    "wrec-sweep": "asr.sweep:command",
+    "evaluate": "asr.cli:evaluate",
+    "transcribe": "asr.cli:transcribe",
+    "serve": "asr.serve:command",
+    "export": "asr.cli:export",
+    "tune-decoder": "asr.bench:tune_command",
+    "bench transcribe": "asr.bench:transcribe_command",
+    "bench train": "asr.bench:train_command",
+    "lm build": "asr.cli:lm_build",
+    "download": "asr.cli:download",
+}
+
+
+def handler(args):
+    import importlib
+
+    name = " ".join(filter(None, (args.command, getattr(args, "bench_command", None), getattr(args, "lm_command", None))))
+    module, function = HANDLERS[name].split(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Runs one command. A UserError (asr/errors.py: bad input, a missing file, a refused overwrite) is one
+    `error: ...` line and exit status 2; anything else is a bug in asr, reported as one with its traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "train":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.argv, args.extra = argv, extra
+    try:
+        return handler(args)(args)
+    except UserError as e:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - not the user's doing: show everything needed to fix it
+        traceback.print_exc()
+        print(f"error: a bug in asr ({type(e).__name__}: {e}). The traceback above says where; please report it "
+              "with the command that caused it.", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

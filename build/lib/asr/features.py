@@ -1,0 +1,108 @@
+"""Acoustic features: waveform -> normalised log-mel frames -> stacked, subsampled frames.
+
+80 log-mel energies every 10 ms over 25 ms windows is the standard input of CTC acoustic models.
+Each utterance is normalised to zero mean / unit variance per mel band (removes channel and level
+differences between speakers), then `stack` neighbouring frames are concatenated and only every
+`stride`-th kept: the recurrence then runs over 20 ms steps, which halves the number of times the
+gradient must pass through W_rec on its way back in time.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torchaudio
+
+from .errors import UserError
+
+# Part of every feature cache's key: raise it whenever a change to this file changes the features a
+# configuration yields, so that no run reads features made by older code.
+FEATURES_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    sample_rate: int = 16000
+    n_mels: int = 80
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    stack: int = 3
+    stride: int = 2
+
+    @property
+    def frame_ms(self) -> float:
+        """Duration of one stacked frame, i.e. one step of the recurrence and one model output."""
+        return self.hop_ms * self.stride
+
+    @property
+    def output_dim(self) -> int:
+        return self.n_mels * self.stack
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class FeatureExtractor:
+    def __init__(self, config: FeatureConfig = FeatureConfig()):
+        self.config = config
+        win = round(config.sample_rate * config.win_ms / 1000)
+        self.hop = round(config.sample_rate * config.hop_ms / 1000)
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=config.sample_rate,
+            n_fft=win,  # one 25 ms window per FFT, no zero padding
+            win_length=win,
+            hop_length=self.hop,
+            n_mels=config.n_mels,
+            center=False,
+        )
+
+    def min_samples(self) -> int:
+        """Shortest waveform that still yields one stacked frame."""
+        return self.mel.win_length + self.hop * (self.config.stack - 1)
+
+    def log_mel(self, waveform: torch.Tensor) -> torch.Tensor:
+        """(samples,) float waveform at config.sample_rate -> (frames, n_mels), normalised per utterance."""
+        if waveform.numel() < self.min_samples():
+            raise UserError(f"audio too short: {waveform.numel()} samples, need at least {self.min_samples()}")
+        feats = torch.log(self.mel(waveform.float()) + 1e-6).T
+        return (feats - feats.mean(0)) / (feats.std(0) + 1e-5)
+
+    def stack(self, feats: torch.Tensor) -> torch.Tensor:
+        """(frames, n_mels) -> (stacked_frames, n_mels * stack), keeping every `stride`-th frame."""
+        k, s = self.config.stack, self.config.stride
+        n_out = (feats.shape[0] - k) // s + 1
+        return torch.cat([feats[i : i + s * n_out : s] for i in range(k)], dim=1)
+
+    def stacked_length(self, frames: int) -> int:
+        return (frames - self.config.stack) // self.config.stride + 1
+
+    def __call__(self, waveform: torch.Tensor) -> torch.Tensor:
+        return self.stack(self.log_mel(waveform))
+
+
+class SpecAugment(torch.nn.Module):
+    """Masks random bands of mel channels and spans of frames (Park et al. 2019), training data only.
+
+    Mask widths are uniform in [0, width), starts uniform over the positions where the mask fits, as in
+    torchaudio's FrequencyMasking / TimeMasking; written out here because those draw from the global random
+    generator, and these draw from the one they are given (seeded per utterance and epoch by the data module),
+    so that an epoch's masks are the same in every worker, on every rank and in a resumed run."""
+
+    def __init__(self, freq_masks: int = 2, freq_width: int = 27, time_masks: int = 2, time_width: int = 10):
+        super().__init__()
+        self.freq_masks, self.freq_width, self.time_masks, self.time_width = freq_masks, freq_width, time_masks, time_width
+
+    @staticmethod
+    def mask(x: torch.Tensor, axis: int, max_width: int, generator) -> None:
+        width = int(torch.randint(0, max(1, max_width), (), generator=generator))
+        start = int(torch.randint(0, max(1, x.shape[axis] - width + 1), (), generator=generator))
+        x.narrow(axis, start, min(width, x.shape[axis] - start)).zero_()
+
+    def forward(self, feats: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(frames, n_mels) -> a masked copy (0 is each band's mean after per-utterance normalisation)."""
+        x = feats.clone()
+        for _ in range(self.freq_masks):
+            self.mask(x, 1, self.freq_width, generator)
+        for _ in range(self.time_masks):
+            self.mask(x, 0, self.time_width, generator)
+        return x

@@ -1,0 +1,135 @@
+"""ONNX export (asr/export_onnx.py) and the torch-free transcription path (asr/onnx_recognizer.py): every cell
+exports and matches PyTorch, the shipped .onnx files match their checkpoints on the test sets, transcription
+through onnxruntime never imports torch, and a fresh environment without torch installs and transcribes."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from asr.checkpoint import sha256
+from asr.cli import main
+from asr.corpora import load_split
+from asr.errors import UserError
+from asr.export_onnx import write_onnx
+from asr.features import FeatureConfig, FeatureExtractor
+from asr.inference import Recognizer
+from asr.model import AcousticModel, ModelConfig
+from asr.onnx_recognizer import OnnxRecognizer
+from asr.text import VOCABULARY, CharTokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "checkpoints"
+WAV = "an4/wav/an4test_clstk/fcaw/an406-fcaw-b.wav"
+
+
+def tiny_recognizer(cell: str, bidirectional: bool, stride: int = 2) -> Recognizer:
+    torch.manual_seed(0)
+    model = AcousticModel(ModelConfig(input_dim=80 * 3, cell=cell, hidden_size=12, num_layers=2,
+                                      bidirectional=bidirectional, dropout=0.1)).eval()
+    extractor = FeatureExtractor(FeatureConfig(stride=stride))
+    return Recognizer(model, CharTokenizer(VOCABULARY), extractor, {"dataset": "an4"}, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("bidirectional", [True, False], ids=["bi", "uni"])
+@pytest.mark.parametrize("cell", ["rnn_tanh", "rnn_relu", "lstm", "gru"])
+def test_every_cell_exports_and_gives_pytorchs_log_probs(cell, bidirectional, tmp_path):
+    recognizer = tiny_recognizer(cell, bidirectional)
+    write_onnx(recognizer, tmp_path / "m.onnx")
+    onnx = OnnxRecognizer(tmp_path / "m.onnx")
+    rng = np.random.default_rng(1)
+    # three utterances of different lengths in one batch (the right-to-left pass starts at each one's own end),
+    # then each alone: the batch axis and the time axis are both dynamic
+    waveforms = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (16000, 9000, 4321)]
+    expected = recognizer.log_probs([recognizer.extractor(torch.from_numpy(w)) for w in waveforms])
+    for got in (onnx.log_probs(waveforms, batch_size=3), [onnx.log_probs([w])[0] for w in waveforms]):
+        for g, e in zip(got, expected):
+            assert g.shape == tuple(e.shape)
+            assert np.abs(g - e.numpy()).max() < 1e-4
+    assert onnx.vocabulary == VOCABULARY and onnx.frame_seconds == 0.02 and onnx.sample_rate == 16000
+
+
+def test_what_cannot_be_exported_or_loaded_is_refused(tmp_path, capsys):
+    esn = Recognizer(AcousticModel(ModelConfig(cell="esn", bidirectional=False, num_layers=1, hidden_size=8)),
+                     CharTokenizer(VOCABULARY), FeatureExtractor(), {}, torch.device("cpu"))
+    with pytest.raises(UserError, match="ONNX export covers the rnn_tanh, rnn_relu, lstm and gru cells"):
+        write_onnx(esn, tmp_path / "esn.onnx")
+    assert not list(tmp_path.iterdir())
+    kept = tmp_path / "mine.onnx"
+    kept.write_text("a file of mine")
+    assert main(["export", str(SHIPPED / "an4_lstm.ckpt"), str(kept)]) == 2
+    assert kept.read_text() == "a file of mine" and "exists; nothing was written" in capsys.readouterr().err
+    assert main(["transcribe", str(kept), str(kept)]) == 2  # not an ONNX file at all
+    assert "is not a model onnxruntime can load" in capsys.readouterr().err
+    assert main(["transcribe", str(tmp_path / "missing.onnx"), str(kept)]) == 2
+    assert "missing.onnx not found" in capsys.readouterr().err
+
+
+def shipped_models() -> list[dict]:
+    return [m for m in json.loads((SHIPPED / "models.json").read_text())["models"] if m.get("onnx")]
+
+
+@pytest.mark.parametrize("model", shipped_models(), ids=lambda m: m["name"])
+def test_shipped_onnx_models_match_their_checkpoints(model, data_dir):
+    path = SHIPPED / model["onnx"]["file"]
+    assert sha256(path) == model["onnx"]["sha256"]
+    onnx, torch_path = OnnxRecognizer(path), Recognizer.from_checkpoint(SHIPPED / model["file"])
+    utterances = load_split(model["dataset"], "test", str(data_dir))
+    waveforms = [onnx.read(u.path) for u in utterances]
+    expected = torch_path.log_probs([torch_path.extractor(torch.from_numpy(w)) for w in waveforms])
+    worst = max(float(np.abs(g - e.numpy()).max()) for g, e in zip(onnx.log_probs(waveforms), expected))
+    assert worst < 1e-4, worst  # every frame of every test utterance
+    summary, _ = onnx.evaluate(model["dataset"], "test", str(data_dir))
+    for key in ("wer", "cer", "substitutions", "deletions", "insertions"):
+        assert summary[key] == model["test_greedy"][key], key  # the recorded greedy WER, to the last digit
+
+
+def run_isolated(python: str, args: list[str], env_extra: dict | None = None) -> dict:
+    """Runs `asr ARGS` in a fresh interpreter and returns its exit status, output and the modules it imported."""
+    code = ("import json, sys; from asr.cli import main; status = main(sys.argv[1:]); "
+            "print(json.dumps({'status': status, 'modules': sorted(sys.modules)}), file=sys.stderr)")
+    done = subprocess.run([python, "-c", code, *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env_extra or {})}, cwd="/")
+    report = json.loads(done.stderr.strip().splitlines()[-1])
+    return {"status": report["status"], "out": done.stdout, "torch": [m for m in report["modules"]
+                                                                      if m.split(".")[0] in ("torch", "lightning")]}
+
+
+def test_onnx_transcription_imports_neither_torch_nor_lightning(data_dir, tmp_path):
+    wav = str(data_dir / WAV)
+    lm = json.loads((SHIPPED / "models.json").read_text())["lm"]
+    beam = ["--decoder", "beam", "--lexicon", str(SHIPPED / lm["lexicon"]), "--lm", str(SHIPPED / lm["arpa"])]
+    for options in ([], beam):
+        onnx = run_isolated(sys.executable, ["transcribe", str(SHIPPED / "an4_lstm.onnx"), wav, "--format", "json",
+                                             *options])
+        assert onnx["status"] == 0 and onnx["torch"] == []
+        torch_path = run_isolated(sys.executable, ["transcribe", str(SHIPPED / "an4_lstm.ckpt"), wav, "--format",
+                                                   "json", *options])
+        assert torch_path["torch"]  # (the instrument sees torch where it is imported)
+        got, expected = json.loads(onnx["out"]), json.loads(torch_path["out"])
+        assert [d["text"] for d in got] == [d["text"] for d in expected] and got[0]["text"]
+        assert [[(w["word"], w["start"], w["end"]) for w in d["words"]] for d in got] == \
+               [[(w["word"], w["start"], w["end"]) for w in d["words"]] for d in expected]
+
+
+def test_an_environment_without_torch_installs_the_package_and_transcribes(data_dir, tmp_path):
+    """`make onnx-venv`'s steps, into a fresh folder: requirements-onnx.lock and the project with --no-deps."""
+    uv = Path(sys.executable).with_name("uv")
+    venv = tmp_path / "deploy"
+    subprocess.run([str(uv), "venv", "-q", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin/python")
+    subprocess.run([str(uv), "pip", "install", "-q", "--python", python, "-r", str(REPO / "requirements-onnx.lock")],
+                   check=True, timeout=600)
+    subprocess.run([str(uv), "pip", "install", "-q", "--python", python, "--no-deps", str(REPO)], check=True,
+                   timeout=600)
+    has_torch = subprocess.run([python, "-c", "import torch"], capture_output=True)
+    assert has_torch.returncode != 0  # the environment really has no torch
+    done = subprocess.run([str(venv / "bin/asr"), "transcribe", str(SHIPPED / "an4_lstm.onnx"), str(data_dir / WAV)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    expected = Recognizer.from_checkpoint(SHIPPED / "an4_lstm.ckpt").transcribe_files([data_dir / WAV])[0][1].text
+    assert done.stdout.strip() == expected
