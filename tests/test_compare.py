@@ -114,6 +114,16 @@ def test_compare_writes_the_whole_report(tmp_path, data_dir, capsys, monkeypatch
     assert capsys.readouterr().out.count("finished earlier, read from") == 3
     again = json.loads((report / "summary.json").read_text())
     assert again["models"] == s["models"] and again["relative_wer_reduction"] == s["relative_wer_reduction"]
+    # the record of each finished run beside the report (what a study continues from where the runs are gone)
+    records = sorted(p.relative_to(report) for p in (report / "runs").rglob("result.json"))
+    assert [str(r) for r in records] == [f"runs/{n}/seed0/result.json" for n in sorted(s["models"])]
+    moved = tmp_path / "runs-elsewhere"
+    (tmp_path / "runs").rename(moved)
+    capsys.readouterr()
+    assert main(["compare", "-c", str(path), "--runs-dir", str(tmp_path / "runs"), "--report-dir", str(report)]) == 0
+    assert capsys.readouterr().out.count(f"finished earlier, read from {report}/runs/") == 3
+    assert json.loads((report / "summary.json").read_text())["models"] == s["models"]
+    moved.rename(tmp_path / "runs")
     # another recipe is never trained on top of these runs
     recipe["base"]["model"]["hidden_size"] = 12
     other = tmp_path / "other.yaml"
