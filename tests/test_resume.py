@@ -42,14 +42,22 @@ def run(args, timeout=300, **extra_env):
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env(**extra_env))
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, data_dir):
+    """One run trained without a kill, the reference of both kill tests below (how often a run writes last.ckpt
+    changes nothing it computes, so one reference serves both)."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    whole = run(train_args(folder / "whole", data_dir, folder / "cache"), BATCH_ORDER_LOG=str(folder / "whole.jsonl"))
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    return folder
+
+
 @pytest.mark.parametrize("extra,checkpointed,redone", [
     ((), (0, 6), 3),  # last.ckpt at the end of epoch 0: the kill costs the 3 steps of epoch 1 done so far
     (("--last_every_n_steps", "4"), (1, 8), 1),  # and every 4 steps: it costs 1 step (step 9), resumed in mid-epoch
 ], ids=["epoch-checkpoint", "step-checkpoint"])
-def test_kill_9_in_mid_epoch_then_resume_is_exact(extra, checkpointed, redone, tmp_path, data_dir):
-    cache = tmp_path / "cache"
-    whole = run(train_args(tmp_path / "whole", data_dir, cache, *extra), BATCH_ORDER_LOG=str(tmp_path / "whole.jsonl"))
-    assert whole.returncode == 0, whole.stderr[-2000:]
+def test_kill_9_in_mid_epoch_then_resume_is_exact(extra, checkpointed, redone, uninterrupted, tmp_path, data_dir):
+    cache = uninterrupted / "cache"
 
     killed_dir, log = tmp_path / "killed", str(tmp_path / "killed.jsonl")
     killed = run(train_args(killed_dir, data_dir, cache, *extra, "--trainer.callbacks+=recorders.KillAtStep"),
@@ -62,15 +70,15 @@ def test_kill_9_in_mid_epoch_then_resume_is_exact(extra, checkpointed, redone, t
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "not resumable" not in resumed.stderr
 
-    a, b = read_metrics(tmp_path / "whole"), read_metrics(killed_dir)
+    a, b = read_metrics(uninterrupted / "whole"), read_metrics(killed_dir)
     for key in ("train/loss", "lr-AdamW", "grad_norm/total", "train/nonfinite_steps", "dev/wer", "dev/loss"):
         assert column(b, key) == column(a, key), key  # one record, no step twice, every value as uninterrupted
     assert len(column(b, "train/loss")) == 18
-    order_a, order_b = read_batch_order(tmp_path / "whole.jsonl"), read_batch_order(log)
+    order_a, order_b = read_batch_order(uninterrupted / "whole.jsonl"), read_batch_order(log)
     assert order_b[(0, 0)] == order_a[(0, 0)] and order_b[(0, 2)] == order_a[(0, 2)]
     # epoch 1: three batches before the kill, then from the checkpoint on again, in the same order
     assert order_b[(0, 1)][:3] == order_a[(0, 1)][:3] and order_b[(0, 1)][3:] == order_a[(0, 1)][3 - redone:]
-    final_a = torch.load(tmp_path / "whole/checkpoints/last.ckpt", weights_only=True)
+    final_a = torch.load(uninterrupted / "whole/checkpoints/last.ckpt", weights_only=True)
     final_b = torch.load(killed_dir / "checkpoints/last.ckpt", weights_only=True)
     assert all(torch.equal(final_a["state_dict"][k], final_b["state_dict"][k]) for k in final_a["state_dict"])
     assert final_a["nonfinite_steps"] == final_b["nonfinite_steps"]
