@@ -92,8 +92,8 @@ def test_a_second_training_on_the_same_run_dir_is_refused(tmp_path, data_dir, ca
     from asr.cli import main
 
     run_dir, cache = tmp_path / "run", tmp_path / "cache"
-    # long enough to still be training when the second one starts (it is killed below)
-    slow = train_args(run_dir, data_dir, cache, "--trainer.max_epochs", "100000")
+    # long enough to still be training when the second one starts (it is killed below): no rule ends it early
+    slow = train_args(run_dir, data_dir, cache, "--trainer.max_epochs", "100000", "--model.schedule", "onecycle")
     first = subprocess.Popen(slow, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env=env(BATCH_ORDER_LOG=str(tmp_path / "first.jsonl")))
     try:
@@ -111,12 +111,13 @@ def test_a_second_training_on_the_same_run_dir_is_refused(tmp_path, data_dir, ca
         first.wait()
     # a killed holder leaves no lock behind: resuming works at once
     epochs = torch.load(run_dir / "checkpoints/last.ckpt", weights_only=True)["epoch"] + 2
-    resumed = run(train_args(run_dir, data_dir, cache, "--trainer.max_epochs", str(epochs), "--ckpt_path",
-                             str(run_dir / "checkpoints/last.ckpt")), BATCH_ORDER_LOG=str(tmp_path / "third.jsonl"))
+    resumed = run(train_args(run_dir, data_dir, cache, "--trainer.max_epochs", str(epochs), "--model.schedule",
+                             "onecycle", "--ckpt_path", str(run_dir / "checkpoints/last.ckpt")),
+                  BATCH_ORDER_LOG=str(tmp_path / "third.jsonl"))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     # resuming with a schedule that has already ended says so in one line
-    assert main(train_args(run_dir, data_dir, cache, "--trainer.max_epochs", "1", "--ckpt_path",
-                           str(run_dir / "checkpoints/last.ckpt"))[1:]) == 2
+    assert main(train_args(run_dir, data_dir, cache, "--trainer.max_epochs", "1", "--model.schedule", "onecycle",
+                           "--ckpt_path", str(run_dir / "checkpoints/last.ckpt"))[1:]) == 2
     assert "error: You restored a checkpoint with current_epoch=" in capsys.readouterr().err
 
 

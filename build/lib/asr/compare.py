@@ -7,7 +7,7 @@ Every run also writes the `asr train` recipe that reproduces it (runs/<study>/<m
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 import platform
 import subprocess
 import sys
@@ -32,38 +32,65 @@ from .results import ModelResult, RunHistory, RunResult, StudyResult
 from .runs import RunLock, build_trainer, callback_of, expected_warnings_silenced
 
 
-def train_one(name: str, config: dict, seed: int, run_dir: Path, data: ASRDataModule, flow: dict,
-              code_commit: str | None = None, conditions: tuple[str, ...] = ()) -> RunResult:
-    """Trains one model for one seed and returns its measurements (also kept in <run_dir>/result.json).
-    A run that finished earlier is read back from result.json; an interrupted one resumes from its
-    last.ckpt, exactly (see asr/runs.py), so a study killed at any point ends as an uninterrupted one."""
-    recipe = run_recipe(config, seed, run_dir, flow)
-    config_file, result_file = run_dir / "config.yaml", run_dir / "result.json"
+@dataclass(frozen=True)
+class Job:
+    """One run of the study: a model's `asr train` configuration and seed, the folder it trains in, and the folder
+    beside the report that keeps its finished record (result.json and config.yaml, small enough to commit), so
+    that a study can be continued from what is committed even where the runs folder is gone."""
+    name: str
+    config: dict
+    seed: int
+    run_dir: Path
+    record_dir: Path
 
-    def same_recipe(saved: dict) -> bool:  # where the runs folder lies (it may have been moved) is not the recipe
+
+@dataclass(frozen=True)
+class Measures:
+    """What every run of the study measures besides its test WER, and the code that runs it."""
+    gradient_flow: dict  # GradientFlowMonitor's settings
+    conditions: tuple[str, ...] = ()  # test conditions (asr/conditions.py) each run is also scored under
+    code_commit: str | None = None
+
+
+def train_one(job: Job, data: ASRDataModule, measures: Measures) -> RunResult:
+    """Trains one model for one seed and returns its measurements (kept in <run_dir>/result.json and in the record
+    folder). A run that finished earlier is read back from either; an interrupted one resumes from its last.ckpt,
+    exactly (see asr/runs.py), so a study killed at any point ends as an uninterrupted one."""
+    run_dir = job.run_dir
+    recipe = run_recipe(job.config, job.seed, run_dir, measures.gradient_flow)
+
+    def same_recipe(folder: Path) -> bool:  # where the runs folder lies (it may have been moved) is not the recipe
+        saved = yaml.safe_load((folder / "config.yaml").read_text())
         return {**saved, "run_dir": None} == {**recipe, "run_dir": None}
 
-    if config_file.exists() and not same_recipe(yaml.safe_load(config_file.read_text())):
+    if (run_dir / "config.yaml").exists() and not same_recipe(run_dir):
         raise UserError(f"{run_dir} holds a run of a different recipe (see its config.yaml); nothing was "
                          "overwritten. Move it away, or pass --runs-dir to run the study elsewhere.")
-    if result_file.exists():
-        print(f"{name} seed {seed}: finished earlier, read from {result_file}", flush=True)
-        saved = RunResult.from_dict(json.loads(result_file.read_text()))
-        return replace(saved, run_dir=str(run_dir))  # where it is now
-    RunLock.acquire(run_dir)
-    try:
-        result = fit_and_measure(name, seed, run_dir, data, recipe, code_commit, conditions)
-    finally:
-        RunLock.release(run_dir)
-    write_text_atomically(result_file, json.dumps(asdict(result), indent=1))
+    for folder in (run_dir, job.record_dir):
+        if (folder / "result.json").exists() and same_recipe(folder):
+            print(f"{job.name} seed {job.seed}: finished earlier, read from {folder / 'result.json'}", flush=True)
+            result = replace(RunResult.from_dict(json.loads((folder / "result.json").read_text())),
+                             run_dir=str(run_dir))  # where it is (or was) trained
+            break
+    else:
+        RunLock.acquire(run_dir)
+        try:
+            result = fit_and_measure(job, data, recipe, measures)
+        finally:
+            RunLock.release(run_dir)
+        write_text_atomically(run_dir / "result.json", json.dumps(asdict(result), indent=1))
+    record = job.record_dir
+    if not ((record / "result.json").exists() and same_recipe(record)):  # the record beside the report, to commit
+        record.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(record / "config.yaml", yaml.safe_dump(recipe, sort_keys=False))
+        write_text_atomically(record / "result.json", json.dumps(asdict(result), indent=1))
     return result
 
 
-def fit_and_measure(name: str, seed: int, run_dir: Path, data: ASRDataModule, recipe: dict,
-                    code_commit: str | None, conditions: tuple[str, ...] = ()) -> RunResult:
+def fit_and_measure(job: Job, data: ASRDataModule, recipe: dict, measures: Measures) -> RunResult:
     """Trains (or finishes) one run from its `asr train` recipe (run_recipe) and measures it, on the clean test
-    split and under each test condition named (asr/conditions.py); code_commit: the commit of the code this
-    process runs."""
+    split and under each test condition of `measures` (asr/conditions.py)."""
+    name, seed, run_dir = job.name, job.seed, job.run_dir
     (run_dir / "config.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))  # the `asr train` recipe
     last = run_dir / "checkpoints/last.ckpt"
     resume = last if last.is_file() else None
@@ -84,7 +111,7 @@ def fit_and_measure(name: str, seed: int, run_dir: Path, data: ASRDataModule, re
     recognizer = Recognizer.from_saved(best, "cuda" if torch.cuda.is_available() else "cpu")
     test, _ = recognizer.evaluate(data.hparams.dataset, "test", data.hparams.data_dir)
     robustness = {c: recognizer.evaluate(data.hparams.dataset, "test", data.hparams.data_dir, condition=c)[0]
-                  for c in conditions}
+                  for c in measures.conditions}
     probe = callback_of(trainer, GradientFlowMonitor).probe_batch(data)
     curve = model_gradient_flow(recognizer.model, probe.to(recognizer.device)).cpu()  # the monitor's probe
     radii = recognizer.model.recurrent_spectral_radii()
@@ -104,7 +131,7 @@ def fit_and_measure(name: str, seed: int, run_dir: Path, data: ASRDataModule, re
         nonfinite_steps=module.nonfinite_steps, steps=trainer.global_step, epochs=trainer.current_epoch,
         grad_norm={"median": float(np.median(finite)), "p99": float(np.percentile(finite, 99)),
                    "max": float(finite.max())} if finite.size else None,
-        history=history, run_dir=str(run_dir), git_commit=code_commit, max_epochs=trainer.max_epochs,
+        history=history, run_dir=str(run_dir), git_commit=measures.code_commit, max_epochs=trainer.max_epochs,
         converged_epoch=module.plateau.converged_epoch,
         conditions={c: {"wer": r["wer"], "cer": r["cer"]} for c, r in robustness.items()})
 
@@ -127,16 +154,14 @@ def one_thread() -> None:
     torch.set_num_threads(1)  # jobs side by side must not fight over the cores (each OpenMP pool spins)
 
 
-def train_in_worker(name: str, config: dict, seed: int, run_dir: Path, data_args: dict, flow: dict,
-                    code_commit: str | None, conditions: tuple[str, ...]) -> RunResult:
+def train_in_worker(job: Job, data_args: dict, measures: Measures) -> RunResult:
     data = ASRDataModule(**data_args)  # the feature cache makes this cheap
     data.setup("fit")
-    config = deep_merge(config, {"trainer": {"enable_progress_bar": False}})  # bars of parallel jobs would interleave
-    return train_one(name, config, seed, run_dir, data, flow, code_commit, conditions)
+    quiet = deep_merge(job.config, {"trainer": {"enable_progress_bar": False}})  # bars of parallel jobs would interleave
+    return train_one(replace(job, config=quiet), data, measures)
 
 
-def run_in_parallel(jobs: list, data_args: dict, flow: dict, workers: int, study: str,
-                    code_commit: str | None, conditions: tuple[str, ...]) -> list[RunResult]:
+def run_in_parallel(jobs: list[Job], data_args: dict, measures: Measures, workers: int, study: str) -> list[RunResult]:
     """The study's runs in `workers` processes of one torch thread each (independent runs: on a 2-core CPU,
     2 jobs x 1 thread trained 1.24x the steps per second of 1 job x 2 threads; see benchmarks/README.md)."""
     import multiprocessing
@@ -144,11 +169,11 @@ def run_in_parallel(jobs: list, data_args: dict, flow: dict, workers: int, study
 
     context = multiprocessing.get_context("spawn")  # a fresh interpreter each: no forked OpenMP or Lightning state
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=one_thread) as pool:
-        futures = [pool.submit(train_in_worker, name, config, seed, run_dir, data_args, flow, code_commit, conditions)
-                   for name, config, seed, run_dir in jobs]
-        for done, ((name, _, seed, _), future) in enumerate(zip(jobs, futures), 1):
+        futures = [pool.submit(train_in_worker, job, data_args, measures) for job in jobs]
+        for done, (job, future) in enumerate(zip(jobs, futures), 1):
             future.result()
-            print(f"[study {study}: {done}/{len(jobs)} runs done] {name} seed {seed}", file=sys.stderr, flush=True)
+            print(f"[study {study}: {done}/{len(jobs)} runs done] {job.name} seed {job.seed}", file=sys.stderr,
+                  flush=True)
         return [f.result() for f in futures]
 
 
@@ -170,21 +195,21 @@ def run_study(recipe: dict, recipe_path: str | None = None) -> Path:
         if config.get("data", {}) != recipe["base"].get("data", {}):
             raise UserError(f"model {name} changes the data section: every model of a study must see the same data")
     model_seeds = {name: list((spec or {}).get("seeds", seeds)) for name, spec in recipe["models"].items()}
-    jobs = [(name, config, seed, runs_dir / name / f"seed{seed}") for name, config in configs.items()
-            for seed in model_seeds[name]]
+    jobs = [Job(name, config, seed, runs_dir / name / f"seed{seed}", report_dir / "runs" / name / f"seed{seed}")
+            for name, config in configs.items() for seed in model_seeds[name]]
+    measures = Measures(flow, conditions, started["git_commit"])
     workers = int(recipe.get("jobs", 1))
     if workers > 1 and not torch.cuda.is_available():  # each run had one thread, on a machine of several cores
         started["device"] = f"cpu ({platform.processor() or platform.machine()}, {workers} jobs side by side, " \
                             f"1 torch thread each)"
     if workers > 1:
-        measured = run_in_parallel(jobs, recipe["base"].get("data", {}), flow, workers, study, started["git_commit"],
-                                   conditions)
+        measured = run_in_parallel(jobs, recipe["base"].get("data", {}), measures, workers, study)
     else:
         measured = []
-        for done, (name, config, seed, run_dir) in enumerate(jobs, 1):
-            print(f"[study {study}: run {done}/{len(jobs)}] {name} seed {seed}", file=sys.stderr, flush=True)
-            measured.append(train_one(name, config, seed, run_dir, data, flow, started["git_commit"], conditions))
-    models = {name: ModelResult(config, [m for (n, _, _, _), m in zip(jobs, measured) if n == name])
+        for done, job in enumerate(jobs, 1):
+            print(f"[study {study}: run {done}/{len(jobs)}] {job.name} seed {job.seed}", file=sys.stderr, flush=True)
+            measured.append(train_one(job, data, measures))
+    models = {name: ModelResult(config, [m for job, m in zip(jobs, measured) if job.name == name])
               for name, config in configs.items()}
     result = StudyResult(study=study, dataset=data.hparams.dataset, seeds=seeds, baseline=recipe.get("baseline"),
                          frame_ms=data.feature_config.frame_ms, models=models, recipe=recipe, recipe_path=recipe_path,
