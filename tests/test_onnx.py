@@ -3,6 +3,7 @@ exports and matches PyTorch, the shipped .onnx files match their checkpoints on 
 through onnxruntime never imports torch, and a fresh environment without torch installs and transcribes."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -124,7 +125,11 @@ def test_an_environment_without_torch_installs_the_package_and_transcribes(data_
     python = str(venv / "bin/python")
     subprocess.run([str(uv), "pip", "install", "-q", "--python", python, "-r", str(REPO / "requirements-onnx.lock")],
                    check=True, timeout=600)
-    subprocess.run([str(uv), "pip", "install", "-q", "--python", python, "--no-deps", str(REPO)], check=True,
+    source = tmp_path / "source"  # a copy: building the package writes build/ beside its sources
+    shutil.copytree(REPO / "asr", source / "asr", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    subprocess.run([str(uv), "pip", "install", "-q", "--python", python, "--no-deps", str(source)], check=True,
                    timeout=600)
     has_torch = subprocess.run([python, "-c", "import torch"], capture_output=True)
     assert has_torch.returncode != 0  # the environment really has no torch
