@@ -19,7 +19,7 @@ from .metrics import score
 from .progress import progress
 from .model import AcousticModel, build_model
 from .text import CharTokenizer
-from .transcription import MIN_SECONDS, transcribe_files
+from .transcription import MIN_SECONDS, length_batches, transcribe_files
 
 FEATURE_ARGS = ("sample_rate", "n_mels", "win_ms", "hop_ms", "stack", "stride")
 
@@ -64,11 +64,8 @@ class Recognizer:
     @torch.no_grad()
     def log_probs(self, feats: list[torch.Tensor], batch_size: int = 16) -> list[torch.Tensor]:
         """Per-frame log-probabilities of each stacked feature sequence, batched by length."""
-        order = sorted(range(len(feats)), key=lambda i: len(feats[i]))
         out: list[torch.Tensor] = [torch.empty(0)] * len(feats)
-        starts = range(0, len(order), batch_size)
-        for start in progress(starts, len(starts), "network", "batches", minimum=4):
-            chunk = order[start : start + batch_size]
+        for chunk in length_batches(feats, batch_size):
             lengths = torch.tensor([len(feats[i]) for i in chunk])
             padded = torch.nn.utils.rnn.pad_sequence([feats[i] for i in chunk], batch_first=True).to(self.device)
             scores = self.model(padded, lengths).cpu()

@@ -23,7 +23,7 @@ from .decoding import GreedyDecoder, Transcript
 from .errors import UserError
 from .metrics import score
 from .progress import progress
-from .transcription import MIN_SECONDS, transcribe_files
+from .transcription import MIN_SECONDS, length_batches, transcribe_files
 
 
 def resample(waveform: np.ndarray, rate: int, target: int) -> np.ndarray:
@@ -70,11 +70,8 @@ class OnnxRecognizer:
 
     def log_probs(self, waveforms: list[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
         """Per-frame log-probabilities of each waveform, batched by length."""
-        order = sorted(range(len(waveforms)), key=lambda i: len(waveforms[i]))
         out: list[np.ndarray] = [np.empty(0)] * len(waveforms)
-        starts = range(0, len(order), batch_size)
-        for start in progress(starts, len(starts), "network", "batches", minimum=4):
-            chunk = order[start : start + batch_size]
+        for chunk in length_batches(waveforms, batch_size):
             lengths = np.array([len(waveforms[i]) for i in chunk], dtype=np.int64)
             padded = np.zeros((len(chunk), lengths.max()), dtype=np.float32)
             for row, i in enumerate(chunk):

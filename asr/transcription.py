@@ -5,7 +5,7 @@ file's pieces joined in order, word times counted from the start of the file."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 from .audio import AudioError
 from .decoding import Transcript
@@ -42,3 +42,11 @@ def transcribe_files(paths: list[str | Path], read: Callable, log_probs: Callabl
         whole.words += piece.words
         whole.text = " ".join(t for t in (whole.text, piece.text) if t)
     return results
+
+
+def length_batches(items: list, batch_size: int) -> Iterator[list[int]]:
+    """Indices of `items` in batches of similar length (little padding for the network), reporting progress."""
+    order = sorted(range(len(items)), key=lambda i: len(items[i]))
+    starts = range(0, len(order), batch_size)
+    for start in progress(starts, len(starts), "network", "batches", minimum=4):
+        yield order[start : start + batch_size]
