@@ -101,20 +101,25 @@ def run_isolated(python: str, args: list[str], env_extra: dict | None = None) ->
 
 
 def test_onnx_transcription_imports_neither_torch_nor_lightning(data_dir, tmp_path):
-    wav = str(data_dir / WAV)
+    from asr.decoding import BeamSearchDecoder
+
+    wav = data_dir / WAV
     lm = json.loads((SHIPPED / "models.json").read_text())["lm"]
-    beam = ["--decoder", "beam", "--lexicon", str(SHIPPED / lm["lexicon"]), "--lm", str(SHIPPED / lm["arpa"])]
-    for options in ([], beam):
-        onnx = run_isolated(sys.executable, ["transcribe", str(SHIPPED / "an4_lstm.onnx"), wav, "--format", "json",
-                                             *options])
+    lexicon, arpa = str(SHIPPED / lm["lexicon"]), str(SHIPPED / lm["arpa"])
+    torch_path = Recognizer.from_checkpoint(SHIPPED / "an4_lstm.ckpt")
+    for options, decoder in (([], None),
+                             (["--decoder", "beam", "--lexicon", lexicon, "--lm", arpa],
+                              BeamSearchDecoder(VOCABULARY, lexicon=lexicon, lm=arpa))):
+        onnx = run_isolated(sys.executable, ["transcribe", str(SHIPPED / "an4_lstm.onnx"), str(wav), "--format",
+                                             "json", *options])
         assert onnx["status"] == 0 and onnx["torch"] == []
-        torch_path = run_isolated(sys.executable, ["transcribe", str(SHIPPED / "an4_lstm.ckpt"), wav, "--format",
-                                                   "json", *options])
-        assert torch_path["torch"]  # (the instrument sees torch where it is imported)
-        got, expected = json.loads(onnx["out"]), json.loads(torch_path["out"])
-        assert [d["text"] for d in got] == [d["text"] for d in expected] and got[0]["text"]
-        assert [[(w["word"], w["start"], w["end"]) for w in d["words"]] for d in got] == \
-               [[(w["word"], w["start"], w["end"]) for w in d["words"]] for d in expected]
+        got = json.loads(onnx["out"])[0]
+        expected = torch_path.transcribe_files([wav], decoder)[0][1]  # the same file through the PyTorch path
+        assert got["text"] == expected.text and got["text"]
+        assert [(w["word"], w["start"], w["end"]) for w in got["words"]] == [(w.word, w.start, w.end)
+                                                                            for w in expected.words]
+    # the instrument sees torch where it is imported
+    assert run_isolated(sys.executable, ["transcribe", str(SHIPPED / "an4_gru.ckpt"), str(wav)])["torch"]
 
 
 def test_an_environment_without_torch_installs_the_package_and_transcribes(data_dir, tmp_path):
