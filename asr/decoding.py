@@ -66,15 +66,21 @@ def words_from_symbols(symbols: list[tuple[str, int, float]], frame_seconds: flo
     return words
 
 
+def as_float32(log_probs) -> np.ndarray:
+    """(frames, vocab) log-probabilities as a float32 array, from a numpy array or a CPU tensor of any float dtype
+    (bfloat16 included, which numpy lacks)."""
+    if hasattr(log_probs, "float"):
+        log_probs = log_probs.float()
+    return np.asarray(log_probs, dtype=np.float32)
+
+
 class GreedyDecoder:
     def __init__(self, vocabulary: list[str]):
         self.vocabulary = vocabulary
 
     def __call__(self, log_probs, frame_seconds: float, offset: float = 0.0) -> Transcript:
         """log_probs: (frames, vocab) of one utterance (no padding), a CPU tensor or a numpy array."""
-        if hasattr(log_probs, "float"):  # a tensor, perhaps of a dtype numpy lacks
-            log_probs = log_probs.float()
-        scores = np.asarray(log_probs, dtype=np.float32)
+        scores = as_float32(log_probs)
         best, probs = scores.argmax(axis=-1), np.exp(scores.max(axis=-1))
         symbols, previous = [], 0
         for t, (index, p) in enumerate(zip(best.tolist(), probs.tolist())):
@@ -131,9 +137,7 @@ class BeamSearchDecoder:
 
     def __call__(self, log_probs, frame_seconds: float, offset: float = 0.0) -> Transcript:
         """log_probs: (frames, vocab) of one utterance (no padding), a CPU tensor or a numpy array."""
-        if hasattr(log_probs, "float"):
-            log_probs = log_probs.float()
-        emissions = np.ascontiguousarray(np.asarray(log_probs, dtype=np.float32))
+        emissions = np.ascontiguousarray(as_float32(log_probs))
         frames, symbols_count = emissions.shape
         results = self.decoder.decode(emissions.ctypes.data, frames, symbols_count)
         if not results:

@@ -22,6 +22,12 @@ PLOTS = {
 }
 
 
+def save(fig, out: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def plot_wer(study: StudyResult, out: Path) -> None:
     names = list(study.models)
     fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.6))
@@ -35,9 +41,7 @@ def plot_wer(study: StudyResult, out: Path) -> None:
     ax.set_ylabel("test WER % (mean, seed range)")
     counts = sorted({len(m.runs) for m in study.models.values()})
     ax.set_title(f"{study.dataset} test WER, {'-'.join(map(str, counts))} seed(s) per model, greedy decoding")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save(fig, out)
 
 
 def plot_grad_norm(study: StudyResult, out: Path) -> None:
@@ -52,9 +56,7 @@ def plot_grad_norm(study: StudyResult, out: Path) -> None:
     ax.set_ylabel("total gradient norm (before clipping)")
     ax.set_title("Gradient norm per step (each model's first seed)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save(fig, out)
 
 
 def plot_flow(study: StudyResult, out: Path) -> None:
@@ -73,9 +75,7 @@ def plot_flow(study: StudyResult, out: Path) -> None:
     ax.set_ylabel("‖∂ output_T / ∂ input_t‖, relative to k = 0")
     ax.set_title("Gradient across time (dashed: initialisation; solid: dev-selected weights)", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save(fig, out)
 
 
 def plot_radius(study: StudyResult, out: Path) -> None:
@@ -91,9 +91,7 @@ def plot_radius(study: StudyResult, out: Path) -> None:
         ax.set_xlabel("epoch")
     axes[0][0].set_ylabel("spectral radius of W_hh")
     axes[0][-1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save(fig, out)
 
 
 def plot_curves(study: StudyResult, out: Path) -> None:
@@ -108,6 +106,4 @@ def plot_curves(study: StudyResult, out: Path) -> None:
     axes[0].set_yscale("log")
     axes[1].set_yscale("log")
     axes[2].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save(fig, out)

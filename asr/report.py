@@ -142,7 +142,7 @@ def robustness_table(study: StudyResult) -> list[str]:
     if study.baseline in study.models:
         base = study.models[study.baseline]
         rows += ["", f"Word errors fewer than {study.baseline}'s under the same condition (mean over seeds):", "",
-                 head.replace("| model |", "| model |", 1), "|---" * (len(measured) + 2) + "|"]
+                 head, "|---" * (len(measured) + 2) + "|"]
         for name, m in study.models.items():
             if name == study.baseline:
                 continue
