@@ -149,7 +149,9 @@ class ASRDataModule(L.LightningDataModule):
         dataset: an4, fsdd or librispeech.
         data_dir: folder holding the corpus (default: $ASR_DATA_DIR, else ./data).
         batch_size: utterances per batch, grouped by length.
-        sample_rate, n_mels, win_ms, hop_ms, stack, stride: the features (see asr/features.py).
+        sample_rate, n_mels, win_ms, hop_ms, stack, stride, normalize: the features (see asr/features.py).
+        feature_stats: the statistics of global normalisation (normalize: global); None: computed from the
+            training split at setup, then kept here, so that every checkpoint carries them to inference.
         spec_augment: mask frequency bands and time spans of training batches.
         augment: waveform augmentation of training utterances (asr/augment.py): true for its defaults, or a
             mapping of AugmentConfig fields; off by default. Needs the training audio (not only cached features).
@@ -173,6 +175,8 @@ class ASRDataModule(L.LightningDataModule):
         hop_ms: float = 10.0,
         stack: int = 3,
         stride: int = 2,
+        normalize: str = "utterance",
+        feature_stats: Optional[dict] = None,
         spec_augment: bool = True,
         augment: Optional[dict | bool] = None,
         cache_dir: Optional[str] = "data/cache",
@@ -188,8 +192,9 @@ class ASRDataModule(L.LightningDataModule):
                 raise UserError(f"data.{name} must be at least {low}, got {value}")
         self.save_hyperparameters()
         self.waveform_augment = AugmentConfig.of(augment)
-        self.corpus = CorpusFeatures(dataset, data_dir, FeatureConfig(sample_rate, n_mels, win_ms, hop_ms, stack, stride),
-                                     cache_dir, cache_dtype, max_utterances, bad_audio)
+        features = FeatureConfig(sample_rate, n_mels, win_ms, hop_ms, stack, stride, normalize)
+        self.corpus = CorpusFeatures(dataset, data_dir, features, cache_dir, cache_dtype, max_utterances, bad_audio,
+                                     feature_stats=feature_stats)
         # the corpus' objects, under the names the training code and the tests use
         self.feature_config, self.extractor, self.tokenizer = (self.corpus.feature_config, self.corpus.extractor,
                                                                self.corpus.tokenizer)
@@ -208,6 +213,8 @@ class ASRDataModule(L.LightningDataModule):
         splits = {"fit": ("train", "dev"), "validate": ("dev",), "test": ("test",)}.get(stage, ("train", "dev", "test"))
         for split in splits:
             self.load(split)
+        if self.extractor.stats is not None:  # saved with the hyper-parameters in every checkpoint
+            self.hparams.feature_stats = self.extractor.stats
         if self.waveform_augment is not None and "train" in splits:
             self.corpus.keep_waveforms("train")
 

@@ -21,7 +21,7 @@ from .conditions import CONDITIONS_VERSION, Condition
 from .conditions import condition as distortion_of
 from .corpora import Utterance, load_split
 from .errors import UserError
-from .features import FEATURES_VERSION, FeatureConfig, FeatureExtractor
+from .features import FEATURES_VERSION, FeatureConfig, FeatureExtractor, feature_stats
 from .text import CharTokenizer, ctc_min_frames
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,8 @@ class FeatureDataset(Dataset):
 def extract_features(utts: list[Utterance], extractor: FeatureExtractor, cache_dir: Optional[Path],
                      cache_dtype: str = "float32", bad_audio: str = "stop",
                      distortion: Optional[Condition] = None) -> list[Optional[torch.Tensor]]:
-    """Log-mel features of every utterance, read from / written to a cache keyed by config and transcripts.
+    """Log-mel features of every utterance (as far as each utterance alone decides them:
+    FeatureExtractor.utterance_log_mel), read from / written to a cache keyed by config and transcripts.
     A cache hit reads no audio at all, so a cache can stand in for the corpus' WAV files (see
     scripts/prepare_gpu_carry.sh); float16 halves its size. A damaged cache file is named and rebuilt.
 
@@ -93,7 +94,7 @@ def extract_features(utts: list[Utterance], extractor: FeatureExtractor, cache_d
             waveform = load_audio(u.path, extractor.config.sample_rate)
             if distortion is not None:
                 waveform = torch.from_numpy(distortion(waveform.numpy(), extractor.config.sample_rate, u.id))
-            feats.append(extractor.log_mel(waveform))
+            feats.append(extractor.utterance_log_mel(waveform))
         except ValueError as e:  # AudioError (unreadable, empty, corrupt) or too short for one frame
             if bad_audio == "stop":
                 raise UserError(f"{u.path} (utterance {u.id}): {e}. Replace or remove the file, or set "
@@ -110,11 +111,14 @@ def extract_features(utts: list[Utterance], extractor: FeatureExtractor, cache_d
 
 
 class CorpusFeatures:
-    """The examples of each split of one corpus, at one feature configuration (arguments as ASRDataModule's)."""
+    """The examples of each split of one corpus, at one feature configuration (arguments as ASRDataModule's).
+    Global normalisation (asr/features.py) uses `feature_stats` if given (a trained model's), else the statistics
+    of this corpus' training split."""
 
     def __init__(self, dataset: str = "an4", data_dir: Optional[str] = None, feature_config: FeatureConfig = FeatureConfig(),
                  cache_dir: Optional[str] = "data/cache", cache_dtype: str = "float32",
-                 max_utterances: Optional[int] = None, bad_audio: str = "stop", condition: Optional[str] = None):
+                 max_utterances: Optional[int] = None, bad_audio: str = "stop", condition: Optional[str] = None,
+                 feature_stats: Optional[dict] = None):
         if cache_dtype not in ("float32", "float16"):
             raise UserError(f"data.cache_dtype must be float32 or float16, got {cache_dtype!r}")
         if bad_audio not in ("stop", "skip"):
@@ -129,7 +133,7 @@ class CorpusFeatures:
         self.max_utterances, self.bad_audio = max_utterances, bad_audio
         self.distortion = distortion_of(condition)  # a test condition: every split's audio distorted by it
         self.feature_config = feature_config
-        self.extractor = FeatureExtractor(feature_config)
+        self.extractor = FeatureExtractor(feature_config, feature_stats)
         self.tokenizer = CharTokenizer()
         self.datasets: dict[str, FeatureDataset] = {}
         self.utterances: dict[str, list[Utterance]] = {}  # per split: every utterance read, kept or not
@@ -142,13 +146,12 @@ class CorpusFeatures:
         pays for it in deletions)."""
         if split in self.datasets:
             return self.datasets[split]
-        utts = load_split(self.dataset, split, self.data_dir)
-        if self.max_utterances:
-            utts = utts[: self.max_utterances]
-        if not utts:
-            raise UserError(f"{self.dataset} {split} split is empty under {self.data_dir}")
-        cache_dir = Path(self.cache_dir) if self.cache_dir else None
-        feats = extract_features(utts, self.extractor, cache_dir, self.cache_dtype, self.bad_audio, self.distortion)
+        utts, feats = self.utterance_features(split)
+        if self.feature_config.normalize == "global":
+            if self.extractor.stats is None:
+                train = feats if split == "train" else self.utterance_features("train")[1]
+                self.extractor.set_stats(feature_stats([f for f in train if f is not None]))
+            feats = [None if f is None else self.extractor.normalize_globally(f) for f in feats]
         examples, unemittable = [], []
         for u, f in zip(utts, feats):
             if f is None:  # skipped unreadable file (bad_audio: skip), already reported
@@ -168,6 +171,16 @@ class CorpusFeatures:
         self.utterances[split] = utts
         self.datasets[split] = FeatureDataset(examples)
         return self.datasets[split]
+
+    def utterance_features(self, split: str) -> tuple[list[Utterance], list[Optional[torch.Tensor]]]:
+        """A split's utterances and their (cached) features before global normalisation; None for a skipped file."""
+        utts = load_split(self.dataset, split, self.data_dir)
+        if self.max_utterances:
+            utts = utts[: self.max_utterances]
+        if not utts:
+            raise UserError(f"{self.dataset} {split} split is empty under {self.data_dir}")
+        cache_dir = Path(self.cache_dir) if self.cache_dir else None
+        return utts, extract_features(utts, self.extractor, cache_dir, self.cache_dtype, self.bad_audio, self.distortion)
 
     def keep_waveforms(self, split: str) -> None:
         """Holds each example's waveform beside its features (for waveform augmentation, asr/augment.py):

@@ -7,8 +7,8 @@ in samples, and gives each utterance's per-frame log-probabilities and its numbe
     waveforms (batch, samples) float32, lengths (batch,) int64  ->  log_probs (batch, frames, symbols), frames (batch,)
 
 Inside: the log-mel features as asr/features.py computes them (the short-time Fourier transform as a product
-of each window with the windowed DFT basis, the mel filterbank, log, per-utterance normalisation over the
-utterance's own frames, frame stacking), then the acoustic model, each recurrent layer and direction as its own
+of each window with the windowed DFT basis, the mel filterbank, log, normalisation (per utterance over the
+utterance's own frames, or by the training statistics the checkpoint carries), frame stacking), then the acoustic model, each recurrent layer and direction as its own
 ONNX RNN/LSTM/GRU node, the right-to-left ones over each utterance reversed within its own length (as
 asr/recurrence.py does). Batch and time axes are dynamic. The vocabulary, the feature settings and the frame
 duration travel in the file's metadata.
@@ -52,6 +52,12 @@ class FeatureGraph(nn.Module):
         self.register_buffer("basis", basis.float())  # (n_fft, 2 * bins)
         self.register_buffer("filterbank", mel.fb.double())  # (bins, n_mels)
         self.stack, self.stride = extractor.config.stack, extractor.config.stride
+        self.normalize = extractor.config.normalize
+        if self.normalize == "global":  # the training split's statistics, constants of the graph
+            if extractor.stats is None:
+                raise UserError("this checkpoint's features are normalised globally, but it carries no statistics")
+            self.register_buffer("mean", extractor.mean.double())
+            self.register_buffer("std", extractor.std.double())
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         total = torch.div(waveforms.shape[1] - self.win, self.hop, rounding_mode="floor") + 1
@@ -60,11 +66,14 @@ class FeatureGraph(nn.Module):
         real, imag = spectrum.chunk(2, dim=2)
         feats = torch.log((real * real + imag * imag) @ self.filterbank + 1e-6)
         frames = torch.div(lengths - self.win, self.hop, rounding_mode="floor") + 1
-        mask = valid_frames(frames, feats.shape[1])[..., None].to(feats.dtype)
-        count = frames[:, None, None].to(feats.dtype)
-        mean = (feats * mask).sum(1, keepdim=True) / count
-        std = (((feats - mean) * mask).pow(2).sum(1, keepdim=True) / (count - 1)).sqrt()  # unbiased, as torch.std
-        feats = ((feats - mean) / (std + 1e-5)).float()
+        if self.normalize == "global":
+            feats = ((feats - self.mean) / (self.std + 1e-5)).float()
+        else:
+            mask = valid_frames(frames, feats.shape[1])[..., None].to(feats.dtype)
+            count = frames[:, None, None].to(feats.dtype)
+            mean = (feats * mask).sum(1, keepdim=True) / count
+            std = (((feats - mean) * mask).pow(2).sum(1, keepdim=True) / (count - 1)).sqrt()  # unbiased, as torch.std
+            feats = ((feats - mean) / (std + 1e-5)).float()
         k, s = self.stack, self.stride
         n_out = torch.div(feats.shape[1] - k, s, rounding_mode="floor") + 1
         stacked = torch.cat([feats[:, i : i + s * n_out : s] for i in range(k)], dim=2)

@@ -1,14 +1,19 @@
 """Acoustic features: waveform -> normalised log-mel frames -> stacked, subsampled frames.
 
 80 log-mel energies every 10 ms over 25 ms windows is the standard input of CTC acoustic models.
-Each utterance is normalised to zero mean / unit variance per mel band (removes channel and level
-differences between speakers), then `stack` neighbouring frames are concatenated and only every
-`stride`-th kept: the recurrence then runs over 20 ms steps, which halves the number of times the
-gradient must pass through W_rec on its way back in time.
+They are normalised to zero mean / unit variance per mel band, in one of two ways (`normalize`):
+- utterance: by the utterance's own statistics. Removes channel and level differences between speakers,
+  but needs the whole recording before the first frame can be normalised.
+- global: by statistics of the whole training split (computed once, carried in the checkpoint), as ESPnet's
+  GlobalMVN does. Each frame is normalised on its own, the moment it exists: what a streaming model needs
+  (asr/streaming.py), at the price of keeping the channel differences that per-utterance statistics remove.
+Then `stack` neighbouring frames are concatenated and only every `stride`-th kept: the recurrence then runs
+over 20 ms steps, which halves the number of times the gradient must pass through W_rec on its way back in time.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Mapping, Optional
 
 import torch
 import torchaudio
@@ -18,6 +23,14 @@ from .errors import UserError
 # Part of every feature cache's key: raise it whenever a change to this file changes the features a
 # configuration yields, so that no run reads features made by older code.
 FEATURES_VERSION = 1
+NORMALIZATIONS = ("utterance", "global")
+
+
+def feature_stats(log_mels: list[torch.Tensor]) -> dict[str, list[float]]:
+    """Per mel band mean and standard deviation over every frame of `log_mels` (un-normalised), the statistics
+    of global normalisation: plain lists, so that they travel in a checkpoint's hyper-parameters."""
+    frames = torch.cat(log_mels).double()
+    return {"mean": frames.mean(0).tolist(), "std": frames.std(0).tolist()}
 
 
 @dataclass(frozen=True)
@@ -28,6 +41,11 @@ class FeatureConfig:
     hop_ms: float = 10.0
     stack: int = 3
     stride: int = 2
+    normalize: str = "utterance"  # or "global" (module docstring)
+
+    def __post_init__(self):
+        if self.normalize not in NORMALIZATIONS:
+            raise UserError(f"data.normalize must be one of {', '.join(NORMALIZATIONS)}, got {self.normalize!r}")
 
     @property
     def frame_ms(self) -> float:
@@ -43,8 +61,14 @@ class FeatureConfig:
 
 
 class FeatureExtractor:
-    def __init__(self, config: FeatureConfig = FeatureConfig()):
+    """Waveform -> stacked features. With global normalisation it needs the training split's statistics
+    (`feature_stats`): given here, or set once computed (`set_stats`)."""
+
+    def __init__(self, config: FeatureConfig = FeatureConfig(), stats: Optional[Mapping] = None):
         self.config = config
+        self.stats: Optional[dict] = None
+        if stats is not None:
+            self.set_stats(stats)
         win = round(config.sample_rate * config.win_ms / 1000)
         self.hop = round(config.sample_rate * config.hop_ms / 1000)
         self.mel = torchaudio.transforms.MelSpectrogram(
@@ -60,12 +84,33 @@ class FeatureExtractor:
         """Shortest waveform that still yields one stacked frame."""
         return self.mel.win_length + self.hop * (self.config.stack - 1)
 
-    def log_mel(self, waveform: torch.Tensor) -> torch.Tensor:
-        """(samples,) float waveform at config.sample_rate -> (frames, n_mels), normalised per utterance."""
+    def set_stats(self, stats: Mapping) -> None:
+        if len(stats["mean"]) != self.config.n_mels or len(stats["std"]) != self.config.n_mels:
+            raise UserError(f"feature statistics for {len(stats['mean'])} mel bands, the features have {self.config.n_mels}")
+        self.stats = {"mean": list(stats["mean"]), "std": list(stats["std"])}
+        self.mean, self.std = torch.tensor(stats["mean"]).float(), torch.tensor(stats["std"]).float()
+
+    def utterance_log_mel(self, waveform: torch.Tensor) -> torch.Tensor:
+        """(samples,) float waveform at config.sample_rate -> (frames, n_mels): as far as the utterance alone
+        decides (what the feature cache holds): normalised per utterance, or not yet normalised (global)."""
         if waveform.numel() < self.min_samples():
             raise UserError(f"audio too short: {waveform.numel()} samples, need at least {self.min_samples()}")
         feats = torch.log(self.mel(waveform.float()) + 1e-6).T
-        return (feats - feats.mean(0)) / (feats.std(0) + 1e-5)
+        if self.config.normalize == "utterance":
+            return (feats - feats.mean(0)) / (feats.std(0) + 1e-5)
+        return feats
+
+    def normalize_globally(self, feats: torch.Tensor) -> torch.Tensor:
+        """utterance_log_mel's output -> normalised features (global normalisation; unchanged otherwise)."""
+        if self.config.normalize == "utterance":
+            return feats
+        if self.stats is None:
+            raise UserError("global feature normalisation needs the training split's statistics, and none were given")
+        return (feats - self.mean) / (self.std + 1e-5)
+
+    def log_mel(self, waveform: torch.Tensor) -> torch.Tensor:
+        """(samples,) float waveform at config.sample_rate -> (frames, n_mels), normalised."""
+        return self.normalize_globally(self.utterance_log_mel(waveform))
 
     def stack(self, feats: torch.Tensor) -> torch.Tensor:
         """(frames, n_mels) -> (stacked_frames, n_mels * stack), keeping every `stride`-th frame."""
@@ -99,7 +144,7 @@ class SpecAugment(torch.nn.Module):
         x.narrow(axis, start, min(width, x.shape[axis] - start)).zero_()
 
     def forward(self, feats: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """(frames, n_mels) -> a masked copy (0 is each band's mean after per-utterance normalisation)."""
+        """(frames, n_mels) -> a masked copy (0 is each band's mean after normalisation)."""
         x = feats.clone()
         for _ in range(self.freq_masks):
             self.mask(x, 1, self.freq_width, generator)

@@ -21,7 +21,7 @@ from .model import AcousticModel, build_model
 from .text import CharTokenizer
 from .transcription import MIN_SECONDS, length_batches, transcribe_files
 
-FEATURE_ARGS = ("sample_rate", "n_mels", "win_ms", "hop_ms", "stack", "stride")
+FEATURE_ARGS = ("sample_rate", "n_mels", "win_ms", "hop_ms", "stack", "stride", "normalize")
 
 
 @dataclass
@@ -46,7 +46,8 @@ class Recognizer:
         state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
         model.load_state_dict(state)
         model.to(device).eval()
-        return cls(model, tokenizer, FeatureExtractor(features), dict(data_hp), torch.device(device))
+        extractor = FeatureExtractor(features, data_hp.get("feature_stats"))
+        return cls(model, tokenizer, extractor, dict(data_hp), torch.device(device))
 
     @property
     def vocabulary(self) -> list[str]:
@@ -87,7 +88,8 @@ class Recognizer:
         """A corpus split's examples (through the training feature cache), its audio distorted by a test condition
         (asr/conditions.py) if one is named, and the model's log-probs for each."""
         data = CorpusFeatures(dataset, data_dir, self.extractor.config, cache_dir=self.data_hparams.get("cache_dir"),
-                              cache_dtype=self.data_hparams.get("cache_dtype", "float32"), condition=condition)
+                              cache_dtype=self.data_hparams.get("cache_dtype", "float32"), condition=condition,
+                              feature_stats=self.extractor.stats)
         examples = data.load(split).examples
         return data, examples, self.log_probs([data.extractor.stack(e.log_mel) for e in examples], batch_size)
 
