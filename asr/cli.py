@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -101,6 +102,8 @@ def to_srt(transcript, words_per_cue: int = 8) -> str:
 
 
 def transcribe(args) -> int:
+    if args.stream:
+        return transcribe_live(args)
     recognizer = recognizer_for(args.checkpoint, args.device)
     decoder = decoder_from_args(args, recognizer.vocabulary)
     paths, empty = expand_inputs(args.files)
@@ -127,6 +130,36 @@ def transcribe(args) -> int:
             print(f"{path}\t{transcript.text}" if args.with_names else transcript.text, flush=True)
     if args.format == "json":
         print(json.dumps(documents, indent=1))
+    return 1 if failures else 0
+
+
+def transcribe_live(args) -> int:
+    """`asr transcribe --stream`: each file fed to the model chunk by chunk as if live (asr/streaming.py). On a
+    terminal the partial transcript is rewritten in place after every chunk; otherwise one final line per file."""
+    from .audio import AudioError
+    from .inference import Recognizer
+    from .streaming import stream_file
+
+    if str(args.checkpoint).endswith(".onnx"):
+        raise UserError("--stream runs PyTorch checkpoints (.ckpt), not .onnx files")
+    if args.decoder != "greedy" or args.format != "text":
+        raise UserError("--stream decodes greedily and prints text: leave out --decoder/--lexicon/--lm and --format")
+    recognizer = Recognizer.from_checkpoint(args.checkpoint, args.device)
+    paths, empty = expand_inputs(args.files)
+    for folder in empty:
+        print(f"error: no audio files in {folder} (looked for {', '.join(sorted(AUDIO_SUFFIXES))})", file=sys.stderr)
+    live = sys.stdout.isatty()
+    failures = len(empty)
+    for path in paths:
+        prefix = f"{path}\t" if args.with_names else ""
+        show = (lambda t: print(f"\r\033[K{prefix}{t.text}", end="", flush=True)) if live else None
+        try:
+            final, _ = stream_file(recognizer, path, args.chunk_ms, show, args.realtime)
+        except AudioError as e:
+            failures += 1
+            print(f"error: {path}: {e}", file=sys.stderr)
+            continue
+        print(f"\r\033[K{prefix}{final.text}" if live else f"{prefix}{final.text}", flush=True)
     return 1 if failures else 0
 
 
@@ -222,6 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--with-names", action="store_true", help="text format: prefix each line with the file name and a tab")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--stream", action="store_true", help="feed each file to the model in chunks, as if live, "
+                   "showing the partial transcript after each chunk on a terminal (unidirectional models trained "
+                   "with data.normalize: global, e.g. checkpoints/an4_lstm_stream.ckpt)")
+    p.add_argument("--chunk-ms", type=float, default=160, help="with --stream: audio per chunk (default %(default)s ms)")
+    p.add_argument("--realtime", action="store_true", help="with --stream: no faster than the audio would be spoken")
     add_decoder_options(p)
 
     p = sub.add_parser("serve", help="a web page that compares the models on your own recordings (Gradio, local)")
@@ -330,6 +368,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output stopped early (`asr transcribe ... | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return 0
     except Exception as e:  # noqa: BLE001 - not the user's doing: show everything needed to fix it
         traceback.print_exc()
         print(f"error: a bug in asr ({type(e).__name__}: {e}). The traceback above says where; please report it "

@@ -90,12 +90,16 @@ class FeatureExtractor:
         self.stats = {"mean": list(stats["mean"]), "std": list(stats["std"])}
         self.mean, self.std = torch.tensor(stats["mean"]).float(), torch.tensor(stats["std"]).float()
 
+    def raw_log_mel(self, samples: torch.Tensor) -> torch.Tensor:
+        """Un-normalised log-mel energies of every whole window in `samples`: (frames, n_mels)."""
+        return torch.log(self.mel(samples.float()) + 1e-6).T
+
     def utterance_log_mel(self, waveform: torch.Tensor) -> torch.Tensor:
         """(samples,) float waveform at config.sample_rate -> (frames, n_mels): as far as the utterance alone
         decides (what the feature cache holds): normalised per utterance, or not yet normalised (global)."""
         if waveform.numel() < self.min_samples():
             raise UserError(f"audio too short: {waveform.numel()} samples, need at least {self.min_samples()}")
-        feats = torch.log(self.mel(waveform.float()) + 1e-6).T
+        feats = self.raw_log_mel(waveform)
         if self.config.normalize == "utterance":
             return (feats - feats.mean(0)) / (feats.std(0) + 1e-5)
         return feats

@@ -157,6 +157,20 @@ class AcousticModel(nn.Module):
     def forward(self, features: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.recur(self.recurrent_input(features), lengths)
 
+    def can_stream(self) -> bool:
+        """Whether the model can transcribe audio as it arrives: it must not look at frames to come."""
+        return not self.bidirectional and self.cell != "esn"
+
+    def step(self, features: torch.Tensor, state=None) -> tuple[torch.Tensor, object]:
+        """The next frames of a stream: (batch, frames, input_dim) and the recurrent state after the frames before
+        (None at the start) -> their log-probs and the state after them (asr/streaming.py). Running an utterance
+        in steps gives the log-probs of running it whole (forward in time only; in eval mode)."""
+        if not self.can_stream():
+            raise UserError("only a unidirectional rnn_tanh, rnn_relu, lstm or gru model can stream; this one is "
+                            f"{'bidirectional' if self.bidirectional else self.cell}")
+        hidden, state = self.rnn(self.recurrent_input(features), state)
+        return self.output(hidden).log_softmax(-1), state
+
     def can_unroll(self) -> bool:
         return self.cell.startswith("rnn_") and not self.bidirectional and not self.truncate_bptt
 
