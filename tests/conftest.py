@@ -66,7 +66,8 @@ def checkpoint(tmp_path_factory, data_dir) -> Path:
 def overfit(tmp_path_factory, data_dir) -> SimpleNamespace:
     """A small LSTM trained until it has memorised 8 real AN4 training utterances (1.2-2.2 s, three words or
     more), saved as a checkpoint: the learning test's model, and a model whose transcripts have words in
-    them for the transcription tests. About half a minute on 2 cores."""
+    them for the transcription tests. Unidirectional, its features normalised by the training split's
+    statistics: it can also stream (tests/test_streaming.py). About half a minute on 2 cores."""
     import lightning as L
 
     from asr.corpora import load_split
@@ -75,13 +76,13 @@ def overfit(tmp_path_factory, data_dir) -> SimpleNamespace:
 
     out = tmp_path_factory.mktemp("overfit")
     data = ASRDataModule(dataset="an4", data_dir=str(data_dir), batch_size=8, spec_augment=False,
-                         cache_dir=str(out / "cache"))
+                         cache_dir=str(out / "cache"), normalize="global")
     eight = [e for e in data.load("train").examples if 120 <= e.log_mel.shape[0] <= 220 and len(e.text.split()) >= 3][:8]
     assert len(eight) == 8
     data.datasets["train"] = FeatureDataset(eight)
     L.seed_everything(0, verbose=False)
     model = ASRModule(input_dim=data.feature_dim, cell="lstm", hidden_size=128, num_layers=1, dropout=0.0,
-                      learning_rate=5e-3, weight_decay=0.0, warmup_fraction=0.1)
+                      bidirectional=False, learning_rate=5e-3, weight_decay=0.0, warmup_fraction=0.1)
     trainer = L.Trainer(max_steps=800, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, accelerator="cpu", limit_val_batches=0,
                         use_distributed_sampler=False)

@@ -65,3 +65,32 @@ def test_spec_augment_masks_training_batches_only():
     # an utterance without a seed for this epoch is an evaluation one: never masked
     unseeded = Example("u", "A", example.log_mel, example.labels)
     assert torch.equal(Collate(ex, SpecAugment(freq_width=20, time_width=20))([unseeded]).features, plain)
+
+
+def test_global_normalisation_uses_the_training_splits_statistics_everywhere(data_dir, tmp_path):
+    """data.normalize: global. The statistics are those of the training split's log-mels; dev is normalised with
+    them (not with its own); the data module keeps them in its hyper-parameters (every checkpoint carries them);
+    statistics given are used as given."""
+    from asr.datamodule import ASRDataModule
+    from asr.dataset import CorpusFeatures
+    from asr.features import feature_stats
+
+    data = ASRDataModule(dataset="an4", data_dir=str(data_dir), batch_size=4, max_utterances=8, normalize="global",
+                         spec_augment=False, cache_dir=str(tmp_path / "cache"))
+    data.setup("fit")
+    raw = CorpusFeatures("an4", str(data_dir), FeatureConfig(normalize="global"), str(tmp_path / "cache"),
+                         max_utterances=8)
+    train_raw = [f for f in raw.utterance_features("train")[1]]
+    stats = feature_stats(train_raw)
+    assert data.hparams.feature_stats == stats and len(stats["mean"]) == 80
+    normalised = torch.cat([e.log_mel for e in data.load("train").examples])
+    assert normalised.mean(0).abs().max() < 0.15 and (normalised.std(0) - 1).abs().max() < 0.15  # most frames kept
+    dev_raw = raw.utterance_features("dev")[1][0]
+    mean, std = torch.tensor(stats["mean"]).float(), torch.tensor(stats["std"]).float()
+    assert torch.allclose(data.load("dev").examples[0].log_mel, (dev_raw - mean) / (std + 1e-5))
+    assert data.load("dev").examples[0].log_mel.mean(0).abs().max() > 0.2  # not its own statistics
+
+    given = {"mean": [0.0] * 80, "std": [1.0] * 80}
+    fixed = CorpusFeatures("an4", str(data_dir), FeatureConfig(normalize="global"), str(tmp_path / "cache"),
+                           max_utterances=8, feature_stats=given)
+    assert torch.allclose(fixed.load("dev").examples[0].log_mel, dev_raw / (1 + 1e-5))

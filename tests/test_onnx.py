@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from asr.audio import load_audio
 from asr.checkpoint import sha256
 from asr.cli import main
 from asr.corpora import load_split
@@ -52,6 +53,19 @@ def test_every_cell_exports_and_gives_pytorchs_log_probs(cell, bidirectional, tm
             assert g.shape == tuple(e.shape)
             assert np.abs(g - e.numpy()).max() < 1e-4
     assert onnx.vocabulary == VOCABULARY and onnx.frame_seconds == 0.02 and onnx.sample_rate == 16000
+
+
+def test_a_globally_normalised_streaming_model_exports_with_its_statistics(overfit, tmp_path):
+    """The training statistics are constants of the graph: onnxruntime gives the checkpoint's log-probs."""
+    recognizer = Recognizer.from_checkpoint(overfit.checkpoint)
+    assert recognizer.extractor.config.normalize == "global"
+    assert main(["export", str(overfit.checkpoint), str(tmp_path / "m.onnx")]) == 0
+    onnx = OnnxRecognizer(tmp_path / "m.onnx")
+    waveforms = [load_audio(u.path, 16000).numpy() for u in overfit.utterances[:3]]
+    expected = recognizer.log_probs([recognizer.extractor(torch.from_numpy(w)) for w in waveforms])
+    for got, e in zip(onnx.log_probs(waveforms, batch_size=3), expected):
+        assert got.shape == tuple(e.shape)
+        assert np.allclose(got, e.numpy(), rtol=2e-5, atol=1e-4), np.abs(got - e.numpy()).max()
 
 
 def test_what_cannot_be_exported_or_loaded_is_refused(tmp_path, capsys):

@@ -1,0 +1,97 @@
+"""Live transcription (asr/streaming.py): audio fed in chunks of any size gives the offline log-probs and the
+offline transcript; `asr transcribe --stream` prints what `asr transcribe` prints; models that cannot stream are
+refused with a message that says why."""
+import numpy as np
+import pytest
+import soundfile
+import torch
+import torchaudio
+
+from asr.audio import load_audio
+from asr.cli import main
+from asr.inference import Recognizer
+from asr.streaming import Stream, StreamingResampler, chunks
+
+
+def streamed(recognizer, waveform: np.ndarray, sizes, rate=None) -> Stream:
+    """A stream fed `waveform` in chunks of the given sizes (samples), cycling through them."""
+    stream, start, i = Stream(recognizer, rate), 0, 0
+    while start < len(waveform):
+        stream.accept(waveform[start : start + sizes[i % len(sizes)]])
+        start += sizes[i % len(sizes)]
+        i += 1
+    stream.finish()
+    return stream
+
+
+def test_a_stream_gives_the_offline_log_probs_and_transcript_at_any_chunk_size(overfit, an4_test_wav):
+    recognizer = Recognizer.from_checkpoint(overfit.checkpoint)
+    paths = [u.path for u in overfit.utterances[:4]] + [an4_test_wav]
+    offline = recognizer.transcribe_files(paths)
+    assert sum(len(t.words) for _, t, _ in offline) >= 12  # a model that says words, not a blank one
+    rng = np.random.default_rng(0)
+    for path, (_, transcript, _) in zip(paths, offline):
+        waveform = load_audio(path, 16000).numpy()
+        expected = recognizer.log_probs([recognizer.extractor(torch.from_numpy(waveform))])[0].numpy()
+        # 10 ms (less than a window), 100 / 160 / 320 ms, and ragged chunks of 1 to 9000 samples
+        for sizes in ([160], [1600], [2560], [5120], list(rng.integers(1, 9000, 20))):
+            stream = streamed(recognizer, waveform, sizes)
+            got = np.concatenate(stream.log_probs)
+            assert got.shape == expected.shape
+            assert np.abs(got - expected).max() < 1e-4
+            assert stream.finish().text == transcript.text
+            assert [(w.word, w.start, w.end) for w in stream.finish().words] == \
+                   [(w.word, w.start, w.end) for w in transcript.words]
+
+
+def test_audio_at_another_rate_is_resampled_on_the_way_as_a_file_would_be(overfit, tmp_path):
+    """A microphone at 48 kHz: the stream resamples chunk by chunk and ends where `asr transcribe` of the same
+    48 kHz file ends (which resamples the whole file at once)."""
+    recognizer = Recognizer.from_checkpoint(overfit.checkpoint)
+    path = overfit.utterances[1].path
+    high = torchaudio.functional.resample(load_audio(path, 16000), 16000, 48000).numpy()
+    wav = tmp_path / "48k.wav"
+    soundfile.write(wav, high, 48000, subtype="FLOAT")
+    ((_, expected, _),) = recognizer.transcribe_files([wav])
+    assert expected.text
+    for ms in (20, 160, 500):
+        stream = Stream(recognizer, 48000)
+        partials = [stream.accept(c).text for c in chunks(high, 48000, ms)]
+        assert stream.finish().text == expected.text
+        if ms == 20:  # the transcript grows as the audio comes (20 ms is less than one stacked frame)
+            assert partials[0] == "" and len(set(partials)) > 2
+
+    rng = np.random.default_rng(1)
+    signal = rng.standard_normal(44100 * 2 + 7).astype(np.float32) * 0.1
+    resampler = StreamingResampler(44100, 16000)
+    pieces = [resampler(torch.from_numpy(c)) for c in np.array_split(signal, 37)] + [resampler.finish()]
+    whole = torchaudio.functional.resample(torch.from_numpy(signal), 44100, 16000)
+    assert torch.cat(pieces).shape == whole.shape
+    assert (torch.cat(pieces) - whole).abs().max() < 1e-5
+
+
+def test_transcribe_stream_prints_what_transcribe_prints(overfit, capsys):
+    paths = [str(u.path) for u in overfit.utterances]
+    assert main(["transcribe", "--with-names", str(overfit.checkpoint), *paths]) == 0
+    offline = capsys.readouterr().out
+    assert main(["transcribe", "--stream", "--chunk-ms", "100", "--with-names", str(overfit.checkpoint), *paths]) == 0
+    live = capsys.readouterr().out
+    assert live == offline
+    assert len(live.split()) > 3 * len(paths)  # names and words
+
+
+def test_what_cannot_stream_is_refused_with_the_reason(checkpoint, overfit, tmp_path, capsys):
+    wav = str(overfit.utterances[0].path)
+    for argv, message in (
+        ([str(checkpoint), wav], "cannot transcribe live: streaming needs a unidirectional"),  # bidirectional
+        ([str(overfit.checkpoint), wav, "--decoder", "beam"], "--stream decodes greedily"),
+        ([str(overfit.checkpoint), wav, "--chunk-ms", "0"], "--chunk-ms must be positive"),
+        ([str(tmp_path / "model.onnx"), wav], "--stream runs PyTorch checkpoints"),
+    ):
+        assert main(["transcribe", "--stream", *argv]) == 2
+        assert message in capsys.readouterr().err
+    # unidirectional, but each utterance normalised by its own statistics: the first frame needs the last
+    recognizer = Recognizer.from_checkpoint(overfit.checkpoint)
+    recognizer.extractor.config = type(recognizer.extractor.config)(normalize="utterance")
+    with pytest.raises(ValueError, match="data.normalize: global"):
+        Stream(recognizer)
