@@ -143,8 +143,10 @@ def environment() -> dict:
                                     text=True).stdout.strip())
     except (OSError, subprocess.CalledProcessError):
         commit, dirty = None, None
+    threads = torch.get_num_threads()
+    cpu = f"cpu ({platform.processor() or platform.machine()}, {threads} torch thread{'s' if threads > 1 else ''})"
     return {
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else cpu,
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "lightning": L.__version__},
         "git_commit": commit, "git_dirty": dirty,
     }
