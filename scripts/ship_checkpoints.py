@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
-"""Makes checkpoints/: the shipped models and their model card, from a finished CPU study.
+"""Makes checkpoints/: the shipped models and their model card, from finished CPU studies.
 
-    .venv/bin/python scripts/ship_checkpoints.py [--study runs/an4_cpu] [--fsdd-run runs/fsdd_lstm-...]
+    .venv/bin/python scripts/ship_checkpoints.py --study runs/an4_cpu [--stream-study runs/an4_remedies_cpu]
+        [--fsdd-run runs/fsdd_lstm-...]
 
-For each of the LSTM, the GRU and the clipped tanh RNN of the study, the seed with the lowest dev WER is
-exported (`asr export`: weights only) to checkpoints/an4_<model>.ckpt beside the `asr train` recipe that
-made it. The word LM (a 3-gram from AN4's training transcripts, `asr lm build`) goes to checkpoints/lm/an4/.
-Each model is then measured: greedy and beam+LM WER on dev and test, with the LM weight and word score
-picked on dev only (`asr tune-decoder`'s grid), and greedy test WER under each test condition of
+From the main study (recipes/an4_cpu.yaml), for each of the LSTM, the GRU and the clipped tanh RNN, the seed with
+the lowest dev WER is exported (`asr export`: weights only) to checkpoints/an4_<model>.ckpt beside the `asr train`
+recipe that made it; from the remedies study (recipes/an4_remedies_cpu.yaml: unidirectional, globally normalised
+features) its LSTM and clipped tanh RNN go to checkpoints/an4_<model>_stream.ckpt, the models that transcribe live
+(asr/streaming.py). The word LM (a 3-gram from AN4's training transcripts, `asr lm build`) goes to
+checkpoints/lm/an4/. Each model is then measured: greedy and beam+LM WER on dev and test, with the LM weight and
+word score picked on dev only (`asr tune-decoder`'s grid), and greedy test WER under each test condition of
 `asr evaluate --condition` (asr/conditions.py). checkpoints/models.json records every number (the test
-suite reproduces them from the shipped files); checkpoints/README.md is the model card written from it.
-Per-utterance results and the tuning grids go to reports/shipped/. Needs $ASR_DATA_DIR or ./data.
+suite reproduces them from the shipped files); checkpoints/README.md is the model card written from it. Models
+not named in a call keep their files and records. Per-utterance results and the tuning grids go to
+reports/shipped/. Needs $ASR_DATA_DIR or ./data.
 """
 from __future__ import annotations
 
@@ -33,6 +37,8 @@ from asr.inference import Recognizer, write_rows  # noqa: E402
 from asr.lm import build  # noqa: E402
 
 STUDY_MODELS = ("lstm", "gru", "tanh_rnn_clipped")
+STREAM_MODELS = ("lstm", "tanh_rnn_clipped")  # of the remedies study, shipped as an4_<model>_stream
+ORDER = ("an4_lstm", "an4_gru", "an4_tanh_rnn_clipped", "an4_lstm_stream", "an4_tanh_rnn_clipped_stream", "fsdd_lstm")
 LM_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0)  # the grid of scripts/decoding_report.sh
 WORD_SCORES = (-1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
 BEAM_SIZE = 50
@@ -52,7 +58,7 @@ def architecture(ckpt: Path) -> dict:
     model, data = saved["hyper_parameters"], saved["datamodule_hyper_parameters"]
     return {"model": {k: model[k] for k in ("cell", "num_layers", "hidden_size", "bidirectional", "dropout", "init")},
             "features": {**{k: data[k] for k in ("sample_rate", "n_mels", "hop_ms", "stack", "stride", "spec_augment")},
-                         "augment": data.get("augment")}}
+                         "augment": data.get("augment"), "normalize": data.get("normalize", "utterance")}}
 
 
 def rates(summary: dict) -> dict:
@@ -109,6 +115,7 @@ def write_model_card(record: dict, path: Path) -> None:
         "        --lexicon checkpoints/lm/an4/lexicon.txt --lm checkpoints/lm/an4/an4_3gram.arpa --lm-weight W --word-score S",
         "    asr serve                      # the AN4 models side by side in a browser",
         "    asr transcribe checkpoints/an4_lstm.onnx recording.wav   # the same model through onnxruntime, no torch",
+        "    asr transcribe --stream checkpoints/an4_lstm_stream.ckpt recording.wav   # live: audio in 160 ms chunks",
         "",
         "(W and S: each model's tuned values in the table of details.) WER in %, word errors over the reference",
         "words of the whole split; greedy = best path; beam+LM = beam 50 with the word 3-gram of `lm/an4/`",
@@ -143,7 +150,9 @@ def write_model_card(record: dict, path: Path) -> None:
                      f"{m['onnx']['bytes']:,} bytes, sha256 `{m['onnx']['sha256']}`"] if m.get("onnx") else []),
                   f"- data: {m['dataset'].upper()} ({DATA[m['dataset']]}); training split without the dev utterances",
                   f"- input: {f['n_mels']} log-mel bands at {f['sample_rate']} Hz, {f['stack']} frames stacked, "
-                  f"{f['hop_ms'] * f['stride']:g} ms per model frame; SpecAugment in training: {f['spec_augment']}; "
+                  f"{f['hop_ms'] * f['stride']:g} ms per model frame, normalised "
+                  f"{'by the training split statistics (it streams: `asr transcribe --stream`)' if f.get('normalize') == 'global' else 'per utterance'}; "
+                  f"SpecAugment in training: {f['spec_augment']}; "
                   f"waveform augmentation (asr/augment.py): {f.get('augment') or False}",
                   f"- network: {m['model']['num_layers']} x {m['model']['hidden_size']} {m['model']['cell']}, "
                   f"{'bidirectional' if m['model']['bidirectional'] else 'unidirectional'}, dropout "
@@ -169,8 +178,8 @@ def write_model_card(record: dict, path: Path) -> None:
     lines += [
         "## What they are for, and what not",
         "",
-        "They are the study's models (reports/an4_cpu/), shipped so that transcribing, evaluating and the",
-        "browser page work without training first. AN4 is small: 42 minutes of speech in its training set",
+        "They are the study's models (reports/an4_cpu/; the `_stream` ones: reports/an4_remedies_cpu/), shipped so",
+        "that transcribing, evaluating, live transcription and the browser page work without training first. AN4 is small: 42 minutes of speech in its training set",
         "(948 utterances, 98 of them held out as dev) from 74 US English speakers on a close-talking microphone, saying census-style data",
         "(names and words spelled letter by letter, numbers, dates). On other voices, microphones, noise or",
         "vocabulary expect far higher error rates; the beam+LM decoder only knows AN4's training words.",
@@ -179,16 +188,18 @@ def write_model_card(record: dict, path: Path) -> None:
         "Licences: AN4 (CMU, BSD-style) and FSDD (CC BY-SA 4.0); upstream sources in `../data/README.md`",
         "(`asr download an4 fsdd` fetches them). The language model in `lm/an4/` is made from AN4's training transcripts only.",
         "",
-        f"Made by: `{record['made_by']}`.",
+        "Made by: " + "; ".join(f"`{c}`" for c in dict.fromkeys(m["shipped_by"] for m in record["models"])) + ".",
     ]
     path.write_text("\n".join(lines) + "\n")
 
 
-def ship_onnx(record: dict, out: Path) -> None:
-    """Each shipped checkpoint also as .onnx (`asr export CKPT NAME.onnx`: features and model in one graph, for
-    onnxruntime without torch), its size and sha256 in the record; tests/test_onnx.py checks it against the
-    checkpoint."""
+def ship_onnx(record: dict, out: Path, only: set | None = None) -> None:
+    """Each shipped checkpoint (those named in `only`, if given) also as .onnx (`asr export CKPT NAME.onnx`: features
+    and model in one graph, for onnxruntime without torch), its size and sha256 in the record; tests/test_onnx.py
+    checks it against the checkpoint."""
     for m in record["models"]:
+        if only is not None and m["name"] not in only:
+            continue
         target = out / Path(m["file"]).with_suffix(".onnx").name
         info = export_onnx(out / m["file"], target, overwrite=True)
         m["onnx"] = {"file": target.name, "bytes": info["bytes"], "sha256": info["sha256"]}
@@ -198,11 +209,37 @@ def ship_onnx(record: dict, out: Path) -> None:
 DATA = {"an4": "CMU AN4, 16 kHz, BSD-style licence", "fsdd": "Free Spoken Digit Dataset, 8 kHz, CC BY-SA 4.0"}
 
 
+def ship_study_model(study: Path, summary: dict, model: str, name: str, out: Path, details: Path, lexicon: Path,
+                     arpa: Path, lm_grid: tuple, shipped_by: str) -> dict:
+    """The seed of `model` with the lowest dev WER in a study's runs folder, exported to out/<name>.ckpt and measured."""
+    run = best_seed(study / model)
+    run_dir = study / model / f"seed{run['seed']}"
+    target = out / f"{name}.ckpt"
+    info = export_checkpoint(run_dir / "checkpoints/best.ckpt", target, overwrite=True)
+    shutil.copyfile(run_dir / "config.yaml", out / f"{name}.yaml")  # the `asr train` recipe
+    record = {"name": name, "file": target.name, "recipe_file": f"{name}.yaml", "dataset": "an4",
+              "bytes": info["bytes"], "sha256": info["sha256"], "parameters": run["parameters"],
+              **architecture(target),
+              "trained_by": f"asr compare -c {summary['recipe_path']} --jobs 2 (scripts/cpu_study.sh)",
+              "run": f"{model} seed {run['seed']} (lowest dev WER of seeds "
+                     f"{', '.join(str(r['seed']) for r in summary['models'][model]['runs'])})",
+              "git_commit": run["git_commit"], "selected_epoch": run["selected_epoch"],
+              "train_seconds": run["train_seconds"], "study_device": summary.get("device"), "shipped_by": shipped_by,
+              **measure(name, target, "an4", details, lexicon, arpa, lm_grid)}
+    print(f"{name}: test WER greedy {record['test_greedy']['wer']:.2f} %, beam+LM {record['test_beam_lm']['wer']:.2f} %",
+          flush=True)
+    return record
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--study", default="runs/an4_cpu", help="runs folder of `asr compare -c recipes/an4_cpu.yaml`")
+    parser.add_argument("--study", help="runs folder of `asr compare -c recipes/an4_cpu.yaml` (ships an4_lstm, "
+                        "an4_gru, an4_tanh_rnn_clipped)")
     parser.add_argument("--study-report", default="reports/an4_cpu/summary.json")
-    parser.add_argument("--fsdd-run", help="run folder of `asr train -c recipes/fsdd_lstm.yaml` (optional)")
+    parser.add_argument("--stream-study", help="runs folder of `asr compare -c recipes/an4_remedies_cpu.yaml` (ships "
+                        "an4_lstm_stream, an4_tanh_rnn_clipped_stream)")
+    parser.add_argument("--stream-study-report", default="reports/an4_remedies_cpu/summary.json")
+    parser.add_argument("--fsdd-run", help="run folder of `asr train -c recipes/fsdd_lstm.yaml` (ships fsdd_lstm)")
     parser.add_argument("--fsdd-commit", help="the commit the FSDD run was trained at")
     parser.add_argument("--out", default="checkpoints")
     parser.add_argument("--details", default="reports/shipped")
@@ -212,59 +249,50 @@ def main() -> int:
     parser.add_argument("--onnx-only", action="store_true",
                         help="only export the shipped checkpoints to .onnx again (recorded in models.json and the card)")
     args = parser.parse_args()
-    out, details, study = Path(args.out), Path(args.details), Path(args.study)
+    out, details = Path(args.out), Path(args.details)
+    previous = json.loads((out / "models.json").read_text()) if (out / "models.json").is_file() else {"models": []}
     if args.card_only or args.onnx_only:
-        record = json.loads((out / "models.json").read_text())
         if args.onnx_only:
-            ship_onnx(record, out)
-            (out / "models.json").write_text(json.dumps(record, indent=1) + "\n")
-        write_model_card(record, out / "README.md")
+            ship_onnx(previous, out)
+            (out / "models.json").write_text(json.dumps(previous, indent=1) + "\n")
+        write_model_card(previous, out / "README.md")
         return 0
+    if not (args.study or args.stream_study or args.fsdd_run):
+        parser.error("nothing to ship: name --study, --stream-study and/or --fsdd-run")
     details.mkdir(parents=True, exist_ok=True)
-    study_summary = json.loads(Path(args.study_report).read_text())
-
+    shipped_by = "python scripts/ship_checkpoints.py " + " ".join(sys.argv[1:])
     lm_dir = out / "lm/an4"
     arpa, lexicon = build([u.text for u in load_split("an4", "train", None)], lm_dir, order=3, name="an4_3gram")
-    models = []
-    for model in STUDY_MODELS:
-        run = best_seed(study / model)
-        run_dir = study / model / f"seed{run['seed']}"
-        name = f"an4_{model}"
-        target = out / f"{name}.ckpt"
-        info = export_checkpoint(run_dir / "checkpoints/best.ckpt", target, overwrite=True)
-        shutil.copyfile(run_dir / "config.yaml", out / f"{name}.yaml")  # the `asr train` recipe
-        record = {"name": name, "file": target.name, "recipe_file": f"{name}.yaml", "dataset": "an4",
-                  "bytes": info["bytes"], "sha256": info["sha256"], "parameters": run["parameters"],
-                  **architecture(target),
-                  "trained_by": f"asr compare -c {study_summary.get('recipe_path') or 'recipes/an4_cpu.yaml'} "
-                                "--jobs 2 (scripts/cpu_study.sh)",
-                  "run": f"{model} seed {run['seed']} (lowest dev WER of seeds "
-                         f"{', '.join(str(r['seed']) for r in study_summary['models'][model]['runs'])})",
-                  "git_commit": run["git_commit"], "selected_epoch": run["selected_epoch"],
-                  "train_seconds": run["train_seconds"], "study_device": study_summary.get("device"),
-                  **measure(name, target, "an4", details, lexicon, arpa, (args.lm_weights, args.word_scores))}
-        models.append(record)
-        print(f"{name}: test WER greedy {record['test_greedy']['wer']:.2f} %, beam+LM {record['test_beam_lm']['wer']:.2f} %",
-              flush=True)
+    lm_grid = (args.lm_weights, args.word_scores)
+    shipped = {}
+    for study, report, models, suffix in ((args.study, args.study_report, STUDY_MODELS, ""),
+                                          (args.stream_study, args.stream_study_report, STREAM_MODELS, "_stream")):
+        if study:
+            summary = json.loads(Path(report).read_text())
+            for model in models:
+                name = f"an4_{model}{suffix}"
+                shipped[name] = ship_study_model(Path(study), summary, model, name, out, details, lexicon, arpa,
+                                                 lm_grid, shipped_by)
     if args.fsdd_run:
         run_dir = Path(args.fsdd_run)
         target = out / "fsdd_lstm.ckpt"
         info = export_checkpoint(run_dir / "checkpoints/best.ckpt", target, overwrite=True)
         shutil.copyfile(ROOT / "recipes/fsdd_lstm.yaml", out / "fsdd_lstm.yaml")
         recognizer = Recognizer.from_checkpoint(target)
-        models.append({"name": "fsdd_lstm", "file": target.name, "recipe_file": "fsdd_lstm.yaml", "dataset": "fsdd",
-                       "bytes": info["bytes"], "sha256": info["sha256"],
-                       "parameters": recognizer.model.num_parameters(),
-                       **architecture(target),
-                       "trained_by": "asr train -c recipes/fsdd_lstm.yaml (scripts/reproduce_reports.sh)",
-                       "run": run_dir.name, "git_commit": args.fsdd_commit,
-                       **measure("fsdd_lstm", target, "fsdd", details, None, None)})
-        print(f"fsdd_lstm: test WER greedy {models[-1]['test_greedy']['wer']:.2f} %", flush=True)
+        shipped["fsdd_lstm"] = {"name": "fsdd_lstm", "file": target.name, "recipe_file": "fsdd_lstm.yaml",
+                                "dataset": "fsdd", "bytes": info["bytes"], "sha256": info["sha256"],
+                                "parameters": recognizer.model.num_parameters(), **architecture(target),
+                                "trained_by": "asr train -c recipes/fsdd_lstm.yaml (scripts/reproduce_reports.sh)",
+                                "run": run_dir.name, "git_commit": args.fsdd_commit, "shipped_by": shipped_by,
+                                **measure("fsdd_lstm", target, "fsdd", details, None, None)}
+        print(f"fsdd_lstm: test WER greedy {shipped['fsdd_lstm']['test_greedy']['wer']:.2f} %", flush=True)
 
+    kept = {m["name"]: {"shipped_by": previous.get("made_by"), **m} for m in previous["models"]}
+    models = {**kept, **shipped}
     record = {"lm": {"arpa": str(arpa.relative_to(out)), "lexicon": str(lexicon.relative_to(out)),
                      "made_by": "asr lm build --dataset an4 --order 3 (AN4 training transcripts only)"},
-              "made_by": "python scripts/ship_checkpoints.py " + " ".join(sys.argv[1:]), "models": models}
-    ship_onnx(record, out)
+              "models": sorted(models.values(), key=lambda m: ORDER.index(m["name"]) if m["name"] in ORDER else 99)}
+    ship_onnx(record, out, only=set(shipped))
     (out / "models.json").write_text(json.dumps(record, indent=1) + "\n")
     write_model_card(record, out / "README.md")
     print(f"wrote {out / 'models.json'} and {out / 'README.md'}")
