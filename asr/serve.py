@@ -3,6 +3,11 @@ model (tanh RNN, LSTM, GRU, ...) transcribes it side by side, and the page plots
 how strongly each model's output at the last frame still depends on every earlier frame: the gradient
 across time of asr/gradients.py, the seed's mechanism measured on your own voice.
 
+The Live tab streams the microphone to the models that can transcribe live (unidirectional, globally normalised:
+asr/streaming.py): each one's partial transcript grows as you speak, with the time each chunk took; when you stop,
+the final transcripts, the gradient across time of what you said, and the recording itself (what the models heard,
+to replay with `asr transcribe --stream`).
+
 Gradio does the page (upload, microphone, layout, a queue for concurrent requests). The server listens on
 127.0.0.1 unless told otherwise; analytics are off and no share link is made: nothing leaves the machine.
 No Lightning is imported: the models come from their checkpoints through asr/inference.py.
@@ -12,7 +17,7 @@ from __future__ import annotations
 import html
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -23,6 +28,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 MAX_SECONDS = 60.0  # longer recordings belong to `asr transcribe`, which cuts them at pauses
 MAX_UPLOAD = "30mb"  # a minute of 48 kHz stereo float WAV is 23 MB; bigger uploads are refused by the server
 GRADIENT_FRAMES = 200  # the gradient across time is measured over the last this-many frames of the speech
+LIVE_CHUNK_SECONDS = 0.1  # how often the page sends microphone audio: what Gradio's recorder makes (each 100 ms)
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
 
 
@@ -150,6 +156,100 @@ def transcribe_all(models: list[LoadedModel], path: Optional[str], typed: str):
     return status, results_table(rows, reference), gradient_figure(curves, frame_ms)
 
 
+@dataclass
+class LiveSession:
+    """One recording on the Live tab: a stream per model, what each has said so far, each chunk's latency, and
+    the audio as it came (16-bit samples at the browser's rate)."""
+    rate: int
+    streams: dict
+    texts: dict = field(default_factory=dict)
+    latencies: dict = field(default_factory=dict)  # model -> seconds per chunk
+    audio: list = field(default_factory=list)
+    finished: bool = False
+
+
+def live_models(models: list[LoadedModel]) -> list[LoadedModel]:
+    """The loaded models that can transcribe live (asr/streaming.py)."""
+    return [m for m in models if m.recognizer.model.can_stream() and m.recognizer.extractor.config.normalize == "global"]
+
+
+def live_table(session: Optional[LiveSession], final: bool = False) -> str:
+    """One row per streaming model: its transcript so far (or final), and the per-chunk latency."""
+    if session is None:
+        return ""
+    import numpy as np
+
+    chunk_ms = 1000 * sum(len(a) for a in session.audio) / session.rate / max(1, len(session.audio))
+    rows = []
+    for name in session.streams:
+        ms = 1000 * np.array(session.latencies[name] or [0.0])
+        rows.append(f"<tr data-model='{html.escape(name)}'><td class='model'>{html.escape(name)}</td>"
+                    f"<td class='transcript'>{html.escape(session.texts.get(name, ''))}</td>"
+                    f"<td class='latency'>{np.percentile(ms, 50):.1f} / {np.percentile(ms, 95):.1f}</td></tr>")
+    state = "final" if final else "so far"
+    head = (f"<tr><th>model</th><th>transcript ({state})</th><th>ms per {chunk_ms:.0f} ms chunk (median / p95)"
+            "</th></tr>")
+    return f"<table id='live-table' data-state='{state}'>{head}{''.join(rows)}</table>"
+
+
+def live_chunk(models: list[LoadedModel], path: Optional[str], session: Optional[LiveSession]):
+    """A chunk of microphone audio (a WAV file from the page) -> (live table, session)."""
+    import numpy as np
+
+    from .audio import read_audio
+    from .streaming import Stream
+
+    if not path or (session is not None and session.finished):
+        return live_table(session), session
+    try:
+        data, rate = read_audio(path)  # float, mono, at the browser's rate
+    except ValueError:  # an empty chunk (AudioError): nothing to hear
+        return live_table(session), session
+    if session is None or session.rate != rate:
+        session = LiveSession(rate, {m.name: Stream(m.recognizer, rate) for m in models},
+                              latencies={m.name: [] for m in models})
+    # as 16-bit samples, what the recording keeps: the models hear exactly what the WAV file will hold
+    pcm = np.round(data * 32768).clip(-32768, 32767).astype(np.int16)
+    session.audio.append(pcm)
+    samples = pcm.astype(np.float32) / 32768
+    for model in models:
+        start = time.perf_counter()
+        session.texts[model.name] = session.streams[model.name].accept(samples).text
+        session.latencies[model.name].append(time.perf_counter() - start)
+    return live_table(session), session
+
+
+def live_finish(models: list[LoadedModel], session: Optional[LiveSession]):
+    """Recording stopped -> (status, final table, gradient figure, the recording as a WAV file, session)."""
+    import tempfile
+
+    import numpy as np
+    import soundfile
+    import torch
+    import torchaudio
+
+    if session is None or not session.audio:
+        return "**error:** no audio arrived from the microphone", "", None, None, session
+    session.finished = True
+    for model in models:
+        session.texts[model.name] = session.streams[model.name].finish().text
+    audio = np.concatenate(session.audio)
+    recording = Path(tempfile.mkdtemp(prefix="asr-live-")) / "recording.wav"
+    soundfile.write(recording, audio, session.rate, subtype="PCM_16")
+    seconds = len(audio) / session.rate
+    curves, figure = {}, None
+    waveform = torch.from_numpy(audio.astype(np.float32) / 32768)
+    for model in models:
+        rate = model.recognizer.extractor.config.sample_rate
+        at_rate = torchaudio.functional.resample(waveform, session.rate, rate) if rate != session.rate else waveform
+        if at_rate.numel() >= model.recognizer.extractor.min_samples():
+            curves[model.name] = gradient_curve(model, at_rate)
+    if curves:
+        figure = gradient_figure(curves, models[0].recognizer.extractor.config.frame_ms)
+    status = f"{seconds:.1f} s of audio streamed in {len(session.audio)} chunks, {len(models)} model(s)"
+    return status, live_table(session, final=True), figure, str(recording), session
+
+
 def study_panel(reports: Path) -> tuple[str, Optional[str]]:
     """The study's table (markdown) and its gradient-across-time plot, from reports/<study>/."""
     from .plots import PLOTS
@@ -170,22 +270,40 @@ def study_panel(reports: Path) -> tuple[str, Optional[str]]:
     return "\n".join([title, *tables]), str(plot) if plot.is_file() else None
 
 
+# The models learned from unprocessed close-talking recordings: the page asks the browser for the microphone's own
+# signal, without its voice processing (automatic gain, noise suppression, echo cancellation), which Gradio's
+# recorder would otherwise get (getUserMedia's defaults) and which changes what the models hear.
+RAW_MICROPHONE = """<script>
+(() => {
+  const devices = navigator.mediaDevices;
+  if (!devices || !devices.getUserMedia) return;
+  const original = devices.getUserMedia.bind(devices);
+  const raw = {echoCancellation: false, noiseSuppression: false, autoGainControl: false};
+  devices.getUserMedia = (constraints) => original(constraints && constraints.audio
+    ? {...constraints, audio: {...(constraints.audio === true ? {} : constraints.audio), ...raw}} : constraints);
+})();
+</script>"""
+
+
 def build_app(models: list[LoadedModel], reports: Path):
     import gradio as gr
 
     study_table, study_plot = study_panel(reports)
-    with gr.Blocks(title="Vanishing gradients on your own voice", analytics_enabled=False) as app:
-        gr.Markdown("# tanh RNN vs LSTM vs GRU on your own voice\n"
-                    "Upload a recording or use the microphone; optionally type what you said to get each model's "
-                    "word error rate. Models: " + ", ".join(f"**{m.name}**" for m in models))
-        with gr.Row():
-            audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="speech", elem_id="audio-input")
-            with gr.Column():
-                typed = gr.Textbox(label="what was said (optional)", elem_id="reference-text")
-                button = gr.Button("Transcribe", variant="primary", elem_id="transcribe-button")
-        status = gr.Markdown(elem_id="status")
-        results = gr.HTML(elem_id="results")
-        plot = gr.Plot(label="gradient across time for this utterance", elem_id="gradient-plot")
+    with gr.Blocks(title="Vanishing gradients on your own voice", analytics_enabled=False, head=RAW_MICROPHONE) as app:
+        gr.Markdown("# tanh RNN vs LSTM vs GRU on your own voice")
+        with gr.Tab("Recording", elem_id="recording-tab"):
+            gr.Markdown("Upload a recording or use the microphone; optionally type what you said to get each model's "
+                        "word error rate. Models: " + ", ".join(f"**{m.name}**" for m in models))
+            with gr.Row():
+                audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="speech",
+                                 elem_id="audio-input")
+                with gr.Column():
+                    typed = gr.Textbox(label="what was said (optional)", elem_id="reference-text")
+                    button = gr.Button("Transcribe", variant="primary", elem_id="transcribe-button")
+            status = gr.Markdown(elem_id="status")
+            results = gr.HTML(elem_id="results")
+            plot = gr.Plot(label="gradient across time for this utterance", elem_id="gradient-plot")
+        live_tab(live_models(models))
         with gr.Accordion("The study these models come from", open=True):
             gr.Markdown(study_table)
             if study_plot:
@@ -194,6 +312,37 @@ def build_app(models: list[LoadedModel], reports: Path):
         button.click(lambda path, text: transcribe_all(models, path, text), inputs=[audio, typed],
                      outputs=[status, results, plot], concurrency_limit=1, api_name="transcribe")
     return app.queue(default_concurrency_limit=1)
+
+
+def live_tab(models: list[LoadedModel]) -> None:
+    """The Live tab: microphone audio streamed to every model that can transcribe live."""
+    import gradio as gr
+
+    with gr.Tab("Live", elem_id="live-tab"):
+        if not models:
+            gr.Markdown("No loaded model can transcribe live: that needs a unidirectional model with globally "
+                        "normalised features, e.g. `asr serve checkpoints/an4_lstm_stream.ckpt "
+                        "checkpoints/an4_tanh_rnn_clipped_stream.ckpt`.")
+            return
+        gr.Markdown("Press record and speak: each model's transcript grows as you talk, a chunk of audio at a "
+                    "time (the table gives each chunk's length and how long each model took for it). Stop to see "
+                    "the final transcripts and how far back in your utterance each model's last output still "
+                    "reaches. Models: "
+                    + ", ".join(f"**{m.name}**" for m in models))
+        microphone = gr.Audio(sources=["microphone"], streaming=True, type="filepath", label="microphone",
+                              elem_id="live-audio")
+        session = gr.State(None)
+        status = gr.Markdown(elem_id="live-status")
+        table = gr.HTML(elem_id="live-results")
+        plot = gr.Plot(label="gradient across time for this utterance", elem_id="live-gradient-plot")
+        recording = gr.File(label="what the models heard (WAV: `asr transcribe --stream CKPT recording.wav` gives "
+                            "the same final transcripts)", elem_id="live-recording")
+        microphone.start_recording(lambda: ("", "", None, None, None), outputs=[status, table, plot, recording, session])
+        microphone.stream(lambda path, s: live_chunk(models, path, s), inputs=[microphone, session],
+                          outputs=[table, session], stream_every=LIVE_CHUNK_SECONDS, time_limit=MAX_SECONDS,
+                          concurrency_limit=None)
+        microphone.stop_recording(lambda s: live_finish(models, s), inputs=[session],
+                                  outputs=[status, table, plot, recording, session])
 
 
 def command(args) -> int:

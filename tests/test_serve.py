@@ -1,12 +1,14 @@
 """`asr serve` in a real browser: headless Chromium (Debian's `chromium`, driven by Playwright) uploads
 real AN4 audio, waits for the transcripts and the gradient chart, and checks that the page says what
-`asr transcribe` says; bad recordings get a message on the page and the server keeps serving."""
+`asr transcribe` says; bad recordings get a message on the page and the server keeps serving; the Live tab
+streams a (fake) microphone playing an AN4 recording and ends where `asr transcribe --stream` ends."""
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -51,15 +53,20 @@ def server(overfit, checkpoint):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def playwright():
     if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
         pytest.fail("the browser test needs Debian's Chromium: `apt-get install chromium` (.ci/run installs it)")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with sync_playwright() as p:  # one per module: Playwright's sync API allows no second one inside it
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield chromium
+    chromium.close()
 
 
 def transcribe_on_the_page(browser, url, audio: Path, typed: str = "", wait_for_audio: bool = True):
@@ -171,3 +178,64 @@ def test_an_upload_over_the_limit_is_refused_with_a_message(server, tmp_path):
     with pytest.raises(Exception) as refused:
         Client(server, verbose=False).predict(handle_file(str(big)), "", api_name="/transcribe")
     assert f"exceeds the maximum file size of {30 * 2 ** 20} bytes" in str(refused.value), str(refused.value)
+
+
+def test_the_live_tab_streams_the_microphone_and_ends_where_the_command_line_ends(server, playwright, overfit, tmp_path,
+                                                                                 capsys):
+    """Chromium's fake microphone plays an utterance the streaming model memorised: the partial transcript grows
+    while it plays, and the final transcript is what `asr transcribe --stream` gives on the recording the page
+    offers (the audio the models heard, as it arrived from the browser)."""
+    import re
+
+    utterance = overfit.utterances[2]
+    microphone = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                  f"--use-file-for-fake-audio-capture={utterance.path}"]
+    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + microphone)
+    page = chromium.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(server)
+    page.get_by_role("tab", name="Live").click()
+    page.locator("#live-audio button", has_text="Record").first.click()
+    partials, deadline = [], time.time() + 60
+    while len(partials) < 3 and time.time() < deadline:  # three different partial transcripts, then stop
+        if page.locator("#live-table [data-model='overfit'] .transcript").count():
+            text = page.inner_text("#live-table [data-model='overfit'] .transcript").strip()
+            if text and text not in partials:
+                partials.append(text)
+        page.wait_for_timeout(100)
+    page.wait_for_timeout(2500)  # the file plays in a loop: at least all of it once more
+    page.locator("#live-audio button", has_text="Stop").first.click()
+    page.wait_for_selector("#live-table[data-state='final']", timeout=60000)
+    final = page.inner_text("#live-table [data-model='overfit'] .transcript").strip()
+    median, p95 = map(float, re.findall(r"[\d.]+", page.inner_text("#live-table [data-model='overfit'] .latency")))
+    assert 0 < median <= p95
+    page.wait_for_selector("#live-gradient-plot img, #live-gradient-plot svg", timeout=60000)
+    href = page.locator("#live-recording a").first.get_attribute("href")
+    recording = tmp_path / "recording.wav"
+    recording.write_bytes(urllib.request.urlopen(urllib.parse.urljoin(server, href), timeout=30).read())
+    chromium.close()
+    assert len(partials) == 3 and final
+    assert main(["transcribe", "--stream", str(overfit.checkpoint), str(recording)]) == 0
+    assert capsys.readouterr().out.strip() == final
+    assert matched_share(recording, utterance.path) > 0.9  # the microphone's own signal, no voice processing
+
+
+def matched_share(recording: Path, original: Path) -> float:
+    """The share of the recording's non-silent 50 ms pieces found in the original file (played in a loop), with a
+    normalised cross-correlation above 0.95: 1.0 when the page records the microphone's signal unaltered."""
+    import torch
+    import torchaudio
+    from scipy.signal import correlate
+
+    source, rate = soundfile.read(original)
+    heard, heard_rate = soundfile.read(recording)
+    heard = torchaudio.functional.resample(torch.from_numpy(heard), heard_rate, rate).numpy()
+    looped, size = np.concatenate([source, source]), rate // 20
+    energy = np.sqrt(np.convolve(looped ** 2, np.ones(size), mode="valid"))
+    scores = []
+    for start in range(0, len(heard) - size, size):
+        piece = heard[start : start + size]
+        if np.linalg.norm(piece) > 0.3:  # speech, not the pauses
+            fit = correlate(looped, piece, mode="valid", method="fft") / (energy * np.linalg.norm(piece) + 1e-12)
+            scores.append(fit.max() > 0.95)
+    assert len(scores) >= 10
+    return float(np.mean(scores))
