@@ -95,3 +95,22 @@ def test_what_cannot_stream_is_refused_with_the_reason(checkpoint, overfit, tmp_
     recognizer.extractor.config = type(recognizer.extractor.config)(normalize="utterance")
     with pytest.raises(ValueError, match="data.normalize: global"):
         Stream(recognizer)
+
+
+def test_every_an4_test_file_streams_to_its_offline_transcript(overfit, data_dir):
+    """All 130 AN4 test recordings, at 100, 160 and 320 ms chunks: the streamed final transcript is the offline one,
+    word for word (`asr transcribe`'s path: files read, cut at pauses if long, batched by length)."""
+    from asr.corpora import load_split
+
+    recognizer = Recognizer.from_checkpoint(overfit.checkpoint)
+    paths = [u.path for u in load_split("an4", "test", str(data_dir))]
+    assert len(paths) == 130
+    offline = [t.text for _, t, _ in recognizer.transcribe_files(paths)]
+    assert sum(len(t.split()) for t in offline) > 130  # not blank
+    for ms in (100, 160, 320):
+        for path, expected in zip(paths, offline):
+            waveform = load_audio(path, 16000, min_seconds=0.1).numpy()
+            stream = Stream(recognizer)
+            for chunk in chunks(waveform, 16000, ms):
+                stream.accept(chunk)
+            assert stream.finish().text == expected, (path, ms)

@@ -1,0 +1,89 @@
+"""Live transcription's speed (asr/streaming.py), measured in one run on this machine, one torch thread:
+
+- latency: for every chunk of every AN4 test file fed as a microphone would (chunks of --chunk-ms), the time from
+  the chunk's arrival to its partial transcript (features, network, greedy decoding of everything so far);
+  median and 95th percentile over all chunks, per model and chunk size;
+- real-time factor: seconds of that work per second of audio.
+
+    .venv/bin/python benchmarks/streaming.py [--models checkpoints/an4_lstm_stream.ckpt ...]
+        [--chunk-ms 100 160 320] [--output benchmarks/streaming_cpu.json]
+
+The chunks are fed as fast as they are processed (no waiting for the audio's own time): the latency of one
+chunk does not depend on when it arrives. Run it when nothing else uses the CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+MODELS = ("checkpoints/an4_lstm_stream.ckpt", "checkpoints/an4_tanh_rnn_clipped_stream.ckpt")
+
+
+def measure(recognizer, waveforms: list[np.ndarray], rate: int, chunk_ms: float) -> dict:
+    from asr.streaming import Stream, chunks
+
+    latencies, busy = [], 0.0
+    for waveform in waveforms:
+        stream = Stream(recognizer)
+        for chunk in chunks(waveform, rate, chunk_ms):
+            start = time.perf_counter()
+            stream.accept(chunk)
+            latencies.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        stream.finish()
+        busy += time.perf_counter() - start
+    busy += sum(latencies)
+    ms = 1000 * np.array(latencies)
+    audio = sum(len(w) for w in waveforms) / rate
+    return {"chunk_ms": chunk_ms, "chunks": len(latencies), "latency_ms_p50": round(float(np.percentile(ms, 50)), 2),
+            "latency_ms_p95": round(float(np.percentile(ms, 95)), 2), "latency_ms_max": round(float(ms.max()), 2),
+            "real_time_factor": round(busy / audio, 4), "audio_seconds": round(audio, 1)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=[str(REPO / m) for m in MODELS])
+    parser.add_argument("--chunk-ms", type=float, nargs="+", default=[100, 160, 320])
+    parser.add_argument("--files", type=int, help="only the first N test files (default: all)")
+    parser.add_argument("--data-dir", default=os.environ.get("ASR_DATA_DIR", "data"))
+    parser.add_argument("--output", default=str(REPO / "benchmarks/streaming_cpu.json"))
+    args = parser.parse_args()
+
+    import torch
+
+    from asr.audio import load_audio
+    from asr.corpora import load_split
+    from asr.inference import Recognizer
+
+    torch.set_num_threads(1)
+    results = []
+    for path in args.models:
+        recognizer = Recognizer.from_checkpoint(path)
+        rate = recognizer.extractor.config.sample_rate
+        utterances = load_split("an4", "test", args.data_dir)[: args.files]
+        waveforms = [load_audio(u.path, rate).numpy() for u in utterances]
+        measure(recognizer, waveforms[:4], rate, 160)  # warm up (first calls allocate)
+        for chunk_ms in args.chunk_ms:
+            row = {"model": Path(path).stem, **measure(recognizer, waveforms, rate, chunk_ms)}
+            results.append(row)
+            print(json.dumps(row), flush=True)
+    report = {"machine": f"{platform.machine()} {platform.processor()}, {os.cpu_count()} cores",
+              "torch": torch.__version__, "threads": torch.get_num_threads(), "command": " ".join(sys.argv),
+              "results": results}
+    Path(args.output).write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
