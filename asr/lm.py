@@ -89,10 +89,10 @@ class WittenBellLM:
                 else:
                     p = self.prob(gram[-1], gram[:-1]) if n > 1 else self._unigram(gram[0])
                     logp = math.log10(p) if p > 0 else -99.0
-                line = f"{logp:.6f}\t{' '.join(gram)}"
+                line = f"{arpa_number(logp)}\t{' '.join(gram)}"
                 if n < self.order and gram in self.followers[n + 1]:
                     alpha = self.backoff(gram)
-                    line += f"\t{math.log10(alpha) if alpha > 0 else -99.0:.6f}"
+                    line += f"\t{arpa_number(math.log10(alpha) if alpha > 0 else -99.0)}"
                 entries.append(line)
             lines_by_order.append(entries)
         out = ["\\data\\", *[f"ngram {n}={len(e)}" for n, e in enumerate(lines_by_order, 1)], ""]
@@ -105,6 +105,12 @@ class WittenBellLM:
 def write_lexicon(words: set[str], path: Path) -> None:
     """'HELLO H E L L O |' per word: the spelling the decoder may emit for it."""
     Path(path).write_text("".join(f"{w} {' '.join(w)} {WORD_SEPARATOR}\n" for w in sorted(words)))
+
+
+def arpa_number(x: float) -> str:
+    """Six decimals, and never "-0.000000": sums over sets follow the hash seed, so a backoff weight of exactly 1 comes
+    out as 1 +- 1e-16, and its log must print the same in every process (the shipped LM is rebuilt, not edited)."""
+    return f"{round(x, 6) + 0.0:.6f}"
 
 
 def build(sentences: list[str], out_dir: Path, order: int = 3, name: str = "lm") -> tuple[Path, Path]:

@@ -50,3 +50,19 @@ def test_seen_continuations_are_more_likely_than_unseen():
 def test_no_transcripts_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no transcripts"):
         build(["", "  "], tmp_path)
+
+
+def test_the_arpa_file_is_the_same_bytes_whatever_the_hash_seed(tmp_path, data_dir):
+    """Set iteration order follows PYTHONHASHSEED: a backoff weight summed in that order came out as 1 +- 1e-16 and
+    was written "0.000000" in one process and "-0.000000" in another, so the shipped LM changed on every rebuild."""
+    import subprocess
+    import sys
+
+    made = []
+    for seed in ("1", "2"):
+        code = ("import sys; from pathlib import Path; from asr.lm import build; from asr.corpora import load_split; "
+                "build([u.text for u in load_split('an4', 'train', sys.argv[1])], Path(sys.argv[2]), order=3)")
+        subprocess.run([sys.executable, "-c", code, str(data_dir), str(tmp_path / seed)], check=True,
+                       env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"})
+        made.append(next((tmp_path / seed).glob("*.arpa")).read_bytes())
+    assert made[0] == made[1]

@@ -96,8 +96,10 @@ def test_shipped_onnx_models_match_their_checkpoints(model, data_dir):
     utterances = load_split(model["dataset"], "test", str(data_dir))
     waveforms = [onnx.read(u.path) for u in utterances]
     expected = torch_path.log_probs([torch_path.extractor(torch.from_numpy(w)) for w in waveforms])
-    worst = max(float(np.abs(g - e.numpy()).max()) for g, e in zip(onnx.log_probs(waveforms), expected))
-    assert worst < 1e-4, worst  # every frame of every test utterance
+    # every frame of every test utterance, within 1e-4 + 2e-5 of the value (float32 rounding, amplified by the network)
+    worst = max(float((np.abs(g - e.numpy()) - 2e-5 * np.abs(e.numpy())).max())
+                for g, e in zip(onnx.log_probs(waveforms), expected))
+    assert worst < 1e-4, worst
     summary, _ = onnx.evaluate(model["dataset"], "test", str(data_dir))
     for key in ("wer", "cer", "substitutions", "deletions", "insertions"):
         assert summary[key] == model["test_greedy"][key], key  # the recorded greedy WER, to the last digit
