@@ -30,6 +30,7 @@ from .module import ASRModule
 from .recipes import GRADIENT_FLOW_KEYS, deep_merge, resolve_models, run_recipe
 from .results import ModelResult, RunHistory, RunResult, StudyResult
 from .runs import RunLock, build_trainer, callback_of, expected_warnings_silenced
+from .workers import worker_pool
 
 
 @dataclass(frozen=True)
@@ -152,10 +153,6 @@ def environment() -> dict:
     }
 
 
-def one_thread() -> None:
-    torch.set_num_threads(1)  # jobs side by side must not fight over the cores (each OpenMP pool spins)
-
-
 def train_in_worker(job: Job, data_args: dict, measures: Measures) -> RunResult:
     data = ASRDataModule(**data_args)  # the feature cache makes this cheap
     data.setup("fit")
@@ -166,11 +163,7 @@ def train_in_worker(job: Job, data_args: dict, measures: Measures) -> RunResult:
 def run_in_parallel(jobs: list[Job], data_args: dict, measures: Measures, workers: int, study: str) -> list[RunResult]:
     """The study's runs in `workers` processes of one torch thread each (independent runs: on a 2-core CPU,
     2 jobs x 1 thread trained 1.24x the steps per second of 1 job x 2 threads; see benchmarks/README.md)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    context = multiprocessing.get_context("spawn")  # a fresh interpreter each: no forked OpenMP or Lightning state
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=one_thread) as pool:
+    with worker_pool(workers) as pool:
         futures = [pool.submit(train_in_worker, job, data_args, measures) for job in jobs]
         for done, (job, future) in enumerate(zip(jobs, futures), 1):
             future.result()

@@ -194,3 +194,35 @@ def test_parallel_jobs_give_the_numbers_of_a_sequential_study(tmp_path, data_dir
         assert one["models"][name]["test_wer"] == two["models"][name]["test_wer"]
         for a, b in zip(one["models"][name]["runs"], two["models"][name]["runs"]):
             assert (a["seed"], a["gradient_flow"], a["grad_norm"]) == (b["seed"], b["gradient_flow"], b["grad_norm"])
+
+
+def test_a_killed_study_leaves_no_training_worker_behind(tmp_path):
+    """`asr compare --jobs N` trains in worker processes; killing the study (kill -9, a session that ends) must end
+    them too. Orphaned workers went on training into the run folders of a study that had been restarted."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("import os, time\n"
+            "from asr.workers import worker_pool\n"
+            "with worker_pool(1) as pool:\n"
+            "    pid = pool.submit(os.getpid).result()\n"
+            "    pool.submit(time.sleep, 600)\n"  # the worker is busy, as one training a model is
+            "    print(pid, flush=True)\n"
+            "    time.sleep(600)\n")
+    study = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    worker = int(study.stdout.readline())
+    os.kill(worker, 0)  # alive
+    study.send_signal(signal.SIGKILL)
+    study.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(worker, signal.SIGKILL)
+    raise AssertionError(f"worker {worker} still running 10 s after its study was killed")
