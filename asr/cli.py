@@ -165,9 +165,13 @@ def transcribe_live(args) -> int:
 
 def download(args) -> int:
     from .download import download as fetch
+    from .download import download_librispeech
 
     for name in args.datasets:
-        fetch(name, Path(args.data_dir), url=args.url)
+        if name == "librispeech":
+            download_librispeech(args.subset, Path(args.data_dir), args.url)
+        else:
+            fetch(name, Path(args.data_dir), url=args.url)
     return 0
 
 
@@ -305,9 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="data/lm/an4", help="output folder (default data/lm/an4)")
 
     p = sub.add_parser("download", help="download corpora from upstream into the data folder, checksummed")
-    p.add_argument("datasets", nargs="+", choices=("an4", "fsdd"))
+    p.add_argument("datasets", nargs="+", choices=("an4", "fsdd", "librispeech"))
     p.add_argument("--data-dir", default=str(default_data_dir()))
-    p.add_argument("--url", help="fetch from this URL instead of upstream (a mirror or a local file:// copy)")
+    p.add_argument("--url", help="fetch from this URL instead of upstream (a mirror or a local file:// copy); for "
+                   "librispeech the folder holding <subset>.tar.gz, as OpenSLR's mirrors lay it out")
+    p.add_argument("--subset", nargs="+", default=["train-clean-100", "dev-clean", "test-clean"],
+                   help="librispeech: the subsets to fetch (default: %(default)s, what recipes/librispeech_lstm.yaml "
+                        "reads; train-clean-360, train-other-500, dev-other, test-other also)")
     return parser
 
 

@@ -47,8 +47,7 @@ def corpus_root(name: str, data_dir: str | Path | None) -> Path:
     for root in (data_dir / folder, data_dir):
         if (root / marker).exists() and (marker or root.name == folder):
             return root
-    hint = (f"run `asr download {name} --data-dir {data_dir}`" if name != "librispeech"
-            else "download LibriSpeech from https://www.openslr.org/12 and unpack it there")
+    hint = f"run `asr download {name} --data-dir {data_dir}`"
     raise DataNotFoundError(
         f"{name} not found under {data_dir}: {hint}, or point --data-dir / ASR_DATA_DIR at a folder holding {folder}/"
     )
@@ -114,7 +113,8 @@ def librispeech(root: Path, split: str, subsets: dict | None = None) -> list[Utt
     utts = []
     for subset in (subsets or LIBRISPEECH_SUBSETS)[split]:
         if not (root / subset).is_dir():
-            raise DataNotFoundError(f"LibriSpeech subset {subset} not found under {root}")
+            raise DataNotFoundError(f"LibriSpeech subset {subset} not found under {root}: run `asr download librispeech "
+                                    f"--subset {subset} --data-dir {root.parent}`")
         for trans in sorted((root / subset).glob("*/*/*.trans.txt")):
             for line in trans.read_text().splitlines():
                 uid, _, text = line.partition(" ")

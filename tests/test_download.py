@@ -48,3 +48,59 @@ def test_existing_folder_that_is_not_the_corpus_is_never_overwritten(tmp_path, f
     with pytest.raises(DownloadError, match="fail verification"):
         download("fsdd", tmp_path, url=fsdd_archive.as_uri())
     assert (mine / "notes.txt").read_text() == "my notes"
+
+
+@pytest.fixture
+def tiny_librispeech(tmp_path, data_dir):
+    """A dev-clean archive in LibriSpeech's published layout (two chapters, real AN4 speech as FLAC), in a folder laid
+    out as OpenSLR's mirrors are (<subset>.tar.gz)."""
+    import soundfile
+
+    from asr.corpora import load_split
+
+    made = tmp_path / "made/LibriSpeech/dev-clean"
+    for n, u in enumerate(load_split("an4", "test", data_dir)[:4]):
+        chapter = made / f"{84 + n % 2}" / "121123"
+        chapter.mkdir(parents=True, exist_ok=True)
+        uid = f"{84 + n % 2}-121123-{n:04d}"
+        audio, rate = soundfile.read(u.path)
+        soundfile.write(chapter / f"{uid}.flac", audio, rate)
+        with open(chapter / f"{84 + n % 2}-121123.trans.txt", "a") as f:
+            f.write(f"{uid} {u.text}\n")
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    with tarfile.open(mirror / "dev-clean.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "made/LibriSpeech", arcname="LibriSpeech")
+    return mirror
+
+
+def test_librispeech_subsets_are_checked_before_unpacking_and_read_back(tiny_librispeech, tmp_path, monkeypatch, capsys):
+    import asr.download
+    from asr.checkpoint import sha256
+    from asr.corpora import load_split
+
+    data = tmp_path / "data"
+    argv = ["download", "librispeech", "--subset", "dev-clean", "--data-dir", str(data), "--url", tiny_librispeech.as_uri()]
+    # not the published archive: refused, nothing unpacked
+    assert main(argv) == 2
+    assert "does not have the published checksum" in capsys.readouterr().err
+    assert not (data / "LibriSpeech/dev-clean").exists()
+    # the same archive, had it been the published one
+    published = {**asr.download.LIBRISPEECH_SHA256, "dev-clean": sha256(tiny_librispeech / "dev-clean.tar.gz")}
+    monkeypatch.setattr(asr.download, "LIBRISPEECH_SHA256", published)
+    assert main(argv) == 0
+    assert "verified and unpacked" in capsys.readouterr().out
+    utterances = load_split("librispeech", "dev", data)
+    assert len(utterances) == 4 and {u.speaker for u in utterances} == {"84", "85"} and all(u.path.is_file() for u in utterances)
+    # again: found, verified file by file, not fetched (the mirror is gone)
+    assert main([*argv[:-1], "file:///nonexistent/"]) == 0
+    assert "already present and verified" in capsys.readouterr().out
+    next((data / "LibriSpeech/dev-clean").rglob("*.flac")).write_bytes(b"changed")
+    assert main(argv) == 2
+    assert "1 of 6 files fail verification" in capsys.readouterr().err
+    # a subset folder that `asr download` did not make is never touched
+    (data / "LibriSpeech/test-clean").mkdir()
+    assert main(["download", "librispeech", "--subset", "test-clean", "--data-dir", str(data)]) == 2
+    assert "was not unpacked by `asr download`" in capsys.readouterr().err
+    assert main(["download", "librispeech", "--subset", "dev-cleaner", "--data-dir", str(data)]) == 2
+    assert "unknown LibriSpeech subset(s) dev-cleaner" in capsys.readouterr().err
