@@ -35,7 +35,8 @@ def same_rates(measured: dict, recorded: dict) -> None:
 
 def test_the_card_lists_every_shipped_file_with_its_size_and_hash():
     models = shipped_models()
-    assert {m["name"] for m in models} >= {"an4_lstm", "an4_gru", "an4_tanh_rnn_clipped", "fsdd_lstm"}
+    assert {m["name"] for m in models} >= {"an4_lstm", "an4_gru", "an4_tanh_rnn_clipped", "an4_lstm_stream",
+                                            "an4_tanh_rnn_clipped_stream", "fsdd_lstm"}
     assert {p.name for p in SHIPPED.glob("*.ckpt")} == {m["file"] for m in models}
     card = (SHIPPED / "README.md").read_text()
     total = 0
@@ -50,7 +51,8 @@ def test_the_card_lists_every_shipped_file_with_its_size_and_hash():
     assert total < 50e6
 
 
-@pytest.mark.parametrize("name", ["an4_lstm", "an4_gru", "an4_tanh_rnn_clipped", "fsdd_lstm"])
+@pytest.mark.parametrize("name", ["an4_lstm", "an4_gru", "an4_tanh_rnn_clipped", "an4_lstm_stream",
+                                  "an4_tanh_rnn_clipped_stream", "fsdd_lstm"])
 def test_a_shipped_checkpoint_reproduces_its_recorded_test_wer(name, data_dir):
     model = next(m for m in shipped_models() if m["name"] == name)
     recognizer = Recognizer.from_checkpoint(SHIPPED / model["file"])
@@ -138,8 +140,8 @@ def test_ship_script_exports_the_best_dev_seed_and_writes_a_card_that_matches(tm
 
 
 def test_asr_serve_without_checkpoints_serves_the_shipped_an4_models(monkeypatch):
-    """`asr serve` as a user types it: the page gets the three shipped AN4 models (not the FSDD one), each the
-    shipped file's weights, and listens on this machine only."""
+    """`asr serve` as a user types it: the page gets the five shipped AN4 models (not the FSDD one), each the
+    shipped file's weights, the two streaming ones on its Live tab too, and listens on this machine only."""
     import asr.serve
 
     served = {}
@@ -155,7 +157,9 @@ def test_asr_serve_without_checkpoints_serves_the_shipped_an4_models(monkeypatch
     monkeypatch.setattr(asr.serve, "build_app", build_app)
     assert main(["serve"]) == 0
     models = served["models"]
-    assert [m.name for m in models] == ["an4_gru", "an4_lstm", "an4_tanh_rnn_clipped"]
+    assert [m.name for m in models] == ["an4_gru", "an4_lstm", "an4_lstm_stream", "an4_tanh_rnn_clipped",
+                                        "an4_tanh_rnn_clipped_stream"]
+    assert [m.name for m in asr.serve.live_models(models)] == ["an4_lstm_stream", "an4_tanh_rnn_clipped_stream"]
     for m in models:
         shipped = read_checkpoint(REPO / "checkpoints" / f"{m.name}.ckpt")["state_dict"]
         for key, value in m.recognizer.model.state_dict().items():

@@ -114,3 +114,28 @@ def test_every_an4_test_file_streams_to_its_offline_transcript(overfit, data_dir
             for chunk in chunks(waveform, 16000, ms):
                 stream.accept(chunk)
             assert stream.finish().text == expected, (path, ms)
+
+
+@pytest.mark.parametrize("name", ["an4_lstm_stream", "an4_tanh_rnn_clipped_stream"])
+def test_the_shipped_streaming_models_stream_every_test_file_to_their_offline_transcript(name, data_dir):
+    """The shipped live models (checkpoints/*_stream.ckpt) on all 130 AN4 test files in 160 ms chunks: the final
+    transcript of the stream is the offline one, and the offline WER is the one their card records."""
+    import json
+    from pathlib import Path
+
+    from asr.corpora import load_split
+    from asr.metrics import error_rates
+
+    shipped = Path(__file__).resolve().parents[1] / "checkpoints"
+    record = next(m for m in json.loads((shipped / "models.json").read_text())["models"] if m["name"] == name)
+    recognizer = Recognizer.from_checkpoint(shipped / record["file"])
+    utterances = load_split("an4", "test", str(data_dir))
+    offline = [t.text for _, t, _ in recognizer.transcribe_files([u.path for u in utterances])]
+    live = []
+    for u in utterances:
+        stream = Stream(recognizer)
+        for chunk in chunks(load_audio(u.path, 16000, min_seconds=0.1).numpy(), 16000, 160):
+            stream.accept(chunk)
+        live.append(stream.finish().text)
+    assert live == offline
+    assert error_rates([u.text for u in utterances], live)["wer"] == pytest.approx(record["test_greedy"]["wer"])
