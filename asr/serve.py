@@ -170,7 +170,9 @@ class LiveSession:
 
 def live_models(models: list[LoadedModel]) -> list[LoadedModel]:
     """The loaded models that can transcribe live (asr/streaming.py)."""
-    return [m for m in models if m.recognizer.model.can_stream() and m.recognizer.extractor.config.normalize == "global"]
+    from .streaming import streamable
+
+    return [m for m in models if streamable(m.recognizer)]
 
 
 def live_table(session: Optional[LiveSession], final: bool = False) -> str:

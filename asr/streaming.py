@@ -59,6 +59,11 @@ class StreamingResampler:
         return self.blocks()[: max(0, total - produced)]
 
 
+def streamable(recognizer) -> bool:
+    """Whether a model can transcribe live: a unidirectional recurrence over globally normalised features."""
+    return recognizer.model.can_stream() and recognizer.extractor.config.normalize == "global"
+
+
 class Stream:
     """One utterance, fed in chunks: `accept(samples)` -> the transcript so far; `finish()` -> the final one.
 
