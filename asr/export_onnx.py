@@ -90,7 +90,7 @@ class AcousticGraph(nn.Module):
             raise UserError(f"ONNX export covers the rnn_tanh, rnn_relu, lstm and gru cells without truncate_bptt; "
                             f"this model has cell {model.cell}{' with truncate_bptt' if model.truncate_bptt else ''}")
         rnn = model.rnn
-        self.input_projection, self.output = model.input_projection, model.output
+        self.input_projection, self.output, self.lookahead = model.input_projection, model.output, model.lookahead
         self.bidirectional = rnn.bidirectional
         self.layers = nn.ModuleList()
         for layer in range(rnn.num_layers):
@@ -114,7 +114,10 @@ class AcousticGraph(nn.Module):
         else:
             for layer in self.layers:
                 x, _ = layer(x)
-        return self.output(torch.where(valid, x, torch.zeros_like(x))).log_softmax(-1)
+        x = torch.where(valid, x, torch.zeros_like(x))
+        if self.lookahead is not None:  # after the zeroing: past an utterance's end it sees zeros, as in training
+            x = self.lookahead(x)
+        return self.output(x).log_softmax(-1)
 
 
 class RecognizerGraph(nn.Module):

@@ -12,6 +12,9 @@ output layer, optimiser and data stay identical, so differences in WER come from
 - gru: a gated interpolation h_t = (1 - z_t) * n_t + z_t * h_{t-1}, the same idea with fewer weights.
 - esn: an echo state network, random frozen leaky reservoirs with only the output layer trained
   (asr/remedies.py, like truncated BPTT, `truncate_bptt`).
+
+A unidirectional model may look a few frames ahead before it commits to a frame's symbol (`lookahead`, the row
+convolution of DeepSpeech 2): it still streams, with that many frames of delay.
 """
 from __future__ import annotations
 
@@ -59,7 +62,8 @@ class ModelConfig:
     lstm, gru or esn; init: default (PyTorch's uniform), orthogonal, identity (IRNN) or gaussian for W_hh;
     spectral_radius: rescale each W_hh (block) to it after init (None: leave it; esn: the reservoirs', 0.9 if
     None); truncate_bptt: backpropagate through at most this many frames (unidirectional only); esn_leak: leak
-    rate of the echo-state reservoirs."""
+    rate of the echo-state reservoirs; lookahead: frames of future context the output layer sees through a row
+    convolution (`Lookahead`; unidirectional only: a bidirectional model sees the whole utterance already)."""
     input_dim: int = 240
     vocab_size: int = len(VOCABULARY)
     cell: str = "lstm"
@@ -71,6 +75,7 @@ class ModelConfig:
     spectral_radius: Optional[float] = None
     truncate_bptt: Optional[int] = None
     esn_leak: float = 0.3
+    lookahead: int = 0
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -83,6 +88,10 @@ class ModelConfig:
                              "(set bidirectional: false)")
         if self.cell == "esn" and self.bidirectional:
             raise UserError("the echo state network (cell esn) runs forward in time only: set bidirectional: false")
+        if self.lookahead < 0 or (self.lookahead and (self.bidirectional or self.cell == "esn" or self.truncate_bptt)):
+            raise UserError(f"lookahead must be 0 or a positive number of frames on a unidirectional rnn_tanh, rnn_relu, "
+                             f"lstm or gru model without truncate_bptt, got {self.lookahead} (bidirectional models see "
+                             "the whole utterance already: set bidirectional: false or lookahead: 0)")
 
     @classmethod
     def from_hparams(cls, hparams: Mapping) -> "ModelConfig":
@@ -90,6 +99,29 @@ class ModelConfig:
         fields, the vocabulary, and the optimiser's settings, which the model does not read)."""
         names = {f.name for f in fields(cls)} - {"vocab_size"}
         return cls(vocab_size=len(hparams["vocabulary"]), **{k: v for k, v in hparams.items() if k in names})
+
+
+class Lookahead(nn.Module):
+    """Future context for a unidirectional model (Wang et al.'s row convolution, DeepSpeech 2): frame t's output
+    also sees the next `context` frames of the top layer, one weight per channel and offset,
+    y_t = sum_k w_k * h_{t+k} for k = 0..context, with zeros after the last frame. It starts as the identity
+    (w_0 = 1, the rest 0), so training starts from the model without it. Streaming waits `context` frames."""
+
+    def __init__(self, channels: int, context: int):
+        super().__init__()
+        self.context = context
+        self.conv = nn.Conv1d(channels, channels, context + 1, groups=channels, bias=False)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.weight[:, 0, 0] = 1.0
+
+    def forward(self, hidden: torch.Tensor, final: bool = True) -> torch.Tensor:
+        """(batch, frames, channels) -> the output of every frame (final: the sequence ends here, zeros after it)
+        or, mid-stream, of the frames whose `context` next frames are in (frames - context of them)."""
+        x = hidden.transpose(1, 2)
+        if final:
+            x = nn.functional.pad(x, (0, self.context))
+        return self.conv(x).transpose(1, 2)
 
 
 class AcousticModel(nn.Module):
@@ -100,6 +132,7 @@ class AcousticModel(nn.Module):
                                                                                c.truncate_bptt)
         self.input_projection = nn.Linear(c.input_dim, c.hidden_size)
         self.output = nn.Linear(c.hidden_size * (2 if c.bidirectional else 1), c.vocab_size)
+        self.lookahead = Lookahead(c.hidden_size, c.lookahead) if c.lookahead else None
         if c.cell == "esn":  # random, frozen input weights and reservoirs: only the output layer learns
             self.input_projection.requires_grad_(False)
             self.rnn = EchoStateNetwork(c.hidden_size, c.num_layers, c.spectral_radius or 0.9, c.esn_leak)
@@ -151,8 +184,12 @@ class AcousticModel(nn.Module):
             return self.output(self.rnn(inputs)).log_softmax(-1)
         if self.truncate_bptt:
             return self.output(truncated_recurrence(self.rnn, inputs, self.truncate_bptt)).log_softmax(-1)
-        # lengths keep padding out of every valid frame (asr/recurrence.py: the fast exact path per device)
-        return self.output(recurrence(self.rnn, inputs, lengths)).log_softmax(-1)
+        # lengths keep padding out of every valid frame (asr/recurrence.py: the fast exact path per device); its
+        # zeros on padding are what the lookahead sees after an utterance's end
+        hidden = recurrence(self.rnn, inputs, lengths)
+        if self.lookahead is not None:
+            hidden = self.lookahead(hidden)
+        return self.output(hidden).log_softmax(-1)
 
     def forward(self, features: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.recur(self.recurrent_input(features), lengths)
@@ -162,14 +199,28 @@ class AcousticModel(nn.Module):
         return not self.bidirectional and self.cell != "esn"
 
     def step(self, features: torch.Tensor, state=None) -> tuple[torch.Tensor, object]:
-        """The next frames of a stream: (batch, frames, input_dim) and the recurrent state after the frames before
-        (None at the start) -> their log-probs and the state after them (asr/streaming.py). Running an utterance
-        in steps gives the log-probs of running it whole (forward in time only; in eval mode)."""
+        """The next frames of a stream: (batch, frames, input_dim) and the state after the frames before (None at
+        the start) -> the log-probs of the frames now complete and the state after them (asr/streaming.py). With a
+        lookahead the last `lookahead` frames wait for their future (the state holds them) until the next step
+        or `finish`. Running an utterance in steps gives the log-probs of running it whole (in eval mode)."""
         if not self.can_stream():
             raise UserError("only a unidirectional rnn_tanh, rnn_relu, lstm or gru model can stream; this one is "
                             f"{'bidirectional' if self.bidirectional else self.cell}")
-        hidden, state = self.rnn(self.recurrent_input(features), state)
-        return self.output(hidden).log_softmax(-1), state
+        recurrent, waiting = state if state is not None else (None, None)
+        hidden, recurrent = self.rnn(self.recurrent_input(features), recurrent)
+        if self.lookahead is not None:
+            if waiting is not None:
+                hidden = torch.cat([waiting, hidden], dim=1)
+            waiting = hidden[:, max(0, hidden.shape[1] - self.lookahead.context) :]
+            hidden = self.lookahead(hidden, final=False) if hidden.shape[1] > self.lookahead.context else hidden[:, :0]
+        return self.output(hidden).log_softmax(-1), (recurrent, waiting)
+
+    def finish(self, state) -> torch.Tensor:
+        """The end of a stream: the log-probs of the frames still waiting for their lookahead (none without one)."""
+        waiting = state[1] if state is not None else None
+        if self.lookahead is None or waiting is None:
+            return torch.zeros(1, 0, self.output.out_features)
+        return self.output(self.lookahead(waiting)).log_softmax(-1)
 
     def can_unroll(self) -> bool:
         return self.cell.startswith("rnn_") and not self.bidirectional and not self.truncate_bptt

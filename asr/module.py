@@ -35,6 +35,7 @@ class ASRModule(L.LightningModule):
         truncate_bptt: truncated backpropagation through time, at most this many frames (unidirectional only).
         gradient_penalty: weight of Pascanu et al.'s gradient-norm regulariser (unidirectional rnn_tanh/relu).
         esn_leak: leak rate of the echo-state reservoirs (cell esn).
+        lookahead: frames of future context of the output layer (asr/model.py `Lookahead`; unidirectional only).
         learning_rate, weight_decay: AdamW.
         warmup_fraction: share of the run's steps (at max_epochs) spent warming up to the peak learning rate.
         schedule: onecycle (anneal to max_epochs) or plateau (halve on plateaus of dev WER, stop when converged:
@@ -56,6 +57,7 @@ class ASRModule(L.LightningModule):
         truncate_bptt: Optional[int] = ModelConfig.truncate_bptt,
         gradient_penalty: float = 0.0,
         esn_leak: float = ModelConfig.esn_leak,
+        lookahead: int = ModelConfig.lookahead,
         learning_rate: float = 1.5e-3,
         weight_decay: float = 1e-2,
         warmup_fraction: float = 0.15,

@@ -5,11 +5,12 @@ and its features are normalised frame by frame (data.normalize: global, asr/feat
 offline pipeline runs on what has arrived so far, each output computed once, as soon as its last input is in:
 
     samples -> a 25 ms window every 10 ms -> log-mel, normalised by the training statistics -> stacked frames
-    -> the recurrence, its state carried from chunk to chunk -> log-probs -> greedy CTC
+    -> the recurrence, its state carried from chunk to chunk -> (lookahead) -> log-probs -> greedy CTC
 
 So the stream ends with the offline log-probs (up to rounding) and the offline transcript: tests/test_streaming.py
 checks this on every AN4 test file, at several chunk sizes. A chunk's partial transcript is ready when its frames
-have run through the network (benchmarks/streaming.py measures how long that takes).
+have run through the network (benchmarks/streaming.py measures how long that takes); a model with a lookahead
+(asr/model.py) holds its last `lookahead` frames back until the frames after them arrive, or the stream ends.
 """
 from __future__ import annotations
 
@@ -89,6 +90,7 @@ class Stream:
         self.log_mels = torch.zeros(0, extractor.config.n_mels)  # normalised, from the next stacked frame's first on
         self.state = None  # the recurrence's, after the frames run so far
         self.log_probs: list[np.ndarray] = []
+        self.ended = False
 
     def accept(self, samples) -> Transcript:
         """Takes the next chunk of audio; returns the transcript of everything heard so far."""
@@ -97,10 +99,14 @@ class Stream:
         return self.transcript()
 
     def finish(self) -> Transcript:
-        """The final transcript: the resampler's last samples run; samples after the last whole window are dropped,
-        as offline."""
-        if self.resampler is not None:
-            self.run(self.resampler.finish())
+        """The final transcript: the resampler's last samples run, the frames waiting for a lookahead decoded with
+        nothing after them; samples after the last whole window are dropped, as offline."""
+        if not self.ended:
+            self.ended = True
+            if self.resampler is not None:
+                self.run(self.resampler.finish())
+            with torch.no_grad():
+                self.log_probs.append(self.model.finish(self.state)[0].numpy())
         return self.transcript()
 
     @torch.no_grad()

@@ -32,7 +32,8 @@ def test_the_training_module_offers_every_model_setting_with_the_config_default(
     dict(cell="esn", hidden_size=24, num_layers=2, bidirectional=False, spectral_radius=0.5, esn_leak=0.7),
     dict(cell="gru", hidden_size=10, num_layers=3, bidirectional=True, dropout=0.3, init="gaussian"),
     dict(cell="rnn_tanh", hidden_size=8, num_layers=1, bidirectional=False, init="identity", gradient_penalty=0.5),
-], ids=["relu-tbptt", "esn", "gru", "tanh-penalty"])
+    dict(cell="lstm", hidden_size=12, num_layers=2, bidirectional=False, lookahead=3),
+], ids=["relu-tbptt", "esn", "gru", "tanh-penalty", "lstm-lookahead"])
 def test_a_loaded_checkpoint_gives_the_same_log_probabilities(model_args, data_dir, tmp_path):
     data = ASRDataModule(dataset="an4", data_dir=str(data_dir), batch_size=4, max_utterances=8, spec_augment=False,
                          cache_dir=str(tmp_path / "cache"), **FEATURES)
@@ -56,6 +57,8 @@ def test_a_loaded_checkpoint_gives_the_same_log_probabilities(model_args, data_d
         assert torch.equal(a, b)
     # and the settings themselves came back: the loaded model's config is the trained one's, field by field
     assert recognizer.model.config == module.model.config
+    if module.model.lookahead is not None:  # trained: no longer the identity it starts as
+        assert module.model.lookahead.conv.weight[:, 0, 1:].abs().sum() > 0
     for name, value in model_args.items():
         if name != "gradient_penalty":  # the training module's, not the model's
             assert getattr(recognizer.model.config, name) == value, name

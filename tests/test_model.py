@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from asr.errors import UserError
 from asr.model import CELLS, AcousticModel, ModelConfig, spectral_radius
 
 
@@ -59,3 +60,28 @@ def test_an_utterance_in_a_padded_batch_gets_the_output_it_gets_alone(cell):
         alone = model(short[None], torch.tensor([23]))
     assert torch.allclose(together[1, :23], alone[0], atol=1e-6)
     assert torch.allclose(together[0], model(long[None])[0], atol=1e-6)
+
+
+def test_lookahead_sees_the_next_frames_and_never_the_padding():
+    """Frame t's output depends on frames up to t + lookahead, not beyond; in a padded batch an utterance's last frames
+    see zeros after its end, as when it runs alone."""
+    torch.manual_seed(0)
+    model = AcousticModel(ModelConfig(12, 29, cell="lstm", hidden_size=16, num_layers=2, bidirectional=False,
+                                      dropout=0.0, lookahead=3)).eval()
+    with torch.no_grad():
+        model.lookahead.conv.weight.normal_()
+        x = torch.randn(1, 30, 12)
+        changed = x.clone()
+        changed[0, 20] += 1.0
+        diff = (model(changed) - model(x))[0].abs().amax(-1)
+        assert (diff[:17] == 0).all() and (diff[17:] > 0).all()  # frames 17..19 see frame 20 ahead of them
+        short = torch.randn(23, 12)
+        batch = torch.stack([torch.randn(40, 12), torch.cat([short, torch.full((17, 12), 5.0)])])
+        assert torch.allclose(model(batch, torch.tensor([40, 23]))[1, :23], model(short[None])[0], atol=1e-6)
+
+
+def test_lookahead_needs_a_unidirectional_recurrence():
+    for wrong in (dict(bidirectional=True, lookahead=2), dict(bidirectional=False, cell="esn", lookahead=2),
+                  dict(bidirectional=False, lookahead=-1)):
+        with pytest.raises(UserError, match="lookahead must be 0 or a positive number of frames"):
+            ModelConfig(**wrong)

@@ -55,6 +55,25 @@ def test_every_cell_exports_and_gives_pytorchs_log_probs(cell, bidirectional, tm
     assert onnx.vocabulary == VOCABULARY and onnx.frame_seconds == 0.02 and onnx.sample_rate == 16000
 
 
+def test_a_model_that_looks_ahead_exports_with_its_row_convolution(tmp_path):
+    """The lookahead reads zeros after each utterance's end in the batched graph too, as in PyTorch."""
+    torch.manual_seed(0)
+    model = AcousticModel(ModelConfig(input_dim=80 * 3, cell="lstm", hidden_size=12, num_layers=2, bidirectional=False,
+                                      lookahead=3)).eval()
+    with torch.no_grad():
+        model.lookahead.conv.weight.normal_()
+    recognizer = Recognizer(model, CharTokenizer(VOCABULARY), FeatureExtractor(FeatureConfig()), {"dataset": "an4"},
+                            torch.device("cpu"))
+    write_onnx(recognizer, tmp_path / "m.onnx")
+    onnx = OnnxRecognizer(tmp_path / "m.onnx")
+    rng = np.random.default_rng(2)
+    waveforms = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (16000, 5000)]
+    expected = recognizer.log_probs([recognizer.extractor(torch.from_numpy(w)) for w in waveforms])
+    for g, e in zip(onnx.log_probs(waveforms, batch_size=2), expected):
+        assert g.shape == tuple(e.shape)
+        assert np.abs(g - e.numpy()).max() < 1e-4
+
+
 def test_a_globally_normalised_streaming_model_exports_with_its_statistics(overfit, tmp_path):
     """The training statistics are constants of the graph: onnxruntime gives the checkpoint's log-probs."""
     recognizer = Recognizer.from_checkpoint(overfit.checkpoint)

@@ -44,6 +44,49 @@ def test_a_stream_gives_the_offline_log_probs_and_transcript_at_any_chunk_size(o
                    [(w.word, w.start, w.end) for w in transcript.words]
 
 
+def looking_ahead(recognizer, context: int) -> Recognizer:
+    """The recogniser's model with a lookahead of `context` frames added: the trained weights, and a row convolution
+    that mixes in the frames ahead (mostly the frame itself, so that it still says words)."""
+    from dataclasses import replace
+
+    from asr.model import AcousticModel
+
+    model = AcousticModel(replace(recognizer.model.config, lookahead=context))
+    model.load_state_dict(recognizer.model.state_dict(), strict=False)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        model.lookahead.conv.weight[:, 0, 1:].normal_(0, 0.3)
+    return Recognizer(model.eval(), recognizer.tokenizer, recognizer.extractor, recognizer.data_hparams, recognizer.device)
+
+
+def test_a_model_that_looks_ahead_streams_to_its_offline_result_its_partials_that_many_frames_behind(overfit):
+    plain = Recognizer.from_checkpoint(overfit.checkpoint)
+    recognizer = looking_ahead(plain, 4)
+    paths = [u.path for u in overfit.utterances[:3]]
+    offline = recognizer.transcribe_files(paths)
+    assert sum(len(t.words) for _, t, _ in offline) >= 9
+    for path, (_, transcript, _) in zip(paths, offline):
+        waveform = load_audio(path, 16000).numpy()
+        features = recognizer.extractor(torch.from_numpy(waveform))
+        expected = recognizer.log_probs([features])[0].numpy()
+        assert np.abs(expected - plain.log_probs([features])[0].numpy()).max() > 0.1  # the lookahead changes them
+        k, s = recognizer.extractor.config.stack, recognizer.extractor.config.stride
+        for sizes in ([160], [480], [2560], [7, 1000, 30]):
+            stream = Stream(recognizer)
+            start, i = 0, 0
+            while start < len(waveform):
+                stream.accept(waveform[start : start + sizes[i % len(sizes)]])
+                start, i = start + sizes[i % len(sizes)], i + 1
+                heard = max(0, (min(start, len(waveform)) - stream.window) // stream.hop + 1)  # log-mel windows
+                ready = (heard - k) // s + 1 if heard >= k else 0  # stacked frames through the recurrence
+                assert stream.frames == max(0, ready - 4)
+            stream.finish()
+            got = np.concatenate(stream.log_probs)
+            assert got.shape == expected.shape
+            assert np.abs(got - expected).max() < 1e-4
+            assert stream.finish().text == transcript.text  # a second finish changes nothing
+
+
 def test_audio_at_another_rate_is_resampled_on_the_way_as_a_file_would_be(overfit, tmp_path):
     """A microphone at 48 kHz: the stream resamples chunk by chunk and ends where `asr transcribe` of the same
     48 kHz file ends (which resamples the whole file at once)."""
