@@ -2,7 +2,9 @@
 
 Features are computed once per split (and optionally cached on disk, so a second run starts at
 once); SpecAugment and frame stacking happen when a batch is put together, so every epoch sees
-fresh masks on the training split and none on dev/test.
+fresh masks on the training split and none on dev/test. The training split is held in memory
+(data.storage: memory, the default) or streamed from shards on disk (data.storage: shards,
+asr/shards.py), for corpora larger than memory.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import hashlib
 import math
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator, Optional
 
 import lightning as L
@@ -162,6 +165,9 @@ class ASRDataModule(L.LightningDataModule):
         seed: seed of the batch order.
         bad_audio: what an unreadable audio file does: stop (the default: the error names the file) or skip
             (train without it; a warning lists every skipped file; in dev/test it counts as all deletions).
+        storage: memory (the training split's features held in memory) or shards (written once into cache_dir,
+            then streamed: memory flat in corpus size, asr/shards.py).
+        shard_size: utterances per shard (storage: shards); every DDP process needs one shard at least.
     """
 
     def __init__(
@@ -185,11 +191,18 @@ class ASRDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         bad_audio: str = "stop",
+        storage: str = "memory",
+        shard_size: int = 1000,
     ):
         super().__init__()
-        for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0)):
+        for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0),
+                                 ("shard_size", shard_size, 1)):
             if value < low:
                 raise UserError(f"data.{name} must be at least {low}, got {value}")
+        if storage not in ("memory", "shards"):
+            raise UserError(f"data.storage must be memory or shards, got {storage!r}")
+        if storage == "shards" and not cache_dir:
+            raise UserError("data.storage: shards writes the training shards into data.cache_dir: set one")
         self.save_hyperparameters()
         self.waveform_augment = AugmentConfig.of(augment)
         features = FeatureConfig(sample_rate, n_mels, win_ms, hop_ms, stack, stride, normalize)
@@ -209,8 +222,34 @@ class ASRDataModule(L.LightningDataModule):
         """The examples of one split (see CorpusFeatures.load)."""
         return self.corpus.load(split)
 
+    def shards(self) -> Path:
+        """The training split's shard folder (storage: shards), written first if it is not there yet."""
+        from .shards import shards_dir, write_shards
+
+        corpus = self.corpus
+        utts = corpus.training_utterances()
+        folder = shards_dir(corpus.cache_dir, corpus.dataset, utts, self.extractor, self.hparams.shard_size,
+                            self.waveform_augment is not None)
+        if not (folder / "index.json").exists():
+            write_shards(utts, self.extractor, self.tokenizer, folder, self.hparams.shard_size,
+                         self.waveform_augment is not None, corpus.bad_audio)
+        return folder
+
+    def prepare_data(self) -> None:
+        # Lightning calls this on one process per machine, before setup on every process: shards are written once
+        if self.hparams.storage == "shards":
+            self.shards()
+
     def setup(self, stage: Optional[str] = None) -> None:
         splits = {"fit": ("train", "dev"), "validate": ("dev",), "test": ("test",)}.get(stage, ("train", "dev", "test"))
+        if self.hparams.storage == "shards" and "train" in splits:
+            from .shards import read_index
+
+            index = read_index(self.shards())
+            self.unemittable["train"] = index["unemittable"]
+            if self.feature_config.normalize == "global" and self.extractor.stats is None:
+                self.extractor.set_stats(index["stats"])  # before dev is read: its normalisation needs them
+            splits = tuple(s for s in splits if s != "train")
         for split in splits:
             self.load(split)
         if self.extractor.stats is not None:  # saved with the hyper-parameters in every checkpoint
@@ -234,9 +273,27 @@ class ASRDataModule(L.LightningDataModule):
                           generator=torch.Generator().manual_seed(self.hparams.seed))
 
     def train_dataloader(self) -> DataLoader:
+        if self.hparams.storage == "shards":
+            return self.sharded_dataloader()
         loader = self.dataloader("train", shuffle=True, augment=True)
         loader.batch_sampler.resume_at = self.resume_at  # (epoch, batches) of a checkpoint written in mid-epoch
         return loader
+
+    def sharded_dataloader(self) -> DataLoader:
+        """Training batches streamed from the shards (asr/shards.py): the sampler reads this process' shards and
+        groups the utterances; the workers turn them into examples and batches, augmented as in memory."""
+        from .shards import ShardedBatches, ShardedExamples
+
+        world = self.trainer.world_size if self.trainer is not None else 1
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        sampler = ShardedBatches(self.shards(), self.hparams.batch_size, self.hparams.seed, world, rank,
+                                 audio=self.waveform_augment is not None)
+        sampler.resume_at = self.resume_at
+        collate = Collate(self.extractor, SpecAugment() if self.hparams.spec_augment else None, self.waveform_augment)
+        return DataLoader(ShardedExamples(self.extractor, self.tokenizer), sampler=sampler, batch_size=None,
+                          collate_fn=collate, num_workers=self.hparams.num_workers,
+                          persistent_workers=self.hparams.num_workers > 0,
+                          generator=torch.Generator().manual_seed(self.hparams.seed))
 
     # Where the data order stood, in every checkpoint: the epoch comes back through Lightning's set_epoch; the
     # batches of that epoch already trained on are skipped when a run resumes from a checkpoint written

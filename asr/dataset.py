@@ -172,6 +172,11 @@ class CorpusFeatures:
         self.datasets[split] = FeatureDataset(examples)
         return self.datasets[split]
 
+    def training_utterances(self) -> list[Utterance]:
+        """The training split's utterances, as many as max_utterances keeps."""
+        utts = load_split(self.dataset, "train", self.data_dir)
+        return utts[: self.max_utterances] if self.max_utterances else utts
+
     def utterance_features(self, split: str) -> tuple[list[Utterance], list[Optional[torch.Tensor]]]:
         """A split's utterances and their (cached) features before global normalisation; None for a skipped file."""
         utts = load_split(self.dataset, split, self.data_dir)

@@ -1,0 +1,242 @@
+"""Training data streamed from disk in shards, so that memory stays flat in corpus size (data.storage: shards).
+
+The training split is written once, on first use, as Lhotse Shar shards (lhotse-speech/lhotse): per shard of
+`shard_size` utterances a gzipped JSONL manifest (id, duration, transcript), a tar of their log-mels (un-normalised,
+float16) and, when training augments the waveform, a tar of their audio (16-bit FLAC). `index.json`, written last,
+lists the shards, their sizes, the duration bins of length bucketing and the statistics of global normalisation.
+Lhotse rather than WebDataset: it is speech-aware (cuts, transcripts, durations, audio codecs) and brings the
+length-bucketing sampler that icefall and NeMo train with; WebDataset would leave bucketing to us.
+
+An epoch reads only its own shards, in an order drawn from (seed, epoch) like everything else in training:
+
+    shards shuffled -> DDP rank r takes every world_size-th -> Lhotse's DynamicBucketingSampler groups utterances
+    of similar duration in a bounded buffer, shuffled -> batches of at most `batch_size` utterances
+
+Memory holds that buffer, whatever the corpus size. Every rank runs the same number of steps (DDP needs it): the
+smallest share of utterances a rank can get, over batch_size; the batches past it wait for another epoch's order.
+A resumed run redraws its epoch's order and skips the batches already trained, as the in-memory path does.
+Dev and test stay in memory (asr/dataset.py): their size does not grow with the training corpus.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+from itertools import islice
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from .audio import load_audio
+from .corpora import Utterance
+from .dataset import Example
+from .errors import UserError
+from .features import FEATURES_VERSION, FeatureExtractor
+from .text import CharTokenizer, ctc_min_frames
+
+log = logging.getLogger(__name__)
+
+SHARDS_VERSION = 1
+BUFFER_SIZE = 500  # utterances the bucketing sampler holds (with their features): the memory of the streamed path
+NUM_BUCKETS = 10
+
+
+def shards_dir(cache_dir: str | Path, dataset: str, utts: list[Utterance], extractor: FeatureExtractor,
+               shard_size: int, audio: bool) -> Path:
+    """Where a training split's shards live: keyed, like the feature cache, by what they hold."""
+    key = json.dumps([SHARDS_VERSION, FEATURES_VERSION, extractor.config.as_dict(), shard_size, audio,
+                      [(u.id, u.text) for u in utts]])
+    return Path(cache_dir) / f"shards-{dataset}-{hashlib.sha1(key.encode()).hexdigest()[:16]}"
+
+
+class RunningStats:
+    """Per mel band mean and standard deviation over frames seen one utterance at a time (feature_stats's numbers,
+    without holding the frames)."""
+
+    def __init__(self, bands: int):
+        self.count, self.sum, self.squares = 0, torch.zeros(bands, dtype=torch.float64), torch.zeros(bands, dtype=torch.float64)
+
+    def add(self, log_mel: torch.Tensor) -> None:
+        frames = log_mel.double()
+        self.count += len(frames)
+        self.sum += frames.sum(0)
+        self.squares += (frames * frames).sum(0)
+
+    def result(self) -> dict[str, list[float]]:
+        mean = self.sum / self.count
+        var = (self.squares - self.count * mean * mean) / max(1, self.count - 1)
+        return {"mean": mean.tolist(), "std": var.clamp_min(0).sqrt().tolist()}
+
+
+def write_shards(utts: list[Utterance], extractor: FeatureExtractor, tokenizer: CharTokenizer, target: Path,
+                 shard_size: int = 1000, audio: bool = False, bad_audio: str = "stop") -> dict:
+    """Writes a training split as shards into `target` (a new folder, renamed into place when complete, so that a
+    killed writer or several DDP ranks writing at once never leave a half-written one) and returns its index.
+    Utterances whose transcript CTC cannot emit from their frames are left out and named, as in memory."""
+    from lhotse import MonoCut, Recording, SupervisionSegment
+    from lhotse.dataset.sampling.dynamic_bucketing import estimate_duration_buckets
+    from lhotse.shar import SharWriter
+
+    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    rate = extractor.config.sample_rate
+    stats, shards, durations, skipped, unemittable = RunningStats(extractor.config.n_mels), [], [], [], []
+    fields = {"log_mel": "numpy", **({"recording": "flac"} if audio else {})}
+    with SharWriter(str(partial), fields=fields, shard_size=shard_size) as writer:
+        for u in utts:
+            try:
+                waveform = load_audio(u.path, rate)
+                log_mel = extractor.utterance_log_mel(waveform)
+            except ValueError as e:  # unreadable, empty, corrupt or too short for one frame
+                if bad_audio == "stop":
+                    raise UserError(f"{u.path} (utterance {u.id}): {e}. Replace or remove the file, or set "
+                                    "data.bad_audio: skip to go on without it (the skipped files are listed).") from None
+                skipped.append(f"{u.path} ({e})")
+                continue
+            labels = tokenizer.encode(u.text)
+            if len(labels) == 0 or extractor.stacked_length(log_mel.shape[0]) < ctc_min_frames(labels):
+                unemittable.append(u.id)
+                continue
+            stats.add(log_mel)
+            duration = len(waveform) / rate
+            # the audio as the model hears it (at the features' rate), 16-bit as the corpora distribute it
+            recording = Recording.from_bytes(wav_bytes(waveform.numpy(), rate), recording_id=u.id) if audio else None
+            cut = MonoCut(id=u.id, start=0.0, duration=duration, channel=0, recording=recording,
+                          supervisions=[SupervisionSegment(id=u.id, recording_id=u.id, start=0.0, duration=duration,
+                                                           text=u.text)])
+            cut = cut.attach_tensor("log_mel", log_mel.numpy().astype(np.float16), frame_shift=extractor.config.hop_ms / 1000,
+                                    temporal_dim=0)
+            writer.write(cut)
+            if not shards or shards[-1]["utterances"] == shard_size:
+                shards.append({"utterances": 0, "seconds": 0.0})
+            shards[-1]["utterances"] += 1
+            shards[-1]["seconds"] += duration
+            durations.append(duration)
+    if skipped:
+        log.warning("%d audio file(s) skipped (data.bad_audio: skip): %s", len(skipped), "; ".join(skipped))
+    if unemittable:
+        log.warning("%d utterance(s) left out of training (transcript empty or longer than their %g ms frames "
+                    "allow): %s", len(unemittable), extractor.config.frame_ms, ", ".join(unemittable))
+    if len(durations) < 2:
+        raise UserError(f"{len(durations)} training utterance(s) left to write into {target}: too few to train on")
+    index = {"version": SHARDS_VERSION, "features": extractor.config.as_dict(), "audio": audio, "shards": shards,
+             "utterances": len(durations), "seconds": sum(durations), "stats": stats.result(),
+             "duration_bins": estimate_duration_buckets([SimpleNamespace(duration=d) for d in durations],
+                                                        num_buckets=max(2, min(NUM_BUCKETS, len(durations)))),
+             "skipped": skipped, "unemittable": unemittable}
+    (partial / "index.json").write_text(json.dumps(index))
+    try:
+        partial.rename(target)
+    except OSError:  # another process finished first: its shards are the same
+        shutil.rmtree(partial, ignore_errors=True)
+    return read_index(target)
+
+
+def wav_bytes(waveform: np.ndarray, rate: int) -> bytes:
+    import io
+
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, waveform, rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def read_index(folder: Path) -> dict:
+    path = Path(folder) / "index.json"
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path} cannot be read ({e}): delete {folder} and it is written again") from None
+    if index.get("version") != SHARDS_VERSION:
+        raise UserError(f"{folder} holds shards of another version: delete it and it is written again")
+    return index
+
+
+def shard_files(folder: Path, shard: int, audio: bool) -> dict[str, str]:
+    names = {"cuts": f"cuts.{shard:06d}.jsonl.gz", "log_mel": f"log_mel.{shard:06d}.tar"}
+    if audio:
+        names["recording"] = f"recording.{shard:06d}.tar"
+    return {field: str(Path(folder) / name) for field, name in names.items()}
+
+
+class ShardedBatches(Sampler):
+    """A DDP rank's training batches for the epoch Lightning sets (`set_epoch`): lists of (cut, augment seed), read
+    from its shards as they are needed. See the module docstring for the order and the number of steps."""
+
+    def __init__(self, folder: Path, batch_size: int, seed: int = 0, num_replicas: int = 1, rank: int = 0,
+                 audio: bool = False, buffer_size: int = BUFFER_SIZE):
+        self.folder, self.index = Path(folder), read_index(folder)
+        self.batch_size, self.seed, self.num_replicas, self.rank = batch_size, seed, num_replicas, rank
+        self.audio, self.buffer_size, self.epoch = audio, buffer_size, 0
+        self.resume_at: Optional[tuple[int, int]] = None  # (epoch, batches already trained): skip those, once
+        count = len(self.index["shards"])
+        if count < num_replicas:
+            raise UserError(f"{self.folder} has {count} shard(s) for {num_replicas} processes: every process needs one "
+                            f"at least (a smaller data.shard_size, or fewer devices)")
+        # the fewest utterances any rank can draw: the smallest shards, as many as the rank with fewest shards gets
+        smallest = sorted(s["utterances"] for s in self.index["shards"])[: count // num_replicas]
+        self.steps = sum(smallest) // batch_size
+        if self.steps == 0:
+            raise UserError(f"{sum(smallest)} training utterances per process is less than one batch of "
+                            f"{batch_size}: a smaller data.batch_size, or fewer devices")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def shards(self) -> list[int]:
+        """This rank's shards in this epoch, in the order it reads them."""
+        order = list(range(len(self.index["shards"])))
+        random.Random(f"{self.seed}/{self.epoch}").shuffle(order)
+        return order[self.rank :: self.num_replicas]
+
+    def augment_seed(self, utterance_id: str) -> int:
+        """As the in-memory sampler's: a function of (seed, epoch, utterance) only."""
+        return int(hashlib.sha1(f"{self.seed}/{self.epoch}/{utterance_id}".encode()).hexdigest()[:15], 16)
+
+    def __iter__(self) -> Iterator[list]:
+        from lhotse import CutSet
+        from lhotse.dataset import DynamicBucketingSampler
+
+        skip = 0
+        if self.resume_at is not None and self.resume_at[0] == self.epoch:
+            skip, self.resume_at = self.resume_at[1], None
+        files = [shard_files(self.folder, s, self.audio) for s in self.shards()]
+        cuts = CutSet.from_shar(fields={field: [f[field] for f in files] for field in files[0]})
+        seed = int(hashlib.sha1(f"{self.seed}/{self.epoch}/buckets".encode()).hexdigest()[:8], 16)
+        bucketing = DynamicBucketingSampler(cuts, max_cuts=self.batch_size, shuffle=True, seed=seed,
+                                            duration_bins=self.index["duration_bins"], buffer_size=self.buffer_size,
+                                            world_size=1, rank=0)
+        for step, batch in enumerate(islice(bucketing, self.steps)):
+            if step >= skip:
+                yield [(cut, self.augment_seed(cut.id)) for cut in batch]
+
+    def __len__(self) -> int:
+        return self.steps
+
+
+class ShardedExamples(Dataset):
+    """A batch of (cut, augment seed) -> Examples, as the in-memory dataset holds them (normalised log-mels, label
+    ids, the waveform when it is augmented). Runs in the DataLoader's workers."""
+
+    def __init__(self, extractor: FeatureExtractor, tokenizer: CharTokenizer):
+        self.extractor, self.tokenizer = extractor, tokenizer
+
+    def __getitem__(self, batch: list) -> list[Example]:
+        examples = []
+        for cut, seed in batch:
+            log_mel = torch.from_numpy(cut.load_custom("log_mel")).float()
+            if self.extractor.config.normalize == "global":
+                log_mel = self.extractor.normalize_globally(log_mel)
+            text = cut.supervisions[0].text
+            waveform = torch.from_numpy(cut.load_audio()[0]) if cut.has_recording else None
+            examples.append(Example(cut.id, text, log_mel, self.tokenizer.encode(text), seed, waveform))
+        return examples
