@@ -28,7 +28,7 @@ import shutil
 from itertools import islice
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -77,9 +77,34 @@ class RunningStats:
 
 def write_shards(utts: list[Utterance], extractor: FeatureExtractor, tokenizer: CharTokenizer, target: Path,
                  shard_size: int = 1000, audio: bool = False, bad_audio: str = "stop") -> dict:
-    """Writes a training split as shards into `target` (a new folder, renamed into place when complete, so that a
-    killed writer or several DDP ranks writing at once never leave a half-written one) and returns its index.
-    Utterances whose transcript CTC cannot emit from their frames are left out and named, as in memory."""
+    """Writes a corpus' training split as shards into `target` and returns its index (`write_records`): each
+    utterance's audio read at the features' rate, its log-mels computed as in memory."""
+    rate = extractor.config.sample_rate
+    skipped: list[str] = []
+
+    def records() -> Iterator[tuple]:
+        for u in utts:
+            try:
+                waveform = load_audio(u.path, rate)
+                yield u.id, u.text, extractor.utterance_log_mel(waveform), waveform
+            except ValueError as e:  # unreadable, empty, corrupt or too short for one frame
+                if bad_audio == "stop":
+                    raise UserError(f"{u.path} (utterance {u.id}): {e}. Replace or remove the file, or set "
+                                    "data.bad_audio: skip to go on without it (the skipped files are listed).") from None
+                skipped.append(f"{u.path} ({e})")
+
+    index = write_records(records(), extractor, tokenizer, target, shard_size, audio)
+    if skipped:
+        log.warning("%d audio file(s) skipped (data.bad_audio: skip): %s", len(skipped), "; ".join(skipped))
+    return index
+
+
+def write_records(records: Iterable[tuple], extractor: FeatureExtractor, tokenizer: CharTokenizer, target: Path,
+                  shard_size: int = 1000, audio: bool = False) -> dict:
+    """Writes (id, transcript, log-mel, waveform) records as shards into `target`, one at a time (a new folder,
+    renamed into place when complete, so that a killed writer or several processes writing at once never leave a
+    half-written one); returns the index. Utterances whose transcript CTC cannot emit from their frames are left
+    out and named, as in memory."""
     from lhotse import MonoCut, Recording, SupervisionSegment
     from lhotse.dataset.sampling.dynamic_bucketing import estimate_duration_buckets
     from lhotse.shar import SharWriter
@@ -88,40 +113,32 @@ def write_shards(utts: list[Utterance], extractor: FeatureExtractor, tokenizer: 
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     rate = extractor.config.sample_rate
-    stats, shards, durations, skipped, unemittable = RunningStats(extractor.config.n_mels), [], [], [], []
+    stats, shards, durations, unemittable = RunningStats(extractor.config.n_mels), [], [], []
     fields = {"log_mel": "numpy", **({"recording": "flac"} if audio else {})}
-    with SharWriter(str(partial), fields=fields, shard_size=shard_size) as writer:
-        for u in utts:
-            try:
-                waveform = load_audio(u.path, rate)
-                log_mel = extractor.utterance_log_mel(waveform)
-            except ValueError as e:  # unreadable, empty, corrupt or too short for one frame
-                if bad_audio == "stop":
-                    raise UserError(f"{u.path} (utterance {u.id}): {e}. Replace or remove the file, or set "
-                                    "data.bad_audio: skip to go on without it (the skipped files are listed).") from None
-                skipped.append(f"{u.path} ({e})")
-                continue
-            labels = tokenizer.encode(u.text)
-            if len(labels) == 0 or extractor.stacked_length(log_mel.shape[0]) < ctc_min_frames(labels):
-                unemittable.append(u.id)
-                continue
-            stats.add(log_mel)
-            duration = len(waveform) / rate
-            # the audio as the model hears it (at the features' rate), 16-bit as the corpora distribute it
-            recording = Recording.from_bytes(wav_bytes(waveform.numpy(), rate), recording_id=u.id) if audio else None
-            cut = MonoCut(id=u.id, start=0.0, duration=duration, channel=0, recording=recording,
-                          supervisions=[SupervisionSegment(id=u.id, recording_id=u.id, start=0.0, duration=duration,
-                                                           text=u.text)])
-            cut = cut.attach_tensor("log_mel", log_mel.numpy().astype(np.float16), frame_shift=extractor.config.hop_ms / 1000,
-                                    temporal_dim=0)
-            writer.write(cut)
-            if not shards or shards[-1]["utterances"] == shard_size:
-                shards.append({"utterances": 0, "seconds": 0.0})
-            shards[-1]["utterances"] += 1
-            shards[-1]["seconds"] += duration
-            durations.append(duration)
-    if skipped:
-        log.warning("%d audio file(s) skipped (data.bad_audio: skip): %s", len(skipped), "; ".join(skipped))
+    try:
+        with SharWriter(str(partial), fields=fields, shard_size=shard_size) as writer:
+            for utterance_id, text, log_mel, waveform in records:
+                labels = tokenizer.encode(text)
+                if len(labels) == 0 or extractor.stacked_length(log_mel.shape[0]) < ctc_min_frames(labels):
+                    unemittable.append(utterance_id)
+                    continue
+                stats.add(log_mel)
+                hop = extractor.config.hop_ms / 1000
+                duration = len(waveform) / rate if waveform is not None else len(log_mel) * hop
+                # the audio as the model hears it (at the features' rate), 16-bit as the corpora distribute it
+                recording = Recording.from_bytes(wav_bytes(waveform.numpy(), rate), recording_id=utterance_id) if audio else None
+                cut = MonoCut(id=utterance_id, start=0.0, duration=duration, channel=0, recording=recording,
+                              supervisions=[SupervisionSegment(id=utterance_id, recording_id=utterance_id, start=0.0,
+                                                               duration=duration, text=text)])
+                writer.write(cut.attach_tensor("log_mel", log_mel.numpy().astype(np.float16), frame_shift=hop, temporal_dim=0))
+                if not shards or shards[-1]["utterances"] == shard_size:
+                    shards.append({"utterances": 0, "seconds": 0.0})
+                shards[-1]["utterances"] += 1
+                shards[-1]["seconds"] += duration
+                durations.append(duration)
+    except BaseException:  # a bad file, a kill: no half-written folder stays behind
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     if unemittable:
         log.warning("%d utterance(s) left out of training (transcript empty or longer than their %g ms frames "
                     "allow): %s", len(unemittable), extractor.config.frame_ms, ", ".join(unemittable))
@@ -131,7 +148,7 @@ def write_shards(utts: list[Utterance], extractor: FeatureExtractor, tokenizer: 
              "utterances": len(durations), "seconds": sum(durations), "stats": stats.result(),
              "duration_bins": estimate_duration_buckets([SimpleNamespace(duration=d) for d in durations],
                                                         num_buckets=max(2, min(NUM_BUCKETS, len(durations)))),
-             "skipped": skipped, "unemittable": unemittable}
+             "unemittable": unemittable}
     (partial / "index.json").write_text(json.dumps(index))
     try:
         partial.rename(target)

@@ -119,3 +119,47 @@ def test_shards_hold_the_features_and_statistics_memory_holds(tmp_path, data_dir
 def test_wrong_storage_settings_are_refused(args, message, tmp_path, data_dir, capsys):
     assert main(train_argv("an4_rnn", tmp_path / "run", data_dir, *args)) == 2
     assert message in capsys.readouterr().err
+
+
+def test_librispeech_recipe_trains_from_shards_and_evaluates_end_to_end(tmp_path, data_dir, capsys):
+    """recipes/librispeech_lstm.yaml, shrunk, on a corpus in LibriSpeech's published layout that the test makes from
+    real AN4 speech (FLAC): the training split streamed from shards through a DataLoader worker, then `asr evaluate`."""
+    import soundfile
+
+    root = tmp_path / "data/LibriSpeech"
+    splits = {"train-clean-100": load_split("an4", "train", str(data_dir))[:24],
+              "dev-clean": load_split("an4", "test", str(data_dir))[:4], "test-clean": load_split("an4", "test", str(data_dir))[4:8]}
+    for subset, utts in splits.items():
+        for n, u in enumerate(utts):
+            speaker, chapter = 100 + n % 3, 7000
+            folder = root / subset / str(speaker) / str(chapter)
+            folder.mkdir(parents=True, exist_ok=True)
+            uid = f"{speaker}-{chapter}-{n:04d}"
+            audio, rate = soundfile.read(u.path)
+            soundfile.write(folder / f"{uid}.flac", audio, rate)
+            with open(folder / f"{speaker}-{chapter}.trans.txt", "a") as f:
+                f.write(f"{uid} {u.text}\n")
+    run = tmp_path / "run"
+    argv = train_argv("librispeech_lstm", run, tmp_path / "data", "--data.num_workers", "1", "--data.shard_size", "10",
+                      "--trainer.precision", "32", "--trainer.devices", "1", utterances=24, hidden_size=16, epochs=2)
+    assert main(argv) == 0
+    (folder,) = (run / "cache").glob("shards-librispeech-*")
+    assert [s["utterances"] for s in read_index(folder)["shards"]] == [10, 10, 4]
+    assert torch.load(run / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 2 * (24 // 8)
+    capsys.readouterr()
+    assert main(["evaluate", str(run / "checkpoints/best.ckpt"), "--dataset", "librispeech", "--split", "test",
+                 "--data-dir", str(tmp_path / "data"), "--output", str(tmp_path / "test.json")]) == 0
+    assert "librispeech test: 4 utterances" in capsys.readouterr().out
+
+
+def test_an_unreadable_file_stops_the_writing_and_leaves_no_half_written_shards(tmp_path, data_dir):
+    utts = load_split("an4", "train", str(data_dir))[:6]
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF not really")
+    utts[3] = utts[3].__class__(**{**vars(utts[3]), "path": broken})
+    extractor = FeatureExtractor(FeatureConfig())
+    with pytest.raises(UserError, match="broken.wav .*data.bad_audio: skip"):
+        write_shards(utts, extractor, CharTokenizer(), tmp_path / "shards", 4)
+    assert not list(tmp_path.glob("shards*"))
+    index = write_shards(utts, extractor, CharTokenizer(), tmp_path / "shards", 4, bad_audio="skip")
+    assert index["utterances"] == 5 and [s["utterances"] for s in index["shards"]] == [4, 1]
