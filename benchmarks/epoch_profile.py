@@ -3,12 +3,14 @@ gradient-across-time probe, checkpointing. Lightning's SimpleProfiler times ever
 loop (the study's own Trainer settings, callbacks and loggers), so nothing here is timed by hand.
 
     .venv/bin/python benchmarks/epoch_profile.py [--model lstm] [--epochs 2] [--threads 2] \
-        [--recurrence packed] [--output benchmarks/epoch_profile_cpu.json]
+        [--recurrence packed] [--storage memory shards] [--output benchmarks/epoch_profile_cpu.json]
 
 The model is one of recipes/an4_cpu.yaml's, trained `--epochs` epochs on the Trainer every run gets
 (asr/runs.py), with the gradient probe run after every epoch (the study runs it every 5th: its share there is
 a fifth of the one measured here). `--recurrence packed` routes the model's recurrence through PackedSequence, the path training took before asr/recurrence.py
-(see benchmarks/rnn_kernel.py). Run it when nothing else uses the CPU.
+(see benchmarks/rnn_kernel.py). `--storage memory shards` trains the same model twice in one run, the training split
+held in memory and then streamed from shards (asr/shards.py; the shards are written before the clock starts, and
+that time is reported apart). Run it when nothing else uses the CPU.
 """
 import argparse
 import contextlib
@@ -44,8 +46,21 @@ def main() -> None:
     parser.add_argument("--max-utterances", type=int, default=None, help="train on fewer utterances (a quick check)")
     parser.add_argument("--recurrence", choices=("auto", "packed", "padded"), default="auto",
                         help="auto: what training uses on this device (asr/recurrence.py); else force one path")
+    parser.add_argument("--storage", nargs="+", choices=("memory", "shards"), default=["memory"],
+                        help="where the training split lives (data.storage); several: one fit each, in this order")
     parser.add_argument("--output")
     args = parser.parse_args()
+    results = [profile(args, storage) for storage in args.storage]
+    result = results[0] if len(results) == 1 else {
+        "runs": results, "command": results[0]["command"],
+        "epoch_seconds_vs_first": [r["train_epoch_seconds"] / results[0]["train_epoch_seconds"] for r in results]}
+    print(json.dumps(result, indent=1))
+    if args.output:
+        Path(args.output).write_text(json.dumps(result, indent=1) + "\n")
+
+
+def profile(args, storage: str) -> dict:
+    """One fit of the model, the training split held as `storage` says; the profile of its parts."""
 
     import lightning as L
     import torch
@@ -57,20 +72,32 @@ def main() -> None:
     from asr.runs import build_trainer
     from rnn_kernel import recurrence_path
 
+    class CountUtterances(L.Callback):
+        utterances = 0
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.utterances += len(batch.ids)
+
     torch.set_num_threads(args.threads)
     recipe = yaml.safe_load((REPO / "recipes/an4_cpu.yaml").read_text())
-    data_args = {**recipe["base"]["data"], "max_utterances": args.max_utterances}
+    data_args = {**recipe["base"]["data"], "max_utterances": args.max_utterances, "storage": storage}
     data = ASRDataModule(**data_args)
+    import time
+
+    started = time.perf_counter()
+    data.prepare_data()  # shards written (once: later runs find them), outside the profile
+    prepare_seconds = time.perf_counter() - started
     config = resolve_models(recipe, data.feature_dim)[args.model]
     L.seed_everything(0, verbose=False)
     module = ASRModule(input_dim=data.feature_dim, **config["model"])
     profiler = SimpleProfiler(dirpath=tempfile.mkdtemp(), filename="profile")  # its table to a file, not stdout
-    import time
 
     with tempfile.TemporaryDirectory() as run_dir:
         flow = {**recipe["gradient_flow"], "every_n_epochs": 1}
+        counter = CountUtterances()
         trainer = build_trainer(Path(run_dir), config["trainer"], flow, enable_model_summary=False, profiler=profiler,
                                 max_epochs=args.epochs, enable_progress_bar=False)
+        trainer.callbacks.append(counter)
         path = recurrence_path(args.recurrence) if args.recurrence != "auto" else contextlib.nullcontext()
         start = time.perf_counter()
         with path:
@@ -84,15 +111,17 @@ def main() -> None:
             continue
         seconds = sum(sum(durations[a]) for a in found)
         parts[part] = {"seconds": seconds, "share_of_fit": seconds / total}
-    result = {
+    training = [a for part in list(PARTS.values())[:2] for a in part if a in durations]  # steps + batches
+    return {
         "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads",
         "model": args.model, "recurrence": args.recurrence, "config": config["model"], "epochs": args.epochs, "max_utterances": args.max_utterances,
+        "storage": storage, "prepare_data_seconds": prepare_seconds,
         "fit_seconds": total, "parts": parts,
+        "train_epoch_seconds": sum(sum(durations[a]) for a in training) / args.epochs,
+        "train_utterances_per_epoch": counter.utterances / args.epochs,
+        "train_utterances_per_second": counter.utterances / sum(sum(durations[a]) for a in training),
         "command": "python benchmarks/epoch_profile.py " + " ".join(sys.argv[1:]),
     }
-    print(json.dumps(result, indent=1))
-    if args.output:
-        Path(args.output).write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":
