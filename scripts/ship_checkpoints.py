@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Makes checkpoints/: the shipped models and their model card, from finished CPU studies.
 
-    .venv/bin/python scripts/ship_checkpoints.py --study runs/an4_cpu [--stream-study runs/an4_remedies_cpu]
+    .venv/bin/python scripts/ship_checkpoints.py --study runs/an4_cpu [--stream-study runs/an4_stream_cpu]
         [--fsdd-run runs/fsdd_lstm-...]
 
 From the main study (recipes/an4_cpu.yaml), for each of the LSTM, the GRU and the clipped tanh RNN, the seed with
 the lowest dev WER is exported (`asr export`: weights only) to checkpoints/an4_<model>.ckpt beside the `asr train`
-recipe that made it; from the remedies study (recipes/an4_remedies_cpu.yaml: unidirectional, globally normalised
-features) its LSTM and clipped tanh RNN go to checkpoints/an4_<model>_stream.ckpt, the models that transcribe live
+recipe that made it; from the streaming study (recipes/an4_stream_cpu.yaml: unidirectional with 180 ms of lookahead,
+globally normalised features) its LSTM and clipped tanh RNN go to checkpoints/an4_<model>_stream.ckpt, the models that transcribe live
 (asr/streaming.py). The word LM (a 3-gram from AN4's training transcripts, `asr lm build`) goes to
 checkpoints/lm/an4/. Each model is then measured: greedy and beam+LM WER on dev and test, with the LM weight and
 word score picked on dev only (`asr tune-decoder`'s grid), and greedy test WER under each test condition of
@@ -37,7 +37,7 @@ from asr.inference import Recognizer, write_rows  # noqa: E402
 from asr.lm import build  # noqa: E402
 
 STUDY_MODELS = ("lstm", "gru", "tanh_rnn_clipped")
-STREAM_MODELS = ("lstm", "tanh_rnn_clipped")  # of the remedies study, shipped as an4_<model>_stream
+STREAM_MODELS = ("lstm", "tanh_rnn_clipped")  # of the streaming study, shipped as an4_<model>_stream
 ORDER = ("an4_lstm", "an4_gru", "an4_tanh_rnn_clipped", "an4_lstm_stream", "an4_tanh_rnn_clipped_stream", "fsdd_lstm")
 LM_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0)  # the grid of scripts/decoding_report.sh
 WORD_SCORES = (-1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
@@ -52,11 +52,19 @@ def best_seed(model_dir: Path) -> dict:
     return min(results, key=lambda r: (r["best_dev_wer"], r["seed"]))
 
 
+def lookahead_words(model: dict, features: dict) -> str:
+    frames = model.get("lookahead", 0)
+    if not frames:
+        return ""
+    return f" with a lookahead of {frames} frames ({frames * features['hop_ms'] * features['stride']:g} ms)"
+
+
 def architecture(ckpt: Path) -> dict:
     """What the card says about the network and its input, read from the shipped file itself."""
     saved = read_checkpoint(ckpt)
     model, data = saved["hyper_parameters"], saved["datamodule_hyper_parameters"]
-    return {"model": {k: model[k] for k in ("cell", "num_layers", "hidden_size", "bidirectional", "dropout", "init")},
+    return {"model": {**{k: model[k] for k in ("cell", "num_layers", "hidden_size", "bidirectional", "dropout", "init")},
+                      "lookahead": model.get("lookahead", 0)},
             "features": {**{k: data[k] for k in ("sample_rate", "n_mels", "hop_ms", "stack", "stride", "spec_augment")},
                          "augment": data.get("augment"), "normalize": data.get("normalize", "utterance")}}
 
@@ -126,7 +134,9 @@ def write_model_card(record: dict, path: Path) -> None:
     ]
     for m in record["models"]:
         arch = m["model"]
-        lines.append(f"| `{m['file']}` | {arch['cell']}{' (bidirectional)' if arch['bidirectional'] else ''} | "
+        ahead = f" (lookahead {arch['lookahead'] * m['features']['hop_ms'] * m['features']['stride']:g} ms)" \
+            if arch.get("lookahead") else ""
+        lines.append(f"| `{m['file']}` | {arch['cell']}{' (bidirectional)' if arch['bidirectional'] else ahead} | "
                      f"{arch['num_layers']} x {arch['hidden_size']} | {m['parameters']:,} | {m['bytes'] / 1e6:.1f} | "
                      f"{pct(m['dev_greedy'])} | {pct(m.get('dev_beam_lm'))} | {pct(m['test_greedy'])} | "
                      f"{pct(m.get('test_beam_lm'))} |")
@@ -155,7 +165,8 @@ def write_model_card(record: dict, path: Path) -> None:
                   f"SpecAugment in training: {f['spec_augment']}; "
                   f"waveform augmentation (asr/augment.py): {f.get('augment') or False}",
                   f"- network: {m['model']['num_layers']} x {m['model']['hidden_size']} {m['model']['cell']}, "
-                  f"{'bidirectional' if m['model']['bidirectional'] else 'unidirectional'}, dropout "
+                  f"{'bidirectional' if m['model']['bidirectional'] else 'unidirectional'}"
+                  f"{lookahead_words(m['model'], m['features'])}, dropout "
                   f"{m['model']['dropout']}, init {m['model']['init']}; character CTC; {m['parameters']:,} parameters",
                   f"- trained by `{m['trained_by']}`; run: {m['run']}; commit `{m.get('git_commit')}`",
                   f"- recipe: [`{m['recipe_file']}`]({m['recipe_file']}) (`asr train -c checkpoints/{m['recipe_file']}` "
@@ -178,7 +189,7 @@ def write_model_card(record: dict, path: Path) -> None:
     lines += [
         "## What they are for, and what not",
         "",
-        "They are the study's models (reports/an4_cpu/; the `_stream` ones: reports/an4_remedies_cpu/), shipped so",
+        "They are the study's models (reports/an4_cpu/; the `_stream` ones: reports/an4_stream_cpu/), shipped so",
         "that transcribing, evaluating, live transcription and the browser page work without training first. AN4 is small: 42 minutes of speech in its training set",
         "(948 utterances, 98 of them held out as dev) from 74 US English speakers on a close-talking microphone, saying census-style data",
         "(names and words spelled letter by letter, numbers, dates). On other voices, microphones, noise or",
@@ -236,9 +247,9 @@ def main() -> int:
     parser.add_argument("--study", help="runs folder of `asr compare -c recipes/an4_cpu.yaml` (ships an4_lstm, "
                         "an4_gru, an4_tanh_rnn_clipped)")
     parser.add_argument("--study-report", default="reports/an4_cpu/summary.json")
-    parser.add_argument("--stream-study", help="runs folder of `asr compare -c recipes/an4_remedies_cpu.yaml` (ships "
+    parser.add_argument("--stream-study", help="runs folder of `asr compare -c recipes/an4_stream_cpu.yaml` (ships "
                         "an4_lstm_stream, an4_tanh_rnn_clipped_stream)")
-    parser.add_argument("--stream-study-report", default="reports/an4_remedies_cpu/summary.json")
+    parser.add_argument("--stream-study-report", default="reports/an4_stream_cpu/summary.json")
     parser.add_argument("--fsdd-run", help="run folder of `asr train -c recipes/fsdd_lstm.yaml` (ships fsdd_lstm)")
     parser.add_argument("--fsdd-commit", help="the commit the FSDD run was trained at")
     parser.add_argument("--out", default="checkpoints")
