@@ -40,3 +40,19 @@ def tiny_study(name: str, data_dir: Path, cache_dir: Path, models: dict, *, mode
                  "trainer": {"max_epochs": 2, "accelerator": "cpu", "enable_progress_bar": False, **(trainer or {})}},
         "models": models, **recipe,
     }
+
+
+def librispeech_layout(root: Path, subset: str, utterances: list, speakers: int = 2) -> None:
+    """`utterances` (real AN4 speech) written into root/<subset> in LibriSpeech's published layout: FLAC files and a
+    <speaker>-<chapter>.trans.txt per chapter, speakers 84, 85, ... taking turns."""
+    import soundfile
+
+    for n, u in enumerate(utterances):
+        speaker, chapter = 84 + n % speakers, 121123
+        folder = Path(root) / subset / str(speaker) / str(chapter)
+        folder.mkdir(parents=True, exist_ok=True)
+        uid = f"{speaker}-{chapter}-{n:04d}"
+        audio, rate = soundfile.read(u.path)
+        soundfile.write(folder / f"{uid}.flac", audio, rate)
+        with open(folder / f"{speaker}-{chapter}.trans.txt", "a") as f:
+            f.write(f"{uid} {u.text}\n")

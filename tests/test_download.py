@@ -54,19 +54,10 @@ def test_existing_folder_that_is_not_the_corpus_is_never_overwritten(tmp_path, f
 def tiny_librispeech(tmp_path, data_dir):
     """A dev-clean archive in LibriSpeech's published layout (two chapters, real AN4 speech as FLAC), in a folder laid
     out as OpenSLR's mirrors are (<subset>.tar.gz)."""
-    import soundfile
-
     from asr.corpora import load_split
+    from helpers import librispeech_layout
 
-    made = tmp_path / "made/LibriSpeech/dev-clean"
-    for n, u in enumerate(load_split("an4", "test", data_dir)[:4]):
-        chapter = made / f"{84 + n % 2}" / "121123"
-        chapter.mkdir(parents=True, exist_ok=True)
-        uid = f"{84 + n % 2}-121123-{n:04d}"
-        audio, rate = soundfile.read(u.path)
-        soundfile.write(chapter / f"{uid}.flac", audio, rate)
-        with open(chapter / f"{84 + n % 2}-121123.trans.txt", "a") as f:
-            f.write(f"{uid} {u.text}\n")
+    librispeech_layout(tmp_path / "made/LibriSpeech", "dev-clean", load_split("an4", "test", data_dir)[:4])
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     with tarfile.open(mirror / "dev-clean.tar.gz", "w:gz") as tar:

@@ -13,7 +13,7 @@ from asr.errors import UserError
 from asr.features import FeatureConfig, FeatureExtractor, feature_stats
 from asr.shards import ShardedBatches, read_index, shard_files, shards_dir, write_shards
 from asr.text import CharTokenizer
-from helpers import train_argv
+from helpers import librispeech_layout, train_argv
 from recorders import read_batch_order
 
 
@@ -124,21 +124,9 @@ def test_wrong_storage_settings_are_refused(args, message, tmp_path, data_dir, c
 def test_librispeech_recipe_trains_from_shards_and_evaluates_end_to_end(tmp_path, data_dir, capsys):
     """recipes/librispeech_lstm.yaml, shrunk, on a corpus in LibriSpeech's published layout that the test makes from
     real AN4 speech (FLAC): the training split streamed from shards through a DataLoader worker, then `asr evaluate`."""
-    import soundfile
-
-    root = tmp_path / "data/LibriSpeech"
-    splits = {"train-clean-100": load_split("an4", "train", str(data_dir))[:24],
-              "dev-clean": load_split("an4", "test", str(data_dir))[:4], "test-clean": load_split("an4", "test", str(data_dir))[4:8]}
-    for subset, utts in splits.items():
-        for n, u in enumerate(utts):
-            speaker, chapter = 100 + n % 3, 7000
-            folder = root / subset / str(speaker) / str(chapter)
-            folder.mkdir(parents=True, exist_ok=True)
-            uid = f"{speaker}-{chapter}-{n:04d}"
-            audio, rate = soundfile.read(u.path)
-            soundfile.write(folder / f"{uid}.flac", audio, rate)
-            with open(folder / f"{speaker}-{chapter}.trans.txt", "a") as f:
-                f.write(f"{uid} {u.text}\n")
+    train, test = load_split("an4", "train", str(data_dir)), load_split("an4", "test", str(data_dir))
+    for subset, utts in {"train-clean-100": train[:24], "dev-clean": test[:4], "test-clean": test[4:8]}.items():
+        librispeech_layout(tmp_path / "data/LibriSpeech", subset, utts, speakers=3)
     run = tmp_path / "run"
     argv = train_argv("librispeech_lstm", run, tmp_path / "data", "--data.num_workers", "1", "--data.shard_size", "10",
                       "--trainer.precision", "32", "--trainer.devices", "1", utterances=24, hidden_size=16, epochs=2)
