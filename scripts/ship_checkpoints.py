@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Makes checkpoints/: the shipped models and their model card, from finished CPU studies.
 
-    .venv/bin/python scripts/ship_checkpoints.py --study runs/an4_cpu [--stream-study runs/an4_stream_cpu]
+    .venv/bin/python scripts/ship_checkpoints.py --study runs/an4_cpu [--stream-study runs/an4_remedies_cpu]
         [--fsdd-run runs/fsdd_lstm-...]
 
 From the main study (recipes/an4_cpu.yaml), for each of the LSTM, the GRU and the clipped tanh RNN, the seed with
 the lowest dev WER is exported (`asr export`: weights only) to checkpoints/an4_<model>.ckpt beside the `asr train`
-recipe that made it; from the streaming study (recipes/an4_stream_cpu.yaml: unidirectional with 180 ms of lookahead,
-globally normalised features) its LSTM and clipped tanh RNN go to checkpoints/an4_<model>_stream.ckpt, the models that transcribe live
+recipe that made it; from a study of unidirectional models on globally normalised features (--stream-study: the
+remedies study, recipes/an4_remedies_cpu.yaml, or the lookahead study, recipes/an4_stream_cpu.yaml, with
+--stream-study-report) its LSTM and clipped tanh RNN go to checkpoints/an4_<model>_stream.ckpt, the models that transcribe live
 (asr/streaming.py). The word LM (a 3-gram from AN4's training transcripts, `asr lm build`) goes to
 checkpoints/lm/an4/. Each model is then measured: greedy and beam+LM WER on dev and test, with the LM weight and
 word score picked on dev only (`asr tune-decoder`'s grid), and greedy test WER under each test condition of
@@ -37,7 +38,7 @@ from asr.inference import Recognizer, write_rows  # noqa: E402
 from asr.lm import build  # noqa: E402
 
 STUDY_MODELS = ("lstm", "gru", "tanh_rnn_clipped")
-STREAM_MODELS = ("lstm", "tanh_rnn_clipped")  # of the streaming study, shipped as an4_<model>_stream
+STREAM_MODELS = ("lstm", "tanh_rnn_clipped")  # of the --stream-study, shipped as an4_<model>_stream
 ORDER = ("an4_lstm", "an4_gru", "an4_tanh_rnn_clipped", "an4_lstm_stream", "an4_tanh_rnn_clipped_stream", "fsdd_lstm")
 LM_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0)  # the grid of scripts/decoding_report.sh
 WORD_SCORES = (-1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
@@ -189,7 +190,7 @@ def write_model_card(record: dict, path: Path) -> None:
     lines += [
         "## What they are for, and what not",
         "",
-        "They are the study's models (reports/an4_cpu/; the `_stream` ones: reports/an4_stream_cpu/), shipped so",
+        "They are the study's models (reports/an4_cpu/; the `_stream` ones: reports/an4_remedies_cpu/), shipped so",
         "that transcribing, evaluating, live transcription and the browser page work without training first. AN4 is small: 42 minutes of speech in its training set",
         "(948 utterances, 98 of them held out as dev) from 74 US English speakers on a close-talking microphone, saying census-style data",
         "(names and words spelled letter by letter, numbers, dates). On other voices, microphones, noise or",
@@ -247,9 +248,9 @@ def main() -> int:
     parser.add_argument("--study", help="runs folder of `asr compare -c recipes/an4_cpu.yaml` (ships an4_lstm, "
                         "an4_gru, an4_tanh_rnn_clipped)")
     parser.add_argument("--study-report", default="reports/an4_cpu/summary.json")
-    parser.add_argument("--stream-study", help="runs folder of `asr compare -c recipes/an4_stream_cpu.yaml` (ships "
+    parser.add_argument("--stream-study", help="runs folder of `asr compare -c recipes/an4_remedies_cpu.yaml` (ships "
                         "an4_lstm_stream, an4_tanh_rnn_clipped_stream)")
-    parser.add_argument("--stream-study-report", default="reports/an4_stream_cpu/summary.json")
+    parser.add_argument("--stream-study-report", default="reports/an4_remedies_cpu/summary.json")
     parser.add_argument("--fsdd-run", help="run folder of `asr train -c recipes/fsdd_lstm.yaml` (ships fsdd_lstm)")
     parser.add_argument("--fsdd-commit", help="the commit the FSDD run was trained at")
     parser.add_argument("--out", default="checkpoints")
