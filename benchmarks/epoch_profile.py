@@ -3,14 +3,15 @@ gradient-across-time probe, checkpointing. Lightning's SimpleProfiler times ever
 loop (the study's own Trainer settings, callbacks and loggers), so nothing here is timed by hand.
 
     .venv/bin/python benchmarks/epoch_profile.py [--model lstm] [--epochs 2] [--threads 2] \
-        [--recurrence packed] [--storage memory shards] [--output benchmarks/epoch_profile_cpu.json]
+        [--recurrence packed] [--storage memory shards shards memory] [--output benchmarks/epoch_profile_cpu.json]
 
 The model is one of recipes/an4_cpu.yaml's, trained `--epochs` epochs on the Trainer every run gets
 (asr/runs.py), with the gradient probe run after every epoch (the study runs it every 5th: its share there is
 a fifth of the one measured here). `--recurrence packed` routes the model's recurrence through PackedSequence, the path training took before asr/recurrence.py
-(see benchmarks/rnn_kernel.py). `--storage memory shards` trains the same model twice in one run, the training split
-held in memory and then streamed from shards (asr/shards.py; the shards are written before the clock starts, and
-that time is reported apart). Run it when nothing else uses the CPU.
+(see benchmarks/rnn_kernel.py). `--storage memory shards shards memory` trains the same model once per name, in that order, the training
+split held in memory or streamed from shards (asr/shards.py; the shards are written before the clock starts, and
+that time is reported apart); `by_storage` averages each storage's fits, so that the order (later fits here ran
+up to 10 % slower or faster) cancels out. Run it when nothing else uses the CPU.
 """
 import argparse
 import contextlib
@@ -53,7 +54,12 @@ def main() -> None:
     results = [profile(args, storage) for storage in args.storage]
     result = results[0] if len(results) == 1 else {
         "runs": results, "command": results[0]["command"],
-        "epoch_seconds_vs_first": [r["train_epoch_seconds"] / results[0]["train_epoch_seconds"] for r in results]}
+        "epoch_seconds_vs_first": [r["train_epoch_seconds"] / results[0]["train_epoch_seconds"] for r in results],
+        # a storage named twice (memory shards shards memory): its mean, so the order of the fits cancels out
+        "by_storage": {storage: {key: sum(r[key] for r in runs) / len(runs)
+                                 for key in ("train_epoch_seconds", "train_utterances_per_second")}
+                       for storage in dict.fromkeys(args.storage)
+                       for runs in [[r for r in results if r["storage"] == storage]]}}
     print(json.dumps(result, indent=1))
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=1) + "\n")
