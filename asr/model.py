@@ -63,7 +63,10 @@ class ModelConfig:
     spectral_radius: rescale each W_hh (block) to it after init (None: leave it; esn: the reservoirs', 0.9 if
     None); truncate_bptt: backpropagate through at most this many frames (unidirectional only); esn_leak: leak
     rate of the echo-state reservoirs; lookahead: frames of future context the output layer sees through a row
-    convolution (`Lookahead`; unidirectional only: a bidirectional model sees the whole utterance already)."""
+    convolution (`Lookahead`; unidirectional only: a bidirectional model sees the whole utterance already);
+    forget_bias: the LSTM forget gate's bias at init (None: PyTorch's uniform draw, about 0, a half-open gate;
+    1.0, Gers et al. 2000 and Jozefowicz et al. 2015: f_t near 0.73 from the first step, so the cell and the
+    gradient through it last longer before training has learned to keep them)."""
     input_dim: int = 240
     vocab_size: int = len(VOCABULARY)
     cell: str = "lstm"
@@ -76,6 +79,7 @@ class ModelConfig:
     truncate_bptt: Optional[int] = None
     esn_leak: float = 0.3
     lookahead: int = 0
+    forget_bias: Optional[float] = None
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -92,6 +96,9 @@ class ModelConfig:
             raise UserError(f"lookahead must be 0 or a positive number of frames on a unidirectional rnn_tanh, rnn_relu, "
                              f"lstm or gru model without truncate_bptt, got {self.lookahead} (bidirectional models see "
                              "the whole utterance already: set bidirectional: false or lookahead: 0)")
+        if self.forget_bias is not None and self.cell != "lstm":
+            raise UserError(f"forget_bias sets the LSTM forget gate's bias: cell {self.cell} has no forget gate "
+                             "(set cell: lstm, or leave forget_bias out)")
 
     @classmethod
     def from_hparams(cls, hparams: Mapping) -> "ModelConfig":
@@ -141,9 +148,9 @@ class AcousticModel(nn.Module):
         extra = {"nonlinearity": c.cell.split("_")[1]} if c.cell.startswith("rnn_") else {}
         self.rnn = rnn_class(c.hidden_size, c.hidden_size, num_layers=c.num_layers, batch_first=True,
                              bidirectional=c.bidirectional, dropout=c.dropout if c.num_layers > 1 else 0.0, **extra)
-        self.initialize(c.init, c.spectral_radius)
+        self.initialize(c.init, c.spectral_radius, c.forget_bias)
 
-    def initialize(self, init: str, radius: Optional[float]) -> None:
+    def initialize(self, init: str, radius: Optional[float], forget_bias: Optional[float] = None) -> None:
         for name, weights in self.recurrent_weights().items():
             if weights.is_meta:  # built on the meta device to count parameters: nothing to initialise
                 return
@@ -161,6 +168,10 @@ class AcousticModel(nn.Module):
             for name, p in self.rnn.named_parameters():
                 if name.startswith("bias"):
                     nn.init.zeros_(p)
+        if forget_bias is not None:  # PyTorch's LSTM gates are (input, forget, cell, output); the two biases add up
+            for name, p in self.rnn.named_parameters():
+                if name.startswith("bias"):
+                    p.data.chunk(4)[1].fill_(forget_bias if name.startswith("bias_ih") else 0.0)
 
     def recurrent_weights(self) -> dict[str, torch.Tensor]:
         """W_hh of every layer and direction, e.g. {'weight_hh_l0': ..., 'weight_hh_l0_reverse': ...}."""

@@ -36,6 +36,7 @@ class ASRModule(L.LightningModule):
         gradient_penalty: weight of Pascanu et al.'s gradient-norm regulariser (unidirectional rnn_tanh/relu).
         esn_leak: leak rate of the echo-state reservoirs (cell esn).
         lookahead: frames of future context of the output layer (asr/model.py `Lookahead`; unidirectional only).
+        forget_bias: the LSTM forget gate's bias at init (None: PyTorch's default; 1.0 keeps the cell from the start).
         learning_rate, weight_decay: AdamW.
         warmup_fraction: share of the run's steps (at max_epochs) spent warming up to the peak learning rate.
         schedule: onecycle (anneal to max_epochs) or plateau (halve on plateaus of dev WER, stop when converged:
@@ -58,6 +59,7 @@ class ASRModule(L.LightningModule):
         gradient_penalty: float = 0.0,
         esn_leak: float = ModelConfig.esn_leak,
         lookahead: int = ModelConfig.lookahead,
+        forget_bias: Optional[float] = ModelConfig.forget_bias,
         learning_rate: float = 1.5e-3,
         weight_decay: float = 1e-2,
         warmup_fraction: float = 0.15,

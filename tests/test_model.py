@@ -32,6 +32,24 @@ def test_orthogonal_init_makes_each_block_orthogonal(cell):
             assert torch.allclose(block @ block.T, torch.eye(32), atol=1e-5)
 
 
+def test_forget_bias_opens_every_lstm_forget_gate_and_leaves_the_rest():
+    torch.manual_seed(0)
+    plain = AcousticModel(ModelConfig(240, 29, cell="lstm", hidden_size=8, num_layers=2, bidirectional=True))
+    torch.manual_seed(0)
+    opened = AcousticModel(ModelConfig(240, 29, cell="lstm", hidden_size=8, num_layers=2, bidirectional=True,
+                                       forget_bias=1.0))
+    biases = [n for n, _ in opened.rnn.named_parameters() if n.startswith("bias_ih")]
+    assert len(biases) == 4  # 2 layers x 2 directions
+    for name in biases:
+        ih, hh = getattr(opened.rnn, name).detach(), getattr(opened.rnn, name.replace("_ih", "_hh")).detach()
+        total = (ih + hh).chunk(4)  # input, forget, cell, output gates
+        assert torch.equal(total[1], torch.ones(8)), name
+        for gate in (0, 2, 3):  # the other gates keep PyTorch's draw
+            assert torch.equal(ih.chunk(4)[gate], getattr(plain.rnn, name).detach().chunk(4)[gate])
+    with pytest.raises(ValueError, match="forget_bias sets the LSTM forget gate's bias: cell gru has no forget gate"):
+        ModelConfig(240, 29, cell="gru", forget_bias=1.0)
+
+
 def test_identity_init_is_the_irnn():
     model = AcousticModel(ModelConfig(240, 29, cell="rnn_relu", hidden_size=8, num_layers=1, init="identity"))
     assert torch.equal(model.rnn.weight_hh_l0.detach(), torch.eye(8))
