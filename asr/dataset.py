@@ -132,6 +132,10 @@ class CorpusFeatures:
         self.dataset, self.data_dir, self.cache_dir, self.cache_dtype = dataset, data_dir, cache_dir, cache_dtype
         self.max_utterances, self.bad_audio = max_utterances, bad_audio
         self.distortion = distortion_of(condition)  # a test condition: every split's audio distorted by it
+        if self.distortion and feature_config.normalize == "global" and feature_stats is None:
+            # the statistics would come from the distorted training split: the model was trained on clean ones
+            raise UserError(f"condition {condition!r} with global normalisation needs the trained model's feature "
+                             "statistics (feature_stats): they must come from the clean training audio")
         self.feature_config = feature_config
         self.extractor = FeatureExtractor(feature_config, feature_stats)
         self.tokenizer = CharTokenizer()

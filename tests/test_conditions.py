@@ -84,6 +84,19 @@ def test_unknown_condition_is_refused_by_name():
         condition("noisy")
 
 
+def test_a_condition_never_takes_its_normalisation_from_distorted_training_audio(tmp_path):
+    """Global statistics of a distorted training split would normalise test audio as no trained model saw it."""
+    from asr.dataset import CorpusFeatures
+    from asr.features import FeatureConfig
+
+    with pytest.raises(UserError, match="needs the trained model's feature statistics"):
+        CorpusFeatures("an4", str(tmp_path), FeatureConfig(normalize="global"), condition="noise_10db")
+    stats = {"mean": [0.0] * 80, "std": [1.0] * 80}
+    data = CorpusFeatures("an4", str(tmp_path), FeatureConfig(normalize="global"), condition="noise_10db",
+                          feature_stats=stats)
+    assert data.extractor.stats == stats
+
+
 def test_evaluate_scores_the_split_under_a_condition(data_dir, tmp_path):
     from asr.cli import main
     from asr.inference import Recognizer
