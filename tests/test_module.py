@@ -61,3 +61,27 @@ def test_clipping_bounds_the_norm_and_the_logged_norm_is_the_pre_clip_one():
     assert all(n > 0.01 for n in module.true_norms)
     assert all(n <= 0.01 * (1 + 1e-4) for n in module.clipped_norms)
     assert module.logged == pytest.approx(module.true_norms[-1], rel=1e-6)
+
+
+SUBNORMAL = 1e-39  # below float32's smallest normal number, 1.2e-38
+
+
+def kept(value: float) -> float:
+    """What a float32 operation makes of a subnormal input: itself under IEEE rules, 0 when flushed."""
+    return float(torch.tensor([value]) * 1.0)
+
+
+class SubnormalProbe(ASRModule):
+    def training_step(self, batch, batch_idx):
+        self.seen_in_training = kept(SUBNORMAL)
+        return super().training_step(batch, batch_idx)
+
+
+def test_training_flushes_subnormal_floats_and_leaves_them_as_they_were_after_fit():
+    """Subnormals slow x86 CPUs many times over (benchmarks/denormals.py): training runs without them, and the
+    process gets IEEE arithmetic back when fit ends (evaluation, tests and streaming compare exact values)."""
+    assert kept(SUBNORMAL) == pytest.approx(SUBNORMAL)
+    module = SubnormalProbe(input_dim=12, cell="lstm", hidden_size=8, num_layers=1)
+    fit(module, 2)
+    assert module.seen_in_training == 0.0
+    assert kept(SUBNORMAL) == pytest.approx(SUBNORMAL)
