@@ -236,7 +236,12 @@ def live_finish(models: list[LoadedModel], session: Optional[LiveSession]):
     for model in models:
         session.texts[model.name] = session.streams[model.name].finish().text
     audio = np.concatenate(session.audio)
-    recording = Path(tempfile.mkdtemp(prefix="asr-live-")) / "recording.wav"
+    # in Gradio's own cache, which serves it from there and deletes it with the rest (build_app's delete_cache)
+    from gradio.utils import get_upload_folder
+
+    Path(get_upload_folder()).mkdir(parents=True, exist_ok=True)
+    handle, recording = tempfile.mkstemp(prefix="asr-live-", suffix=".wav", dir=get_upload_folder())
+    os.close(handle)
     soundfile.write(recording, audio, session.rate, subtype="PCM_16")
     seconds = len(audio) / session.rate
     curves, figure = {}, None
@@ -249,7 +254,7 @@ def live_finish(models: list[LoadedModel], session: Optional[LiveSession]):
     if curves:
         figure = gradient_figure(curves, models[0].recognizer.extractor.config.frame_ms)
     status = f"{seconds:.1f} s of audio streamed in {len(session.audio)} chunks, {len(models)} model(s)"
-    return status, live_table(session, final=True), figure, str(recording), session
+    return status, live_table(session, final=True), figure, recording, session
 
 
 def study_panel(reports: Path) -> tuple[str, Optional[str]]:
@@ -291,7 +296,10 @@ def build_app(models: list[LoadedModel], reports: Path):
     import gradio as gr
 
     study_table, study_plot = study_panel(reports)
-    with gr.Blocks(title="Vanishing gradients on your own voice", analytics_enabled=False, head=RAW_MICROPHONE) as app:
+    # delete_cache: what the page wrote for its visitors (the Live tab's recordings, Gradio's copies of uploads and
+    # plots) is deleted an hour after it was made, and all of it when the server stops
+    with gr.Blocks(title="Vanishing gradients on your own voice", analytics_enabled=False, head=RAW_MICROPHONE,
+                   delete_cache=(3600, 3600)) as app:
         gr.Markdown("# tanh RNN vs LSTM vs GRU on your own voice")
         with gr.Tab("Recording", elem_id="recording-tab"):
             gr.Markdown("Upload a recording or use the microphone; optionally type what you said to get each model's "

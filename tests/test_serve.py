@@ -30,12 +30,19 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(overfit, checkpoint):
+def server_temp(tmp_path_factory) -> Path:
+    """The served page's temporary folder (TMPDIR), Gradio's cache inside it: what the page writes stays there."""
+    return tmp_path_factory.mktemp("serve-tmp")
+
+
+@pytest.fixture(scope="module")
+def server(overfit, checkpoint, server_temp):
     port = free_port()
     asr = Path(sys.executable).with_name("asr")
     process = subprocess.Popen([str(asr), "serve", str(overfit.checkpoint), str(checkpoint), "--port", str(port)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+                               env={**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(server_temp),
+                                    "GRADIO_TEMP_DIR": str(server_temp / "gradio")})
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
@@ -181,7 +188,7 @@ def test_an_upload_over_the_limit_is_refused_with_a_message(server, tmp_path):
 
 
 def test_the_live_tab_streams_the_microphone_and_ends_where_the_command_line_ends(server, playwright, overfit, tmp_path,
-                                                                                 capsys):
+                                                                                 capsys, server_temp):
     """Chromium's fake microphone plays an utterance the streaming model memorised: the partial transcript grows
     while it plays, and the final transcript is what `asr transcribe --stream` gives on the recording the page
     offers (the audio the models heard, as it arrived from the browser)."""
@@ -217,6 +224,9 @@ def test_the_live_tab_streams_the_microphone_and_ends_where_the_command_line_end
     assert main(["transcribe", "--stream", str(overfit.checkpoint), str(recording)]) == 0
     assert capsys.readouterr().out.strip() == final
     assert matched_share(recording, utterance.path) > 0.9  # the microphone's own signal, no voice processing
+    # the recording lies in Gradio's cache, which deletes it (delete_cache), not in a folder of the page's own
+    kept = [p.relative_to(server_temp).parts for p in server_temp.rglob("asr-live-*")]
+    assert kept and all(parts[0] == "gradio" and len(parts) == 2 for parts in kept), kept
 
 
 def matched_share(recording: Path, original: Path) -> float:
