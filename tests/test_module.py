@@ -85,3 +85,17 @@ def test_training_flushes_subnormal_floats_and_leaves_them_as_they_were_after_fi
     fit(module, 2)
     assert module.seen_in_training == 0.0
     assert kept(SUBNORMAL) == pytest.approx(SUBNORMAL)
+
+
+class FailingStep(SubnormalProbe):
+    def training_step(self, batch, batch_idx):
+        super().training_step(batch, batch_idx)
+        raise RuntimeError("a training step that fails")
+
+
+def test_a_failed_fit_also_gives_ieee_arithmetic_back():
+    module = FailingStep(input_dim=12, cell="lstm", hidden_size=8, num_layers=1)
+    with pytest.raises(RuntimeError, match="a training step that fails"):
+        fit(module, 2)
+    assert module.seen_in_training == 0.0
+    assert kept(SUBNORMAL) == pytest.approx(SUBNORMAL)
