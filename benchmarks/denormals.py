@@ -1,6 +1,7 @@
 """Subnormal floats and training speed on the CPU: a training step (forward, CTC loss, backward) of trained models
-on real AN4 batches, and their forward pass alone (inference), with subnormals kept (IEEE) and flushed to zero (`torch.set_flush_denormal`, what training
-does since asr/module.py's on_fit_start), and the same for each model freshly initialised, as the control.
+on real AN4 batches, and their forward pass alone (inference), with subnormals kept (IEEE) and flushed to zero
+(`torch.set_flush_denormal`, what training does since asr/module.py's on_fit_start), and the same for each model
+freshly initialised, as the control.
 
     .venv/bin/python benchmarks/denormals.py checkpoints/an4_lstm_stream.ckpt ... [--output benchmarks/denormals_cpu.json]
 
