@@ -6,7 +6,8 @@ hashing a file, and writing any file atomically.
 - Export (`asr export RUN_CHECKPOINT OUT.ckpt`): a training checkpoint carries everything needed to resume
   (optimizer moments, scheduler, loops, RNG states, callbacks), about three times the size of the weights and
   nothing a recognizer needs. The exported file keeps the model's weights and the hyper-parameters that
-  rebuild the model and its features.
+  rebuild the model and its features. Given several checkpoints of one run (`asr export RUN/checkpoints/top
+  OUT.ckpt`), it writes their average.
 - Atomic writes: to a temporary file beside the target, then renamed into place, so that a reader (or a
   process killed mid-write) sees the old file or the whole new one, never half of it.
 
@@ -99,19 +100,51 @@ def write_text_atomically(path: str | Path, text: str) -> Path:
     return write_atomically(path, lambda tmp: tmp.write_text(text))
 
 
-def export_checkpoint(source: str | Path, target: str | Path, overwrite: bool = False) -> dict:
-    """Writes the weights-only copy of `source` to `target` (atomically) and returns its size and sha256.
+def averaged_weights(paths: list[Path]) -> dict:
+    """The acoustic model's weights of `paths`, averaged tensor by tensor (in float64, cast back), and the first
+    one's other contents. Refused unless every file rebuilds the same model: averaging only makes sense between
+    epochs of one run, whose weights lie near one another."""
+    first = read_training_checkpoint(paths[0])
+    total = {k: v.double() for k, v in first["state_dict"].items() if k.startswith("model.")}
+    for path in paths[1:]:
+        ckpt = read_training_checkpoint(path)
+        weights = {k: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+        if ckpt["hyper_parameters"] != first["hyper_parameters"] or weights.keys() != total.keys():
+            raise UserError(f"{path} and {paths[0]} are not the same model (their hyper-parameters differ): only the "
+                            "checkpoints of one run can be averaged, e.g. RUN/checkpoints/top/")
+        for k, v in weights.items():
+            total[k] += v.double()
+    state = {k: (v / len(paths)).to(first["state_dict"][k].dtype) for k, v in total.items()}
+    return {**first, "state_dict": state}
+
+
+def checkpoints_named(sources: list[str | Path]) -> list[Path]:
+    """The files among `sources`, a folder standing for the .ckpt files in it (e.g. RUN/checkpoints/top/)."""
+    paths = []
+    for source in map(Path, sources):
+        found = sorted(source.glob("*.ckpt")) if source.is_dir() else [source]
+        if not found:
+            raise UserError(f"{source} holds no .ckpt files")
+        paths += found
+    return paths
+
+
+def export_checkpoint(source: str | Path | list, target: str | Path, overwrite: bool = False) -> dict:
+    """Writes the weights-only copy of `source` to `target` (atomically) and returns its size and sha256. Several
+    sources (or a folder of them) are averaged (icefall's and ESPnet's checkpoint averaging): the mean of a run's
+    dev-best epochs (RUN/checkpoints/top/) often recognises better than any one of them.
     An existing `target` is kept unless overwrite is set: a file a user made is never replaced silently."""
-    source, target = Path(source), Path(target)
+    sources, target = checkpoints_named(source if isinstance(source, list) else [source]), Path(target)
     if target.exists() and not overwrite:
         raise UserError(f"{target} exists; nothing was written. Pass --force to replace it, or choose another name.")
-    ckpt = read_training_checkpoint(source)
+    ckpt = averaged_weights(sources)
     shipped = {key: ckpt[key] for key in KEPT if key in ckpt}
     # the acoustic model's tensors only (the training module holds nothing else that inference reads)
     shipped["state_dict"] = {k: v.clone() for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     shipped["datamodule_hyper_parameters"] = {k: v for k, v in ckpt.get("datamodule_hyper_parameters", {}).items()
                                               if k not in MACHINE_LOCAL}
-    shipped["exported_from"] = {"file": source.name, "sha256": sha256(source)}
+    made_from = [{"file": path.name, "sha256": sha256(path)} for path in sources]
+    shipped["exported_from"] = made_from[0] if len(made_from) == 1 else {"averaged": made_from}
     save_atomically(shipped, target)
     return {"file": str(target), "bytes": target.stat().st_size, "sha256": sha256(target),
-            "source_bytes": source.stat().st_size}
+            "source_bytes": sum(path.stat().st_size for path in sources), "averaged": len(sources)}

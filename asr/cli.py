@@ -179,15 +179,19 @@ def export(args) -> int:
     if str(args.output).endswith(".onnx"):
         from .export_onnx import export_onnx
 
-        info = export_onnx(args.checkpoint, args.output, overwrite=args.force)
+        if len(args.checkpoint) > 1 or Path(args.checkpoint[0]).is_dir():
+            raise UserError("an .onnx file is exported from one checkpoint: average into a .ckpt first "
+                            "(`asr export RUN/checkpoints/top averaged.ckpt`), then export that")
+        info = export_onnx(args.checkpoint[0], args.output, overwrite=args.force)
         print(f"{info['file']}: {info['bytes'] / 1e6:.1f} MB ONNX (features and acoustic model; transcribe it with "
               f"`asr transcribe {info['file']} FILES`, no torch needed), sha256 {info['sha256']}")
         return 0
     from .checkpoint import export_checkpoint
 
-    info = export_checkpoint(args.checkpoint, args.output, overwrite=args.force)
-    print(f"{info['file']}: {info['bytes'] / 1e6:.1f} MB (the training checkpoint: {info['source_bytes'] / 1e6:.1f} MB), "
-          f"sha256 {info['sha256']}")
+    info = export_checkpoint(list(args.checkpoint), args.output, overwrite=args.force)
+    made = (f"the average of {info['averaged']} checkpoints" if info["averaged"] > 1 else
+            f"the training checkpoint: {info['source_bytes'] / 1e6:.1f} MB")
+    print(f"{info['file']}: {info['bytes'] / 1e6:.1f} MB ({made}), sha256 {info['sha256']}")
     return 0
 
 
@@ -276,7 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="a checkpoint to ship: the weights and what rebuilds the model, no optimizer state;"
                        " or, to a .onnx file, the whole recogniser as one ONNX graph for onnxruntime")
-    p.add_argument("checkpoint", help="a checkpoint of `asr train` or `asr compare`, e.g. runs/NAME/checkpoints/best.ckpt")
+    p.add_argument("checkpoint", nargs="+", help="a checkpoint of `asr train` or `asr compare`, e.g. "
+                   "runs/NAME/checkpoints/best.ckpt; several, or a folder of them such as runs/NAME/checkpoints/top "
+                   "(a run's epochs of lowest dev WER), are averaged")
     p.add_argument("output", help="where to write it, e.g. checkpoints/my_lstm.ckpt, or my_lstm.onnx (asr/export_onnx.py)")
     p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
 

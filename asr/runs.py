@@ -85,10 +85,19 @@ def run_loggers(run_dir: Path) -> list:
     return [MetricsLog(run_dir), TensorBoardLogger(run_dir, name="tensorboard")]
 
 
+AVERAGED = 5  # dev-best epochs whose weights each run keeps in checkpoints/top/
+
+
+class TopCheckpoints(ModelCheckpoint):
+    """The weights (no optimiser state) of the epochs of lowest dev WER. A class of its own because Lightning keys
+    a checkpoint callback's saved state by its class and monitor, which best.ckpt's shares."""
+
+
 def run_callbacks(run_dir: Path, gradient_flow: Optional[dict] = None,
                   last_every_n_steps: Optional[int] = None) -> list:
-    """best.ckpt (lowest dev WER: model selection never looks at test), last.ckpt (to resume from: the end of
-    every epoch and, with last_every_n_steps, every that many steps within one), the learning rate, the
+    """best.ckpt (lowest dev WER: model selection never looks at test), top/ (the weights of the AVERAGED epochs
+    of lowest dev WER, which `asr export RUN/checkpoints/top OUT.ckpt` averages), last.ckpt (to resume from: the
+    end of every epoch and, with last_every_n_steps, every that many steps within one), the learning rate, the
     random state and logs that travel with each checkpoint, the gradient-across-time monitor
     (`gradient_flow`: its GradientFlowMonitor arguments) and the training time.
     last.ckpt has callbacks of its own: ModelCheckpoint's `save_last` rewrites it only in an epoch that also
@@ -96,6 +105,8 @@ def run_callbacks(run_dir: Path, gradient_flow: Optional[dict] = None,
     checkpoints = Path(run_dir) / "checkpoints"
     callbacks = [ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="dev/wer", mode="min", save_top_k=1,
                                  auto_insert_metric_name=False),
+                 TopCheckpoints(dirpath=checkpoints / "top", filename="epoch{epoch:03d}", monitor="dev/wer",
+                                 mode="min", save_top_k=AVERAGED, save_weights_only=True, auto_insert_metric_name=False),
                  ModelCheckpoint(dirpath=checkpoints, filename="last", save_top_k=1, every_n_epochs=1,
                                  save_on_train_epoch_end=True, enable_version_counter=False),
                  LearningRateMonitor(logging_interval="step"), RandomState(), LogsWithCheckpoints(),
@@ -103,7 +114,7 @@ def run_callbacks(run_dir: Path, gradient_flow: Optional[dict] = None,
     if last_every_n_steps is not None:
         if last_every_n_steps < 1:
             raise UserError(f"last_every_n_steps must be at least 1, got {last_every_n_steps}")
-        callbacks.insert(2, ModelCheckpoint(dirpath=checkpoints, filename="last", save_top_k=1,
+        callbacks.insert(3, ModelCheckpoint(dirpath=checkpoints, filename="last", save_top_k=1,
                                             every_n_train_steps=last_every_n_steps, enable_version_counter=False))
     return callbacks
 

@@ -173,7 +173,8 @@ def write_model_card(record: dict, path: Path) -> None:
                   f"- recipe: [`{m['recipe_file']}`]({m['recipe_file']}) (`asr train -c checkpoints/{m['recipe_file']}` "
                   "trains it again)"]
         if m.get("selected_epoch") is not None:
-            lines.append(f"- weights of epoch {m['selected_epoch']} (lowest dev WER); {m['train_seconds'] / 60:.0f} "
+            weights = m.get("weights") or f"epoch {m['selected_epoch']} (lowest dev WER)"
+            lines.append(f"- weights of {weights}; {m['train_seconds'] / 60:.0f} "
                          f"min of training on {m.get('study_device')}")
         for split in ("dev", "test"):
             for decoding, key in (("greedy", "greedy"), ("beam+LM", "beam_lm")):
@@ -222,12 +223,29 @@ DATA = {"an4": "CMU AN4, 16 kHz, BSD-style licence", "fsdd": "Free Spoken Digit 
 
 
 def ship_study_model(study: Path, summary: dict, model: str, name: str, out: Path, details: Path, lexicon: Path,
-                     arpa: Path, lm_grid: tuple, shipped_by: str) -> dict:
-    """The seed of `model` with the lowest dev WER in a study's runs folder, exported to out/<name>.ckpt and measured."""
+                     arpa: Path, lm_grid: tuple, shipped_by: str, average: bool = False) -> dict:
+    """The seed of `model` with the lowest dev WER in a study's runs folder, exported to out/<name>.ckpt and measured.
+    With `average`, the mean of that run's dev-best epochs (checkpoints/top/) is shipped instead, unless the best
+    epoch alone has the lower dev WER."""
     run = best_seed(study / model)
     run_dir = study / model / f"seed{run['seed']}"
     target = out / f"{name}.ckpt"
     info = export_checkpoint(run_dir / "checkpoints/best.ckpt", target, overwrite=True)
+    weights = f"epoch {run['selected_epoch']} (lowest dev WER)"
+    top = sorted((run_dir / "checkpoints/top").glob("*.ckpt"))
+    if average and len(top) > 1:  # the mean of the dev-best epochs unless the best alone does better on dev (not test)
+        averaged = out / f".{name}.averaged.ckpt"
+        averaged_info = export_checkpoint(top, averaged, overwrite=True)
+        dev = {path: Recognizer.from_checkpoint(path).evaluate("an4", "dev", None)[0]["wer"]
+               for path in (target, averaged)}
+        print(f"{name}: dev WER {dev[target]:.2f} % (best epoch), {dev[averaged]:.2f} % (average of {len(top)})",
+              flush=True)
+        if dev[averaged] <= dev[target]:
+            averaged.replace(target)
+            info = {**averaged_info, "file": str(target)}
+            epochs = [int(read_checkpoint(path)["epoch"]) for path in top]
+            weights = f"the average of epochs {', '.join(map(str, sorted(epochs)))} (the {len(top)} of lowest dev WER)"
+        averaged.unlink(missing_ok=True)
     shutil.copyfile(run_dir / "config.yaml", out / f"{name}.yaml")  # the `asr train` recipe
     record = {"name": name, "file": target.name, "recipe_file": f"{name}.yaml", "dataset": "an4",
               "bytes": info["bytes"], "sha256": info["sha256"], "parameters": run["parameters"],
@@ -235,7 +253,7 @@ def ship_study_model(study: Path, summary: dict, model: str, name: str, out: Pat
               "trained_by": f"asr compare -c {summary['recipe_path']} --jobs 2 (scripts/cpu_study.sh)",
               "run": f"{model} seed {run['seed']} (lowest dev WER of seeds "
                      f"{', '.join(str(r['seed']) for r in summary['models'][model]['runs'])})",
-              "git_commit": run["git_commit"], "selected_epoch": run["selected_epoch"],
+              "git_commit": run["git_commit"], "selected_epoch": run["selected_epoch"], "weights": weights,
               "train_seconds": run["train_seconds"], "study_device": summary.get("device"), "shipped_by": shipped_by,
               **measure(name, target, "an4", details, lexicon, arpa, lm_grid)}
     print(f"{name}: test WER greedy {record['test_greedy']['wer']:.2f} %, beam+LM {record['test_beam_lm']['wer']:.2f} %",
@@ -251,6 +269,10 @@ def main() -> int:
     parser.add_argument("--stream-study", help="runs folder of `asr compare -c recipes/an4_remedies_cpu.yaml` (ships "
                         "an4_lstm_stream, an4_tanh_rnn_clipped_stream)")
     parser.add_argument("--stream-study-report", default="reports/an4_remedies_cpu/summary.json")
+    parser.add_argument("--stream-models", nargs="+", default=STREAM_MODELS, choices=STREAM_MODELS,
+                        help="which models of the --stream-study to ship (a study of LSTMs alone: lstm)")
+    parser.add_argument("--average", action="store_true", help="ship the average of each run's dev-best epochs "
+                        "(RUN/checkpoints/top/, `asr export`) unless the best epoch alone has the lower dev WER")
     parser.add_argument("--fsdd-run", help="run folder of `asr train -c recipes/fsdd_lstm.yaml` (ships fsdd_lstm)")
     parser.add_argument("--fsdd-commit", help="the commit the FSDD run was trained at")
     parser.add_argument("--out", default="checkpoints")
@@ -278,13 +300,13 @@ def main() -> int:
     lm_grid = (args.lm_weights, args.word_scores)
     shipped = {}
     for study, report, models, suffix in ((args.study, args.study_report, STUDY_MODELS, ""),
-                                          (args.stream_study, args.stream_study_report, STREAM_MODELS, "_stream")):
+                                          (args.stream_study, args.stream_study_report, args.stream_models, "_stream")):
         if study:
             summary = json.loads(Path(report).read_text())
             for model in models:
                 name = f"an4_{model}{suffix}"
                 shipped[name] = ship_study_model(Path(study), summary, model, name, out, details, lexicon, arpa,
-                                                 lm_grid, shipped_by)
+                                                 lm_grid, shipped_by, args.average)
     if args.fsdd_run:
         run_dir = Path(args.fsdd_run)
         target = out / "fsdd_lstm.ckpt"

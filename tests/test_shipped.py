@@ -105,6 +105,36 @@ def test_export_keeps_the_model_and_drops_the_training_state(checkpoint, tmp_pat
     assert read_checkpoint(target)["exported_from"]["sha256"] == sha256(checkpoint)
 
 
+def test_a_run_keeps_its_dev_best_epochs_and_export_averages_them(tmp_path, data_dir):
+    """`asr train` keeps each epoch's weights in checkpoints/top/ (up to AVERAGED, those of lowest dev WER), and
+    `asr export RUN/checkpoints/top OUT.ckpt` writes their tensor-by-tensor mean, which a recogniser loads."""
+    from asr.runs import AVERAGED
+    from helpers import train_argv
+
+    run = tmp_path / "run"
+    assert main(train_argv("an4_lstm", run, data_dir, utterances=16, epochs=3)) == 0
+    top = sorted((run / "checkpoints/top").glob("*.ckpt"))
+    assert len(top) == min(3, AVERAGED)
+    weights = [read_checkpoint(p)["state_dict"] for p in top]
+    assert not torch.equal(weights[0]["model.output.weight"], weights[-1]["model.output.weight"])  # epochs differ
+    target = tmp_path / "averaged.ckpt"
+    assert main(["export", str(run / "checkpoints/top"), str(target)]) == 0
+    averaged = read_checkpoint(target)
+    assert set(averaged["state_dict"]) == {k for k in weights[0] if k.startswith("model.")}
+    for key, value in averaged["state_dict"].items():
+        torch.testing.assert_close(value, sum(w[key] for w in weights) / len(weights))
+    assert [f["sha256"] for f in averaged["exported_from"]["averaged"]] == [sha256(p) for p in top]
+    (log_probs,) = Recognizer.from_checkpoint(target).log_probs([torch.randn(40, 240)])
+    assert torch.isfinite(log_probs).all()
+
+    # checkpoints of another model are not averaged in, and an .onnx file comes from one checkpoint only
+    other = tmp_path / "other"
+    assert main(train_argv("an4_lstm", other, data_dir, utterances=16, hidden_size=12)) == 0
+    assert main(["export", str(top[0]), str(other / "checkpoints/best.ckpt"), str(tmp_path / "mixed.ckpt")]) == 2
+    assert not (tmp_path / "mixed.ckpt").exists()
+    assert main(["export", str(run / "checkpoints/top"), str(tmp_path / "averaged.onnx")]) == 2
+
+
 def test_ship_script_exports_the_best_dev_seed_and_writes_a_card_that_matches(tmp_path, data_dir):
     """scripts/ship_checkpoints.py on a small study (the three study models, two LSTM seeds)."""
     recipe = tiny_study("small", data_dir, tmp_path / "cache", {
@@ -138,6 +168,41 @@ def test_ship_script_exports_the_best_dev_seed_and_writes_a_card_that_matches(tm
     assert (out / record["lm"]["arpa"]).is_file() and (out / record["lm"]["lexicon"]).is_file()
     assert (tmp_path / "details/an4_gru.test.greedy.csv").is_file()
 
+
+
+def test_ship_script_ships_the_averaged_epochs_of_a_stream_study_where_dev_says_so(tmp_path, data_dir):
+    """--stream-study of LSTMs alone (--stream-models lstm) with --average: the shipped weights are the average of
+    the run's dev-best epochs unless its best epoch alone has the lower dev WER, and the card says which."""
+    recipe = tiny_study("stream", data_dir, tmp_path / "cache", {"lstm": LSTM}, trainer={"max_epochs": 3},
+                        model={"hidden_size": 8, "bidirectional": False}, data={"normalize": "global"})
+    path = tmp_path / "stream.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    runs, report, out = tmp_path / "runs", tmp_path / "report", tmp_path / "shipped"
+    assert main(["compare", "-c", str(path), "--runs-dir", str(runs), "--report-dir", str(report)]) == 0
+    done = subprocess.run([sys.executable, str(REPO / "scripts/ship_checkpoints.py"), "--stream-study", str(runs),
+                           "--stream-study-report", str(report / "summary.json"), "--stream-models", "lstm",
+                           "--average", "--out", str(out), "--details", str(tmp_path / "details"),
+                           "--lm-weights", "1", "--word-scores", "0"],
+                          capture_output=True, text=True, env={**os.environ, "ASR_DATA_DIR": str(data_dir)},
+                          timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (lstm,) = json.loads((out / "models.json").read_text())["models"]
+    assert lstm["name"] == "an4_lstm_stream"
+    top = runs / "lstm/seed0/checkpoints/top"
+    assert main(["export", str(top), str(tmp_path / "averaged.ckpt")]) == 0
+    dev = {kind: Recognizer.from_checkpoint(path).evaluate("an4", "dev", data_dir)[0]["wer"]
+           for kind, path in (("best", runs / "lstm/seed0/checkpoints/best.ckpt"),
+                              ("averaged", tmp_path / "averaged.ckpt"))}
+    made_from = read_checkpoint(out / "an4_lstm_stream.ckpt")["exported_from"]
+    assert lstm["dev_greedy"]["wer"] == pytest.approx(min(dev.values()), abs=1e-9)
+    if dev["averaged"] <= dev["best"]:
+        assert [f["sha256"] for f in made_from["averaged"]] == [sha256(p) for p in sorted(top.glob("*.ckpt"))]
+        assert lstm["weights"].startswith("the average of epochs ")
+    else:
+        assert made_from["sha256"] == sha256(runs / "lstm/seed0/checkpoints/best.ckpt")
+        assert lstm["weights"] == f"epoch {lstm['selected_epoch']} (lowest dev WER)"
+    assert f"weights of {lstm['weights']}" in (out / "README.md").read_text()
+    assert not list(out.glob(".*.ckpt"))  # the candidate average is not left behind
 
 def test_asr_serve_without_checkpoints_serves_the_shipped_an4_models(monkeypatch):
     """`asr serve` as a user types it: the page gets the five shipped AN4 models (not the FSDD one), each the
