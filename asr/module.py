@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .decoding import GreedyDecoder
+from .checkpoint import read_training_checkpoint
 from .errors import UserError
 from .gradients import gradient_norms
 from .remedies import gradient_norm_penalty
@@ -43,6 +44,10 @@ class ASRModule(L.LightningModule):
             asr/schedule.py); plateau_patience, plateau_min_delta, plateau_halvings, plateau_below: that rule's
             settings.
         vocabulary: output symbols, CTC blank first.
+        init_from: a checkpoint (`asr train`'s or an exported one) whose acoustic-model weights training starts
+            from instead of a random initialisation: a fine-tune (e.g. with SpecAugment, at a lower learning
+            rate). It must be a model of the same shapes, on features of the same settings. Read when a fit
+            starts, not when a checkpoint is loaded; a resumed run (--ckpt_path) continues from its own weights.
     """
 
     def __init__(
@@ -69,6 +74,7 @@ class ASRModule(L.LightningModule):
         plateau_halvings: int = Plateau.halvings,
         plateau_below: float = Plateau.below,
         vocabulary: Optional[list[str]] = None,
+        init_from: Optional[str] = None,
     ):
         super().__init__()
         for name, value, ok, allowed in (
@@ -160,6 +166,33 @@ class ASRModule(L.LightningModule):
     # benchmarks/denormals.py). Training flushes them to zero; evaluation outside fit keeps IEEE behaviour.
     def on_fit_start(self) -> None:
         torch.set_flush_denormal(True)
+
+    def setup(self, stage: str) -> None:
+        # before the optimizer is built over the parameters; a resumed run's restore comes after and would win anyway
+        if stage == "fit" and self.hparams.init_from and self.trainer.ckpt_path is None:
+            self.start_from(self.hparams.init_from)
+
+    def start_from(self, path: str) -> None:
+        """Copies the acoustic model's weights of checkpoint `path` into this one (model.init_from)."""
+        ckpt = read_training_checkpoint(path)
+        theirs = ckpt.get("datamodule_hyper_parameters", {})
+        datamodule = self.trainer.datamodule
+        if datamodule is not None:
+            ours = datamodule.feature_config.as_dict()
+            differ = {k: (theirs[k], v) for k, v in ours.items() if k in theirs and theirs[k] != v}
+            if differ:
+                raise UserError(f"model.init_from {path} was trained on other features: "
+                                + ", ".join(f"data.{k} {a!r} there, {b!r} here" for k, (a, b) in differ.items())
+                                + ". Set these data values to the checkpoint's.")
+        weights = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+        try:
+            self.model.load_state_dict(weights)
+        except RuntimeError as e:
+            model = {k: ckpt["hyper_parameters"].get(k) for k in ("cell", "hidden_size", "num_layers", "bidirectional",
+                                                                   "lookahead") if k in ckpt["hyper_parameters"]}
+            raise UserError(f"model.init_from {path} holds another model ({model}): its weights do not fit this one "
+                            f"({str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e}). "
+                            "Give the model the checkpoint's shapes.") from None
 
     def teardown(self, stage: str) -> None:
         if stage == "fit":
