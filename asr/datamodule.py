@@ -155,7 +155,8 @@ class ASRDataModule(L.LightningDataModule):
         sample_rate, n_mels, win_ms, hop_ms, stack, stride, normalize: the features (see asr/features.py).
         feature_stats: the statistics of global normalisation (normalize: global); None: computed from the
             training split at setup, then kept here, so that every checkpoint carries them to inference.
-        spec_augment: mask frequency bands and time spans of training batches.
+        spec_augment: mask frequency bands and time spans of training batches: true for asr/features.py's
+            SpecAugment defaults, or a mapping of its arguments (freq_masks, freq_width, time_masks, time_width).
         augment: waveform augmentation of training utterances (asr/augment.py): true for its defaults, or a
             mapping of AugmentConfig fields; off by default. Needs the training audio (not only cached features).
         cache_dir: where extracted features are kept between runs (None: not cached).
@@ -183,7 +184,7 @@ class ASRDataModule(L.LightningDataModule):
         stride: int = 2,
         normalize: str = "utterance",
         feature_stats: Optional[dict] = None,
-        spec_augment: bool = True,
+        spec_augment: bool | dict = True,
         augment: Optional[dict | bool] = None,
         cache_dir: Optional[str] = "data/cache",
         cache_dtype: str = "float32",
@@ -205,6 +206,7 @@ class ASRDataModule(L.LightningDataModule):
             raise UserError("data.storage: shards writes the training shards into data.cache_dir: set one")
         self.save_hyperparameters()
         self.waveform_augment = AugmentConfig.of(augment)
+        self.spec_augment = SpecAugment.of(spec_augment)
         features = FeatureConfig(sample_rate, n_mels, win_ms, hop_ms, stack, stride, normalize)
         self.corpus = CorpusFeatures(dataset, data_dir, features, cache_dir, cache_dtype, max_utterances, bad_audio,
                                      feature_stats=feature_stats)
@@ -264,7 +266,7 @@ class ASRDataModule(L.LightningDataModule):
         if not shuffle:  # evaluation: every rank sees everything, so metrics need no gathering
             world, rank = 1, 0
         sampler = BucketBatchSampler(data.lengths(), self.hparams.batch_size, shuffle, self.hparams.seed, world, rank)
-        collate = Collate(self.extractor, SpecAugment() if augment and self.hparams.spec_augment else None,
+        collate = Collate(self.extractor, self.spec_augment if augment else None,
                           self.waveform_augment if augment else None)
         # The loader's own generator: making an iterator draws a number from it, which would otherwise come
         # from the global one and shift every dropout mask after it (and resumed runs from uninterrupted ones).
@@ -289,7 +291,7 @@ class ASRDataModule(L.LightningDataModule):
         sampler = ShardedBatches(self.shards(), self.hparams.batch_size, self.hparams.seed, world, rank,
                                  audio=self.waveform_augment is not None)
         sampler.resume_at = self.resume_at
-        collate = Collate(self.extractor, SpecAugment() if self.hparams.spec_augment else None, self.waveform_augment)
+        collate = Collate(self.extractor, self.spec_augment, self.waveform_augment)
         return DataLoader(ShardedExamples(self.extractor, self.tokenizer), sampler=sampler, batch_size=None,
                           collate_fn=collate, num_workers=self.hparams.num_workers,
                           persistent_workers=self.hparams.num_workers > 0,

@@ -141,6 +141,25 @@ class SpecAugment(torch.nn.Module):
         super().__init__()
         self.freq_masks, self.freq_width, self.time_masks, self.time_width = freq_masks, freq_width, time_masks, time_width
 
+    @classmethod
+    def of(cls, setting) -> "SpecAugment | None":
+        """From a recipe's `data.spec_augment`: false (off), true (these defaults, LibriSpeech's policy: 2 bands
+        of up to 27 of 80 mel channels, 2 spans of up to 10 frames) or a mapping of these arguments (milder
+        masks for a small corpus, e.g. {freq_width: 10, time_width: 5})."""
+        if not setting:
+            return None
+        if setting is True:
+            return cls()
+        names = ("freq_masks", "freq_width", "time_masks", "time_width")
+        unknown = set(setting) - set(names)
+        if unknown:
+            raise UserError(f"data.spec_augment: unknown setting(s) {', '.join(sorted(unknown))}; known: "
+                            f"{', '.join(names)}")
+        bad = [f"{k}={v!r}" for k, v in setting.items() if not isinstance(v, int) or isinstance(v, bool) or v < 0]
+        if bad:
+            raise UserError(f"data.spec_augment: {', '.join(bad)}: each must be a whole number, 0 or more")
+        return cls(**setting)
+
     @staticmethod
     def mask(x: torch.Tensor, axis: int, max_width: int, generator) -> None:
         width = int(torch.randint(0, max(1, max_width), (), generator=generator))

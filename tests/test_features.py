@@ -1,4 +1,6 @@
+import pytest
 import torch
+import yaml
 
 from asr.datamodule import Collate, Example
 from asr.features import FeatureConfig, FeatureExtractor, SpecAugment
@@ -49,6 +51,32 @@ def test_the_data_module_masks_training_batches_and_never_dev_ones(data_dir, tmp
     assert sum(zeros_on_valid_frames(b) for b in dev) == 0
     train, dev = batches(False)
     assert sum(zeros_on_valid_frames(b) for b in train + dev) == 0
+
+
+def test_spec_augment_takes_its_mask_settings_from_the_recipe(data_dir, tmp_path, capsys):
+    """data.spec_augment as a mapping: time masks alone zero whole log-mel frames (blocks of 80 in a stacked
+    frame), where the default's frequency bands cut across frames; an unknown or negative setting is refused."""
+    from asr.cli import main
+    from asr.datamodule import ASRDataModule
+    from asr.errors import UserError
+    from helpers import REPO
+
+    def zero_counts(spec_augment):
+        data = ASRDataModule(dataset="an4", data_dir=str(data_dir), batch_size=4, max_utterances=8,
+                             spec_augment=spec_augment, cache_dir=str(tmp_path / "cache"))
+        data.setup("fit")
+        return [int(n) for b in data.train_dataloader() for n in (b.features == 0).sum(-1).flatten()]
+
+    frames_only = zero_counts({"freq_masks": 0, "time_masks": 2, "time_width": 30})
+    assert sum(frames_only) > 0 and all(n % 80 == 0 for n in frames_only)
+    assert any(n % 80 for n in zero_counts(True))
+    for bad, named in (({"time_widht": 5}, r"unknown setting\(s\) time_widht"), ({"freq_width": -1}, "freq_width=-1")):
+        with pytest.raises(UserError, match=named):
+            ASRDataModule(dataset="an4", data_dir=str(data_dir), spec_augment=bad)
+    with pytest.raises(SystemExit):
+        main(["train", "-c", str(REPO / "recipes/an4_lstm.yaml"), "--data.spec_augment", "{time_width: 5}",
+              "--print_config"])
+    assert yaml.safe_load(capsys.readouterr().out)["data"]["spec_augment"] == {"time_width": 5}
 
 
 def test_spec_augment_masks_training_batches_only():
