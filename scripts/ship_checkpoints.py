@@ -9,7 +9,8 @@ the lowest dev WER is exported (`asr export`: weights only) to checkpoints/an4_<
 recipe that made it; from a study of unidirectional models on globally normalised features (--stream-study: the
 remedies study, recipes/an4_remedies_cpu.yaml, or the lookahead study, recipes/an4_stream_cpu.yaml, with
 --stream-study-report) its LSTM and clipped tanh RNN go to checkpoints/an4_<model>_stream.ckpt, the models that transcribe live
-(asr/streaming.py). The word LM (a 3-gram from AN4's training transcripts, `asr lm build`) goes to
+(asr/streaming.py); a run that started from another run's weights (`model.init_from`, a fine-tune) ships with
+the recipes of the runs before it, <name>.stage1.yaml, ..., so the card can say how to train it again. The word LM (a 3-gram from AN4's training transcripts, `asr lm build`) goes to
 checkpoints/lm/an4/. Each model is then measured: greedy and beam+LM WER on dev and test, with the LM weight and
 word score picked on dev only (`asr tune-decoder`'s grid), and greedy test WER under each test condition of
 `asr evaluate --condition` (asr/conditions.py). checkpoints/models.json records every number (the test
@@ -24,6 +25,8 @@ import json
 import shutil
 import sys
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -58,6 +61,20 @@ def lookahead_words(model: dict, features: dict) -> str:
     if not frames:
         return ""
     return f" with a lookahead of {frames} frames ({frames * features['hop_ms'] * features['stride']:g} ms)"
+
+
+def training_stages(run_dir: Path) -> list[Path]:
+    """The runs a run was trained through, first to last: each `model.init_from` (RUN/checkpoints/best.ckpt) leads
+    back to the run before, down to one trained from a random initialisation."""
+    stages = [run_dir]
+    while source := (yaml.safe_load((stages[0] / "config.yaml").read_text()).get("model") or {}).get("init_from"):
+        before = Path(source).parents[1]
+        if not (before / "config.yaml").is_file() or not (before / "result.json").is_file():
+            raise SystemExit(f"{stages[0]} was trained from {source}, which is not a finished run's checkpoint here "
+                             "(RUN/checkpoints/best.ckpt beside RUN/config.yaml and RUN/result.json): the card could not "
+                             "say how to train it again")
+        stages.insert(0, before)
+    return stages
 
 
 def architecture(ckpt: Path) -> dict:
@@ -172,10 +189,14 @@ def write_model_card(record: dict, path: Path) -> None:
                   f"- trained by `{m['trained_by']}`; run: {m['run']}; commit `{m.get('git_commit')}`",
                   f"- recipe: [`{m['recipe_file']}`]({m['recipe_file']}) (`asr train -c checkpoints/{m['recipe_file']}` "
                   "trains it again)"]
+        if m.get("stages"):
+            before = ", then ".join(f"`asr train -c checkpoints/{stage['recipe_file']}`" for stage in m["stages"])
+            lines.append(f"- trained in {len(m['stages']) + 1} stages, each starting from the dev-best weights of the "
+                         f"one before (`model.init_from`): {before}, then the recipe above")
         if m.get("selected_epoch") is not None:
             weights = m.get("weights") or f"epoch {m['selected_epoch']} (lowest dev WER)"
             lines.append(f"- weights of {weights}; {m['train_seconds'] / 60:.0f} "
-                         f"min of training on {m.get('study_device')}")
+                         f"min of training{' (all stages)' if m.get('stages') else ''} on {m.get('study_device')}")
         for split in ("dev", "test"):
             for decoding, key in (("greedy", "greedy"), ("beam+LM", "beam_lm")):
                 r = m.get(f"{split}_{key}")
@@ -247,14 +268,27 @@ def ship_study_model(study: Path, summary: dict, model: str, name: str, out: Pat
             weights = f"the average of epochs {', '.join(map(str, sorted(epochs)))} (the {len(top)} of lowest dev WER)"
         averaged.unlink(missing_ok=True)
     shutil.copyfile(run_dir / "config.yaml", out / f"{name}.yaml")  # the `asr train` recipe
+    # A fine-tune (model.init_from) ships the recipes of the runs before it too: name.stage1.yaml, ... in order
+    for stale in out.glob(f"{name}.stage*.yaml"):
+        stale.unlink()
+    stages = []
+    for i, stage in enumerate(training_stages(run_dir)[:-1], 1):
+        shutil.copyfile(stage / "config.yaml", out / f"{name}.stage{i}.yaml")
+        earlier = json.loads((stage / "result.json").read_text())
+        stages.append({"recipe_file": f"{name}.stage{i}.yaml", "run": str(stage),
+                       "selected_epoch": earlier["selected_epoch"], "train_seconds": earlier["train_seconds"]})
+    how = f"asr compare -c {summary['recipe_path']}"
     record = {"name": name, "file": target.name, "recipe_file": f"{name}.yaml", "dataset": "an4",
               "bytes": info["bytes"], "sha256": info["sha256"], "parameters": run["parameters"],
               **architecture(target),
-              "trained_by": f"asr compare -c {summary['recipe_path']} --jobs 2 (scripts/cpu_study.sh)",
+              "trained_by": how + (" --jobs 2 (scripts/cpu_study.sh)" if summary["recipe_path"] == "recipes/an4_cpu.yaml"
+                                   else ""),
+              **({"stages": stages} if stages else {}),
               "run": f"{model} seed {run['seed']} (lowest dev WER of seeds "
                      f"{', '.join(str(r['seed']) for r in summary['models'][model]['runs'])})",
               "git_commit": run["git_commit"], "selected_epoch": run["selected_epoch"], "weights": weights,
-              "train_seconds": run["train_seconds"], "study_device": summary.get("device"), "shipped_by": shipped_by,
+              "train_seconds": run["train_seconds"] + sum(stage["train_seconds"] for stage in stages),
+              "study_device": summary.get("device"), "shipped_by": shipped_by,
               **measure(name, target, "an4", details, lexicon, arpa, lm_grid)}
     print(f"{name}: test WER greedy {record['test_greedy']['wer']:.2f} %, beam+LM {record['test_beam_lm']['wer']:.2f} %",
           flush=True)

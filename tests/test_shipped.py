@@ -172,9 +172,18 @@ def test_ship_script_exports_the_best_dev_seed_and_writes_a_card_that_matches(tm
 
 def test_ship_script_ships_the_averaged_epochs_of_a_stream_study_where_dev_says_so(tmp_path, data_dir):
     """--stream-study of LSTMs alone (--stream-models lstm) with --average: the shipped weights are the average of
-    the run's dev-best epochs unless its best epoch alone has the lower dev WER, and the card says which."""
+    the run's dev-best epochs unless its best epoch alone has the lower dev WER, and the card says which. The
+    study is a fine-tune (model.init_from) of another one's run: that stage's recipe ships beside it, in order."""
+    model = {"hidden_size": 8, "bidirectional": False}
+    first = tiny_study("stream1", data_dir, tmp_path / "cache", {"lstm": LSTM}, trainer={"max_epochs": 2},
+                       model=model, data={"normalize": "global"})
+    runs1 = tmp_path / "runs1"
+    (tmp_path / "stream1.yaml").write_text(yaml.safe_dump(first, sort_keys=False))
+    assert main(["compare", "-c", str(tmp_path / "stream1.yaml"), "--runs-dir", str(runs1),
+                 "--report-dir", str(tmp_path / "report1")]) == 0
     recipe = tiny_study("stream", data_dir, tmp_path / "cache", {"lstm": LSTM}, trainer={"max_epochs": 3},
-                        model={"hidden_size": 8, "bidirectional": False}, data={"normalize": "global"})
+                        model={**model, "init_from": str(runs1 / "lstm/seed0/checkpoints/best.ckpt")},
+                        data={"normalize": "global"})
     path = tmp_path / "stream.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     runs, report, out = tmp_path / "runs", tmp_path / "report", tmp_path / "shipped"
@@ -201,8 +210,16 @@ def test_ship_script_ships_the_averaged_epochs_of_a_stream_study_where_dev_says_
     else:
         assert made_from["sha256"] == sha256(runs / "lstm/seed0/checkpoints/best.ckpt")
         assert lstm["weights"] == f"epoch {lstm['selected_epoch']} (lowest dev WER)"
-    assert f"weights of {lstm['weights']}" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert f"weights of {lstm['weights']}" in card
     assert not list(out.glob(".*.ckpt"))  # the candidate average is not left behind
+    # the stage before: its recipe as it ran, named in the record and the card; training time counts both stages
+    (stage,) = lstm["stages"]
+    assert stage["recipe_file"] == "an4_lstm_stream.stage1.yaml" and stage["run"] == str(runs1 / "lstm/seed0")
+    assert (out / stage["recipe_file"]).read_text() == (runs1 / "lstm/seed0/config.yaml").read_text()
+    assert "trained in 2 stages" in card and "`asr train -c checkpoints/an4_lstm_stream.stage1.yaml`" in card
+    seconds = [json.loads((r / "lstm/seed0/result.json").read_text())["train_seconds"] for r in (runs1, runs)]
+    assert lstm["train_seconds"] == pytest.approx(sum(seconds))
 
 def test_asr_serve_without_checkpoints_serves_the_shipped_an4_models(monkeypatch):
     """`asr serve` as a user types it: the page gets the five shipped AN4 models (not the FSDD one), each the
