@@ -212,7 +212,7 @@ def write_model_card(record: dict, path: Path) -> None:
     lines += [
         "## What they are for, and what not",
         "",
-        "They are the study's models (reports/an4_cpu/; the `_stream` ones: reports/an4_remedies_cpu/), shipped so",
+        "They are the studies' models (reports/an4_cpu/; the `_stream` ones: the studies their details name), shipped so",
         "that transcribing, evaluating, live transcription and the browser page work without training first. AN4 is small: 42 minutes of speech in its training set",
         "(948 utterances, 98 of them held out as dev) from 74 US English speakers on a close-talking microphone, saying census-style data",
         "(names and words spelled letter by letter, numbers, dates). On other voices, microphones, noise or",
