@@ -69,6 +69,12 @@ def read_training_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
+def acoustic_weights(ckpt: dict) -> dict:
+    """The acoustic model's tensors of a checkpoint read above, named as AcousticModel names them (the training
+    module keeps them under `model.`)."""
+    return {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+
+
 def sha256(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -12,6 +12,7 @@ over 20 ms steps, which halves the number of times the gradient must pass throug
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import asdict, dataclass
 from typing import Mapping, Optional
 
@@ -150,7 +151,7 @@ class SpecAugment(torch.nn.Module):
             return None
         if setting is True:
             return cls()
-        names = ("freq_masks", "freq_width", "time_masks", "time_width")
+        names = tuple(inspect.signature(cls).parameters)  # the arguments of __init__
         unknown = set(setting) - set(names)
         if unknown:
             raise UserError(f"data.spec_augment: unknown setting(s) {', '.join(sorted(unknown))}; known: "

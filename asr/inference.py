@@ -10,7 +10,7 @@ from typing import Optional
 import torch
 
 from .audio import load_audio
-from .checkpoint import read_training_checkpoint
+from .checkpoint import acoustic_weights, read_training_checkpoint
 from .conditions import CLEAN
 from .dataset import CorpusFeatures
 from .decoding import GreedyDecoder, Transcript
@@ -43,8 +43,7 @@ class Recognizer:
         features = FeatureConfig(**{k: data_hp[k] for k in FEATURE_ARGS if k in data_hp})
         tokenizer = CharTokenizer(hp["vocabulary"])
         model = build_model(hp)  # the call the training module made: every hyper-parameter, none by hand
-        state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-        model.load_state_dict(state)
+        model.load_state_dict(acoustic_weights(ckpt))
         model.to(device).eval()
         extractor = FeatureExtractor(features, data_hp.get("feature_stats"))
         return cls(model, tokenizer, extractor, dict(data_hp), torch.device(device))

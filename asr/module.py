@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .decoding import GreedyDecoder
-from .checkpoint import read_training_checkpoint
+from .checkpoint import acoustic_weights, read_training_checkpoint
 from .errors import UserError
 from .gradients import gradient_norms
 from .remedies import gradient_norm_penalty
@@ -184,15 +184,15 @@ class ASRModule(L.LightningModule):
                 raise UserError(f"model.init_from {path} was trained on other features: "
                                 + ", ".join(f"data.{k} {a!r} there, {b!r} here" for k, (a, b) in differ.items())
                                 + ". Set these data values to the checkpoint's.")
-        weights = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
         try:
-            self.model.load_state_dict(weights)
-        except RuntimeError as e:
+            self.model.load_state_dict(acoustic_weights(ckpt))
+        except RuntimeError as e:  # its first line names the model class, the next the first mismatch
             model = {k: ckpt["hyper_parameters"].get(k) for k in ("cell", "hidden_size", "num_layers", "bidirectional",
                                                                    "lookahead") if k in ckpt["hyper_parameters"]}
+            lines = str(e).splitlines()
+            mismatch = lines[1].strip() if len(lines) > 1 else str(e)
             raise UserError(f"model.init_from {path} holds another model ({model}): its weights do not fit this one "
-                            f"({str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e}). "
-                            "Give the model the checkpoint's shapes.") from None
+                            f"({mismatch}). Give the model the checkpoint's shapes.") from None
 
     def teardown(self, stage: str) -> None:
         if stage == "fit":
