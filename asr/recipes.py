@@ -13,6 +13,11 @@ data, trainer) and a list of `models`, each overriding only what makes it differ
       tanh_rnn_wide: {model: {cell: rnn_tanh}, match_parameters: lstm}   # widened to the LSTM's size
       tanh_rnn: {model: {cell: rnn_tanh}, seeds: [0]}   # fewer seeds than the study's, where time is short
 
+A second stage that trains on from a first study's runs names their checkpoint in `model.init_from`; a `{seed}`
+in that path is each run's own seed, so that seed N of the second stage starts from seed N of the first:
+
+    base: {model: {init_from: runs/an4_stream_wide_cpu/lstm/seed{seed}/checkpoints/best.ckpt, ...}, ...}
+
 Every run also writes the `asr train` recipe that reproduces it (runs/<study>/<model>/seed<N>/config.yaml).
 """
 from __future__ import annotations
@@ -73,4 +78,7 @@ def run_recipe(config: dict, seed: int, run_dir: Path, flow: dict) -> dict:
     (seed_everything) and the batch order (data.seed). The run is trained from this and nothing else."""
     recipe = {"run_dir": str(run_dir), "seed_everything": seed, **copy.deepcopy(config), "gradient_flow": dict(flow)}
     recipe["data"]["seed"] = seed
+    model = recipe.get("model") or {}
+    if isinstance(model.get("init_from"), str):  # seed N of a second stage starts from seed N of the first
+        model["init_from"] = model["init_from"].replace("{seed}", str(seed))
     return recipe
