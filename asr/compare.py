@@ -98,7 +98,7 @@ def fit_and_measure(job: Job, data: ASRDataModule, recipe: dict, measures: Measu
     if resume:
         print(f"{name} seed {seed}: resuming from {resume}", flush=True)
     L.seed_everything(recipe["seed_everything"], verbose=False)
-    module = ASRModule(input_dim=data.feature_dim, **recipe["model"])
+    module = ASRModule(input_dim=data.feature_dim, vocabulary=data.vocabulary, **recipe["model"])
     trainer = build_trainer(run_dir, recipe.get("trainer", {}), recipe["gradient_flow"], enable_model_summary=False)
     data.hparams.seed = recipe["data"]["seed"]
     with expected_warnings_silenced():

@@ -24,7 +24,7 @@ from .augment import AugmentConfig, augment
 from .dataset import CorpusFeatures, Example, FeatureDataset
 from .errors import UserError
 from .features import FeatureConfig, FeatureExtractor, SpecAugment
-from .text import ctc_min_frames
+from .text import UNITS, WordTokenizer, ctc_min_frames, word_vocabulary
 
 
 class EpochPermutation(Sampler[int]):
@@ -169,6 +169,8 @@ class ASRDataModule(L.LightningDataModule):
         storage: memory (the training split's features held in memory) or shards (written once into cache_dir,
             then streamed: memory flat in corpus size, asr/shards.py).
         shard_size: utterances per shard (storage: shards); every DDP process needs one shard at least.
+        units: the model's output symbols (asr/text.py): chars, or words (every word of the training
+            transcripts one symbol); the model gets this vocabulary (`vocabulary`).
     """
 
     def __init__(
@@ -194,6 +196,7 @@ class ASRDataModule(L.LightningDataModule):
         bad_audio: str = "stop",
         storage: str = "memory",
         shard_size: int = 1000,
+        units: str = "chars",
     ):
         super().__init__()
         for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0),
@@ -202,6 +205,8 @@ class ASRDataModule(L.LightningDataModule):
                 raise UserError(f"data.{name} must be at least {low}, got {value}")
         if storage not in ("memory", "shards"):
             raise UserError(f"data.storage must be memory or shards, got {storage!r}")
+        if units not in UNITS:
+            raise UserError(f"data.units must be one of {', '.join(UNITS)}, got {units!r}")
         if storage == "shards" and not cache_dir:
             raise UserError("data.storage: shards writes the training shards into data.cache_dir: set one")
         self.save_hyperparameters()
@@ -210,6 +215,9 @@ class ASRDataModule(L.LightningDataModule):
         features = FeatureConfig(sample_rate, n_mels, win_ms, hop_ms, stack, stride, normalize)
         self.corpus = CorpusFeatures(dataset, data_dir, features, cache_dir, cache_dtype, max_utterances, bad_audio,
                                      feature_stats=feature_stats)
+        if units == "words":
+            transcripts = [u.text for u in self.corpus.training_utterances()]
+            self.corpus.tokenizer = WordTokenizer(word_vocabulary(transcripts))
         # the corpus' objects, under the names the training code and the tests use
         self.feature_config, self.extractor, self.tokenizer = (self.corpus.feature_config, self.corpus.extractor,
                                                                self.corpus.tokenizer)
@@ -219,6 +227,10 @@ class ASRDataModule(L.LightningDataModule):
     @property
     def feature_dim(self) -> int:
         return self.feature_config.output_dim
+
+    @property
+    def vocabulary(self) -> list[str]:
+        return self.tokenizer.vocabulary
 
     def load(self, split: str) -> FeatureDataset:
         """The examples of one split (see CorpusFeatures.load)."""
@@ -231,7 +243,8 @@ class ASRDataModule(L.LightningDataModule):
         corpus = self.corpus
         utts = corpus.training_utterances()
         folder = shards_dir(corpus.cache_dir, corpus.dataset, utts, self.extractor, self.hparams.shard_size,
-                            self.waveform_augment is not None)
+                            self.waveform_augment is not None,
+                            self.vocabulary if self.hparams.units == "words" else None)
         if not (folder / "index.json").exists():
             write_shards(utts, self.extractor, self.tokenizer, folder, self.hparams.shard_size,
                          self.waveform_augment is not None, corpus.bad_audio)

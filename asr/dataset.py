@@ -22,7 +22,7 @@ from .conditions import condition as distortion_of
 from .corpora import Utterance, load_split
 from .errors import UserError
 from .features import FEATURES_VERSION, FeatureConfig, FeatureExtractor, feature_stats
-from .text import CharTokenizer, ctc_min_frames
+from .text import CharTokenizer, ctc_min_frames, tokenizer_for
 
 log = logging.getLogger(__name__)
 
@@ -113,12 +113,12 @@ def extract_features(utts: list[Utterance], extractor: FeatureExtractor, cache_d
 class CorpusFeatures:
     """The examples of each split of one corpus, at one feature configuration (arguments as ASRDataModule's).
     Global normalisation (asr/features.py) uses `feature_stats` if given (a trained model's), else the statistics
-    of this corpus' training split."""
+    of this corpus' training split; labels are of `vocabulary`'s symbols (a trained model's; None: characters)."""
 
     def __init__(self, dataset: str = "an4", data_dir: Optional[str] = None, feature_config: FeatureConfig = FeatureConfig(),
                  cache_dir: Optional[str] = "data/cache", cache_dtype: str = "float32",
                  max_utterances: Optional[int] = None, bad_audio: str = "stop", condition: Optional[str] = None,
-                 feature_stats: Optional[dict] = None):
+                 feature_stats: Optional[dict] = None, vocabulary: Optional[list[str]] = None):
         if cache_dtype not in ("float32", "float16"):
             raise UserError(f"data.cache_dtype must be float32 or float16, got {cache_dtype!r}")
         if bad_audio not in ("stop", "skip"):
@@ -138,7 +138,7 @@ class CorpusFeatures:
                              "statistics (feature_stats): they must come from the clean training audio")
         self.feature_config = feature_config
         self.extractor = FeatureExtractor(feature_config, feature_stats)
-        self.tokenizer = CharTokenizer()
+        self.tokenizer = tokenizer_for(vocabulary) if vocabulary else CharTokenizer()
         self.datasets: dict[str, FeatureDataset] = {}
         self.utterances: dict[str, list[Utterance]] = {}  # per split: every utterance read, kept or not
         self.unemittable: dict[str, list[str]] = {}  # per split: ids whose transcript CTC cannot emit

@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import UserError
 from .lm import WORD_SEPARATOR
-from .text import BLANK
+from .text import BLANK, is_word_vocabulary
 
 if TYPE_CHECKING:  # tensors only pass through here: `asr --help` reads the defaults below without torch
     import torch
@@ -77,6 +77,7 @@ def as_float32(log_probs) -> np.ndarray:
 class GreedyDecoder:
     def __init__(self, vocabulary: list[str]):
         self.vocabulary = vocabulary
+        self.words = is_word_vocabulary(vocabulary)  # each symbol a whole word: a space follows every one
 
     def __call__(self, log_probs, frame_seconds: float, offset: float = 0.0) -> Transcript:
         """log_probs: (frames, vocab) of one utterance (no padding), a CPU tensor or a numpy array."""
@@ -86,6 +87,8 @@ class GreedyDecoder:
         for t, (index, p) in enumerate(zip(best.tolist(), probs.tolist())):
             if index != 0 and index != previous:
                 symbols.append((self.vocabulary[index], t, p))
+                if self.words:
+                    symbols.append((" ", t, p))
             previous = index
         words = words_from_symbols(symbols, frame_seconds, offset)
         return Transcript(" ".join(w.word for w in words), words)
@@ -99,6 +102,9 @@ class BeamSearchDecoder:
     def __init__(self, vocabulary: list[str], beam_size: int = BEAM_SIZE, lexicon: Optional[str] = None,
                  lm: Optional[str] = None, lm_weight: float = LM_WEIGHT, word_score: float = WORD_SCORE,
                  beam_threshold: float = 25.0):
+        if is_word_vocabulary(vocabulary):
+            raise UserError("beam search spells words from characters; this model's symbols are whole words "
+                            "(data.units: words): decode it with --decoder greedy")
         if beam_size < 1:
             raise UserError(f"beam width must be at least 1, got {beam_size}")
         for name, path in (("lexicon", lexicon), ("language model", lm)):

@@ -18,7 +18,7 @@ from .features import FeatureConfig, FeatureExtractor
 from .metrics import score
 from .progress import progress
 from .model import AcousticModel, build_model
-from .text import CharTokenizer
+from .text import CharTokenizer, tokenizer_for
 from .transcription import MIN_SECONDS, length_batches, transcribe_files
 
 FEATURE_ARGS = ("sample_rate", "n_mels", "win_ms", "hop_ms", "stack", "stride", "normalize")
@@ -41,7 +41,7 @@ class Recognizer:
         """From a checkpoint already read (asr/checkpoint.py: read_training_checkpoint)."""
         hp, data_hp = ckpt["hyper_parameters"], ckpt.get("datamodule_hyper_parameters", {})
         features = FeatureConfig(**{k: data_hp[k] for k in FEATURE_ARGS if k in data_hp})
-        tokenizer = CharTokenizer(hp["vocabulary"])
+        tokenizer = tokenizer_for(hp["vocabulary"])
         model = build_model(hp)  # the call the training module made: every hyper-parameter, none by hand
         model.load_state_dict(acoustic_weights(ckpt))
         model.to(device).eval()
@@ -88,7 +88,7 @@ class Recognizer:
         (asr/conditions.py) if one is named, and the model's log-probs for each."""
         data = CorpusFeatures(dataset, data_dir, self.extractor.config, cache_dir=self.data_hparams.get("cache_dir"),
                               cache_dtype=self.data_hparams.get("cache_dtype", "float32"), condition=condition,
-                              feature_stats=self.extractor.stats)
+                              feature_stats=self.extractor.stats, vocabulary=self.vocabulary)
         examples = data.load(split).examples
         return data, examples, self.log_probs([data.extractor.stack(e.log_mel) for e in examples], batch_size)
 

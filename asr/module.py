@@ -22,7 +22,7 @@ from .remedies import gradient_norm_penalty
 from .schedule import SCHEDULES, Plateau, warmup
 from .metrics import error_rates
 from .model import ModelConfig, build_model
-from .text import VOCABULARY, CharTokenizer
+from .text import VOCABULARY, tokenizer_for
 
 
 class ASRModule(L.LightningModule):
@@ -46,7 +46,8 @@ class ASRModule(L.LightningModule):
         vocabulary: output symbols, CTC blank first.
         init_from: a checkpoint (`asr train`'s or an exported one) whose acoustic-model weights training starts
             from instead of a random initialisation: a fine-tune (e.g. with SpecAugment, at a lower learning
-            rate). It must be a model of the same shapes, on features of the same settings. Read when a fit
+            rate). It must be a model of the same shapes, on features of the same settings; with another vocabulary
+            (characters there, words here) all but the output layer carry over. Read when a fit
             starts, not when a checkpoint is loaded; a resumed run (--ckpt_path) continues from its own weights.
     """
 
@@ -94,7 +95,7 @@ class ASRModule(L.LightningModule):
         vocabulary = list(vocabulary or VOCABULARY)
         self.save_hyperparameters()
         self.hparams["vocabulary"] = vocabulary  # the checkpoint carries the symbols it was trained on
-        self.tokenizer = CharTokenizer(vocabulary)
+        self.tokenizer = tokenizer_for(vocabulary)
         self.greedy = GreedyDecoder(vocabulary)
         self.model = build_model(self.hparams)  # the same call that rebuilds it from a checkpoint
         if gradient_penalty and not self.model.can_unroll():  # fail at construction, not at the first step
@@ -169,6 +170,12 @@ class ASRModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         # before the optimizer is built over the parameters; a resumed run's restore comes after and would win anyway
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        if datamodule is not None and getattr(datamodule, "vocabulary", self.hparams.vocabulary) != self.hparams.vocabulary:
+            # labels past the output layer's symbols would make the CTC loss read out of bounds
+            raise UserError(f"the data's labels ({len(datamodule.vocabulary)} symbols, data.units) are not the "
+                            f"model's vocabulary ({len(self.hparams.vocabulary)} symbols): build the model with "
+                            "the data module's vocabulary")
         if stage == "fit" and self.hparams.init_from and self.trainer.ckpt_path is None:
             self.start_from(self.hparams.init_from)
 
@@ -184,8 +191,14 @@ class ASRModule(L.LightningModule):
                 raise UserError(f"model.init_from {path} was trained on other features: "
                                 + ", ".join(f"data.{k} {a!r} there, {b!r} here" for k, (a, b) in differ.items())
                                 + ". Set these data values to the checkpoint's.")
+        weights = acoustic_weights(ckpt)
+        if ckpt["hyper_parameters"].get("vocabulary", VOCABULARY) != self.hparams.vocabulary:
+            # other output symbols (characters there, words here): the network below the output layer carries over,
+            # the output layer starts afresh
+            weights = {k: v for k, v in weights.items() if not k.startswith("output.")}
+            weights.update({k: v for k, v in self.model.state_dict().items() if k.startswith("output.")})
         try:
-            self.model.load_state_dict(acoustic_weights(ckpt))
+            self.model.load_state_dict(weights)
         except RuntimeError as e:  # its first line names the model class, the next the first mismatch
             model = {k: ckpt["hyper_parameters"].get(k) for k in ("cell", "hidden_size", "num_layers", "bidirectional",
                                                                    "lookahead") if k in ckpt["hyper_parameters"]}

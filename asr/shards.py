@@ -50,10 +50,11 @@ BUFFER_SIZE = 500  # utterances held at once (with their features), sorted into 
 
 
 def shards_dir(cache_dir: str | Path, dataset: str, utts: list[Utterance], extractor: FeatureExtractor,
-               shard_size: int, audio: bool) -> Path:
-    """Where a training split's shards live: keyed, like the feature cache, by what they hold."""
+               shard_size: int, audio: bool, words: Optional[list[str]] = None) -> Path:
+    """Where a training split's shards live: keyed, like the feature cache, by what they hold (`words`: a word
+    vocabulary, whose labels let CTC emit utterances that characters cannot)."""
     key = json.dumps([SHARDS_VERSION, FEATURES_VERSION, extractor.config.as_dict(), shard_size, audio,
-                      [(u.id, u.text) for u in utts]])
+                      [(u.id, u.text) for u in utts]] + ([words] if words else []))
     return Path(cache_dir) / f"shards-{dataset}-{hashlib.sha1(key.encode()).hexdigest()[:16]}"
 
 

@@ -34,6 +34,7 @@ class TrainCLI(LightningCLI):
         parser.add_argument("--gradient_flow.every_n_epochs", type=int, default=1,
                             help="gradient across time: measured at initialisation and every N epochs")
         parser.link_arguments("data.feature_dim", "model.input_dim", apply_on="instantiate")
+        parser.link_arguments("data.vocabulary", "model.vocabulary", apply_on="instantiate")
 
     def parse_arguments(self, parser, args) -> None:
         """A resume checkpoint is read here first, before LightningCLI reads its hyper-parameters: one that

@@ -39,6 +39,7 @@ from asr.checkpoint import export_checkpoint, read_checkpoint  # noqa: E402
 from asr.export_onnx import export_onnx  # noqa: E402
 from asr.inference import Recognizer, write_rows  # noqa: E402
 from asr.lm import build  # noqa: E402
+from asr.text import is_word_vocabulary  # noqa: E402
 
 STUDY_MODELS = ("lstm", "gru", "tanh_rnn_clipped")
 STREAM_MODELS = ("lstm", "tanh_rnn_clipped")  # of the --stream-study, shipped as an4_<model>_stream
@@ -82,9 +83,18 @@ def architecture(ckpt: Path) -> dict:
     saved = read_checkpoint(ckpt)
     model, data = saved["hyper_parameters"], saved["datamodule_hyper_parameters"]
     return {"model": {**{k: model[k] for k in ("cell", "num_layers", "hidden_size", "bidirectional", "dropout", "init")},
-                      "lookahead": model.get("lookahead", 0)},
+                      "lookahead": model.get("lookahead", 0),
+                      "units": "words" if is_word_vocabulary(model["vocabulary"]) else "chars",
+                      "symbols": len(model["vocabulary"])},
             "features": {**{k: data[k] for k in ("sample_rate", "n_mels", "hop_ms", "stack", "stride", "spec_augment")},
                          "augment": data.get("augment"), "normalize": data.get("normalize", "utterance")}}
+
+
+def ctc_words(model: dict) -> str:
+    if model.get("units") == "words":  # symbols: blank, <unk>, the words
+        return (f"word CTC (`data.units: words`: its {model['symbols'] - 2} training words are its symbols; "
+                "greedy decoding only, beam search spells words from characters)")
+    return "character CTC"
 
 
 def rates(summary: dict) -> dict:
@@ -106,7 +116,7 @@ def measure(name: str, ckpt: Path, dataset: str, details: Path, lexicon: Path | 
             summary, rows = recognizer.evaluate(dataset, "test", None, condition=condition)
             write_rows(rows, details / f"{name}.test-{condition}.greedy.csv")
             out["test_conditions"][condition] = rates(summary)
-    if lm is None:
+    if lm is None or is_word_vocabulary(recognizer.vocabulary):  # beam search spells words from characters
         return out
     grid = tune(recognizer, dataset, None, str(lexicon), str(lm), *lm_grid, BEAM_SIZE)
     (details / f"{name}.tune_dev.json").write_text(json.dumps(grid, indent=1))
@@ -185,7 +195,7 @@ def write_model_card(record: dict, path: Path) -> None:
                   f"- network: {m['model']['num_layers']} x {m['model']['hidden_size']} {m['model']['cell']}, "
                   f"{'bidirectional' if m['model']['bidirectional'] else 'unidirectional'}"
                   f"{lookahead_words(m['model'], m['features'])}, dropout "
-                  f"{m['model']['dropout']}, init {m['model']['init']}; character CTC; {m['parameters']:,} parameters",
+                  f"{m['model']['dropout']}, init {m['model']['init']}; {ctc_words(m['model'])}; {m['parameters']:,} parameters",
                   f"- trained by `{m['trained_by']}`; run: {m['run']}; commit `{m.get('git_commit')}`",
                   f"- recipe: [`{m['recipe_file']}`]({m['recipe_file']}) (`asr train -c checkpoints/{m['recipe_file']}` "
                   "trains it again)"]
@@ -290,7 +300,7 @@ def ship_study_model(study: Path, summary: dict, model: str, name: str, out: Pat
               "train_seconds": run["train_seconds"] + sum(stage["train_seconds"] for stage in stages),
               "study_device": summary.get("device"), "shipped_by": shipped_by,
               **measure(name, target, "an4", details, lexicon, arpa, lm_grid)}
-    print(f"{name}: test WER greedy {record['test_greedy']['wer']:.2f} %, beam+LM {record['test_beam_lm']['wer']:.2f} %",
+    print(f"{name}: test WER greedy {record['test_greedy']['wer']:.2f} %, beam+LM {pct(record.get('test_beam_lm'))} %",
           flush=True)
     return record
 
