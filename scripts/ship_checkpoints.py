@@ -117,6 +117,8 @@ def measure(name: str, ckpt: Path, dataset: str, details: Path, lexicon: Path | 
             write_rows(rows, details / f"{name}.test-{condition}.greedy.csv")
             out["test_conditions"][condition] = rates(summary)
     if lm is None or is_word_vocabulary(recognizer.vocabulary):  # beam search spells words from characters
+        for stale in (*details.glob(f"{name}.*.beam_lm.csv"), details / f"{name}.tune_dev.json"):  # a model before it
+            stale.unlink(missing_ok=True)
         return out
     grid = tune(recognizer, dataset, None, str(lexicon), str(lm), *lm_grid, BEAM_SIZE)
     (details / f"{name}.tune_dev.json").write_text(json.dumps(grid, indent=1))

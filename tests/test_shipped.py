@@ -51,6 +51,17 @@ def test_the_card_lists_every_shipped_file_with_its_size_and_hash():
     assert total < 50e6
 
 
+def test_the_card_says_which_symbols_each_model_outputs():
+    """Characters or words (`data.units`): read from each shipped file's vocabulary, not from the recipe."""
+    from asr.text import is_word_vocabulary
+
+    card = (SHIPPED / "README.md").read_text()
+    for m in shipped_models():
+        section = card.split(f"### {m['name']}\n", 1)[1].split("\n### ", 1)[0]
+        words = is_word_vocabulary(read_checkpoint(SHIPPED / m["file"])["hyper_parameters"]["vocabulary"])
+        assert ("word CTC" in section, "character CTC" in section) == (words, not words), m["name"]
+
+
 @pytest.mark.parametrize("name", ["an4_lstm", "an4_gru", "an4_tanh_rnn_clipped", "an4_lstm_stream",
                                   "an4_tanh_rnn_clipped_stream", "fsdd_lstm"])
 def test_a_shipped_checkpoint_reproduces_its_recorded_test_wer(name, data_dir):
