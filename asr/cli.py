@@ -1,8 +1,8 @@
 """The `asr` command: one argparse tree; each command imports what it needs only when it runs.
 
-`asr train` hands its arguments to Lightning's own LightningCLI (asr/training.py), so every value of a
+`asr train` hands its arguments to Lightning's own LightningCLI (asr/train/fit.py), so every value of a
 YAML recipe can be overridden on the command line (`--model.cell gru`, `--trainer.max_epochs 5`) and
-`--ckpt_path` resumes a run. A mistake the user can fix (asr/errors.py: UserError) is one `error: ...` line
+`--ckpt_path` resumes a run. A mistake the user can fix (asr/base/errors.py: UserError) is one `error: ...` line
 (exit status 2; `asr --verbose ...` adds the traceback); any other exception is a bug in asr, printed with its
 traceback (exit status 3).
 """
@@ -16,35 +16,35 @@ import traceback
 from pathlib import Path
 from typing import Optional
 
-from .conditions import CLEAN, CONDITIONS
-from .decoding import BEAM_SIZE, LM_WEIGHT, WORD_SCORE
-from .errors import UserError
+from asr.data.conditions import CLEAN, CONDITIONS
+from asr.decode.decoders import BEAM_SIZE, LM_WEIGHT, WORD_SCORE
+from asr.base.errors import UserError
 
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aiff", ".aif", ".au", ".opus"}
 
 
 def decoder_from_args(args, vocabulary):
-    from .decoding import make_decoder
+    from asr.decode.decoders import make_decoder
 
     return make_decoder(vocabulary, args.decoder, beam_size=args.beam_size, lexicon=args.lexicon, lm=args.lm,
                         lm_weight=args.lm_weight, word_score=args.word_score)
 
 
 def recognizer_for(path: str, device: str = "cpu"):
-    """A model file's recogniser: an exported .onnx through onnxruntime (asr/onnx_recognizer.py, no torch), any
-    other file as a PyTorch checkpoint (asr/inference.py)."""
+    """A model file's recogniser: an exported .onnx through onnxruntime (asr/deploy/onnx_recognizer.py, no torch), any
+    other file as a PyTorch checkpoint (asr/deploy/inference.py)."""
     if str(path).endswith(".onnx"):
-        from .onnx_recognizer import OnnxRecognizer
+        from asr.deploy.onnx_recognizer import OnnxRecognizer
 
         return OnnxRecognizer(path)
-    from .inference import Recognizer
+    from asr.deploy.inference import Recognizer
 
     return Recognizer.from_checkpoint(path, device)
 
 
 def evaluate(args) -> int:
-    from .inference import write_rows
+    from asr.deploy.inference import write_rows
 
     recognizer = recognizer_for(args.checkpoint, args.device)
     trained_on = recognizer.dataset
@@ -134,11 +134,11 @@ def transcribe(args) -> int:
 
 
 def transcribe_live(args) -> int:
-    """`asr transcribe --stream`: each file fed to the model chunk by chunk as if live (asr/streaming.py). On a
+    """`asr transcribe --stream`: each file fed to the model chunk by chunk as if live (asr/deploy/streaming.py). On a
     terminal the partial transcript is rewritten in place after every chunk; otherwise one final line per file."""
-    from .audio import AudioError
-    from .inference import Recognizer
-    from .streaming import stream_file
+    from asr.data.audio import AudioError
+    from asr.deploy.inference import Recognizer
+    from asr.deploy.streaming import stream_file
 
     if str(args.checkpoint).endswith(".onnx"):
         raise UserError("--stream runs PyTorch checkpoints (.ckpt), not .onnx files")
@@ -164,8 +164,8 @@ def transcribe_live(args) -> int:
 
 
 def download(args) -> int:
-    from .download import download as fetch
-    from .download import download_librispeech
+    from asr.data.download import download as fetch
+    from asr.data.download import download_librispeech
 
     for name in args.datasets:
         if name == "librispeech":
@@ -177,7 +177,7 @@ def download(args) -> int:
 
 def export(args) -> int:
     if str(args.output).endswith(".onnx"):
-        from .export_onnx import export_onnx
+        from asr.deploy.export_onnx import export_onnx
 
         if len(args.checkpoint) > 1 or Path(args.checkpoint[0]).is_dir():
             raise UserError("an .onnx file is exported from one checkpoint: average into a .ckpt first "
@@ -186,7 +186,7 @@ def export(args) -> int:
         print(f"{info['file']}: {info['bytes'] / 1e6:.1f} MB ONNX (features and acoustic model; transcribe it with "
               f"`asr transcribe {info['file']} FILES`, no torch needed), sha256 {info['sha256']}")
         return 0
-    from .checkpoint import export_checkpoint
+    from asr.train.checkpoint import export_checkpoint
 
     info = export_checkpoint(list(args.checkpoint), args.output, overwrite=args.force)
     made = (f"the average of {info['averaged']} checkpoints" if info["averaged"] > 1 else
@@ -196,8 +196,8 @@ def export(args) -> int:
 
 
 def lm_build(args) -> int:
-    from .corpora import load_split
-    from .lm import build
+    from asr.data.corpora import load_split
+    from asr.decode.lm import build
 
     sentences = [u.text for u in load_split(args.dataset, "train", args.data_dir)]  # never dev or test
     arpa, lexicon = build(sentences, Path(args.out), order=args.order, name=f"{args.dataset}_{args.order}gram")
@@ -216,7 +216,7 @@ def add_decoder_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command tree. Building it imports no torch: `asr --help` answers at once."""
-    from .corpora import CORPORA, SPLITS, default_data_dir
+    from asr.data.corpora import CORPORA, SPLITS, default_data_dir
 
     parser = argparse.ArgumentParser(prog="asr", description="CTC speech recognition with tanh RNNs, LSTMs and GRUs, "
                                      "and the gradient instruments that show why the gated cells win.")
@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="cpu")
     p.add_argument("--condition", choices=(CLEAN, *CONDITIONS), default=CLEAN,
-                   help="score the split's audio under a fixed, seeded distortion (asr/conditions.py): "
+                   help="score the split's audio under a fixed, seeded distortion (asr/data/conditions.py): "
                         + "; ".join(f"{c.name}: {c.describe}" for c in CONDITIONS.values()))
     add_decoder_options(p)
 
@@ -283,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", nargs="+", help="a checkpoint of `asr train` or `asr compare`, e.g. "
                    "runs/NAME/checkpoints/best.ckpt; several, or a folder of them such as runs/NAME/checkpoints/top "
                    "(a run's epochs of lowest dev WER), are averaged")
-    p.add_argument("output", help="where to write it, e.g. checkpoints/my_lstm.ckpt, or my_lstm.onnx (asr/export_onnx.py)")
+    p.add_argument("output", help="where to write it, e.g. checkpoints/my_lstm.ckpt, or my_lstm.onnx (asr/deploy/export_onnx.py)")
     p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
 
     p = sub.add_parser("tune-decoder", help="pick LM weight and word score for beam search on the dev split")
@@ -326,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_checkpoint_corpus_options(p: argparse.ArgumentParser, lm_required: bool) -> None:
-    from .corpora import CORPORA
+    from asr.data.corpora import CORPORA
 
     p.add_argument("checkpoint")
     p.add_argument("--dataset", choices=CORPORA, default="an4")
@@ -340,16 +340,16 @@ def add_checkpoint_corpus_options(p: argparse.ArgumentParser, lm_required: bool)
 # One pattern for every command: "module:function", imported only when that command runs, called with the
 # parsed arguments (args.extra: what follows `asr train`, for LightningCLI; args.argv: the whole command line).
 HANDLERS = {
-    "train": "asr.training:command",
-    "compare": "asr.compare:command",
-    "wrec-sweep": "asr.sweep:command",
+    "train": "asr.train.fit:command",
+    "compare": "asr.study.compare:command",
+    "wrec-sweep": "asr.study.sweep:command",
     "evaluate": "asr.cli:evaluate",
     "transcribe": "asr.cli:transcribe",
-    "serve": "asr.serve:command",
+    "serve": "asr.app.serve:command",
     "export": "asr.cli:export",
-    "tune-decoder": "asr.bench:tune_command",
-    "bench transcribe": "asr.bench:transcribe_command",
-    "bench train": "asr.bench:train_command",
+    "tune-decoder": "asr.app.bench:tune_command",
+    "bench transcribe": "asr.app.bench:transcribe_command",
+    "bench train": "asr.app.bench:train_command",
     "lm build": "asr.cli:lm_build",
     "download": "asr.cli:download",
 }
@@ -364,7 +364,7 @@ def handler(args):
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """Runs one command. A UserError (asr/errors.py: bad input, a missing file, a refused overwrite) is one
+    """Runs one command. A UserError (asr/base/errors.py: bad input, a missing file, a refused overwrite) is one
     `error: ...` line and exit status 2; anything else is a bug in asr, reported as one with its traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()

@@ -1,4 +1,4 @@
-"""What waveform augmentation (asr/augment.py) costs against the training step it feeds, measured in one run,
+"""What waveform augmentation (asr/data/augment.py) costs against the training step it feeds, measured in one run,
 to decide between making variants on the fly and caching them.
 
     .venv/bin/python benchmarks/augment_cost.py [--batches 12] [--threads 1] [--output benchmarks/augment_cost_cpu.json]
@@ -24,8 +24,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from asr.datamodule import ASRDataModule  # noqa: E402
-from asr.module import ASRModule  # noqa: E402
+from asr.data.datamodule import ASRDataModule  # noqa: E402
+from asr.train.module import ASRModule  # noqa: E402
 
 
 def main() -> int:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from asr.datamodule import ASRDataModule
-from asr.module import ASRModule
+from asr.data.datamodule import ASRDataModule
+from asr.train.module import ASRModule
 
 
 def step_seconds(module, batches, bf16: bool) -> list[float]:

@@ -1,6 +1,6 @@
 """Subnormal floats and training speed on the CPU: a training step (forward, CTC loss, backward) of trained models
 on real AN4 batches, and their forward pass alone (inference), with subnormals kept (IEEE) and flushed to zero
-(`torch.set_flush_denormal`, what training does since asr/module.py's on_fit_start), and the same for each model
+(`torch.set_flush_denormal`, what training does since asr/train/module.py's on_fit_start), and the same for each model
 freshly initialised, as the control.
 
     .venv/bin/python benchmarks/denormals.py checkpoints/an4_lstm_stream.ckpt ... [--output benchmarks/denormals_cpu.json]
@@ -25,9 +25,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from asr.checkpoint import read_checkpoint  # noqa: E402
-from asr.datamodule import ASRDataModule  # noqa: E402
-from asr.module import ASRModule  # noqa: E402
+from asr.train.checkpoint import read_checkpoint  # noqa: E402
+from asr.data.datamodule import ASRDataModule  # noqa: E402
+from asr.train.module import ASRModule  # noqa: E402
 
 
 def step_seconds(module: ASRModule, batches: list, flush: bool, training: bool) -> float:

@@ -6,10 +6,10 @@ loop (the study's own Trainer settings, callbacks and loggers), so nothing here 
         [--recurrence packed] [--storage memory shards shards memory] [--output benchmarks/epoch_profile_cpu.json]
 
 The model is one of recipes/an4_cpu.yaml's, trained `--epochs` epochs on the Trainer every run gets
-(asr/runs.py), with the gradient probe run after every epoch (the study runs it every 5th: its share there is
-a fifth of the one measured here). `--recurrence packed` routes the model's recurrence through PackedSequence, the path training took before asr/recurrence.py
+(asr/train/runs.py), with the gradient probe run after every epoch (the study runs it every 5th: its share there is
+a fifth of the one measured here). `--recurrence packed` routes the model's recurrence through PackedSequence, the path training took before asr/model/recurrence.py
 (see benchmarks/rnn_kernel.py). `--storage memory shards shards memory` trains the same model once per name, in that order, the training
-split held in memory or streamed from shards (asr/shards.py; the shards are written before the clock starts, and
+split held in memory or streamed from shards (asr/data/shards.py; the shards are written before the clock starts, and
 that time is reported apart); `by_storage` averages each storage's fits, so that the order (later fits here ran
 up to 10 % slower or faster) cancels out. Run it when nothing else uses the CPU.
 """
@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-utterances", type=int, default=None, help="train on fewer utterances (a quick check)")
     parser.add_argument("--recurrence", choices=("auto", "packed", "padded"), default="auto",
-                        help="auto: what training uses on this device (asr/recurrence.py); else force one path")
+                        help="auto: what training uses on this device (asr/model/recurrence.py); else force one path")
     parser.add_argument("--storage", nargs="+", choices=("memory", "shards"), default=["memory"],
                         help="where the training split lives (data.storage); several: one fit each, in this order")
     parser.add_argument("--output")
@@ -72,10 +72,10 @@ def profile(args, storage: str) -> dict:
     import torch
     from lightning.pytorch.profilers import SimpleProfiler
 
-    from asr.recipes import resolve_models
-    from asr.datamodule import ASRDataModule
-    from asr.module import ASRModule
-    from asr.runs import build_trainer
+    from asr.study.recipes import resolve_models
+    from asr.data.datamodule import ASRDataModule
+    from asr.train.module import ASRModule
+    from asr.train.runs import build_trainer
     from rnn_kernel import recurrence_path
 
     class CountUtterances(L.Callback):

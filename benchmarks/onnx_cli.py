@@ -64,9 +64,9 @@ def main() -> int:
     import soundfile
     import torch
 
-    from asr.corpora import load_split
-    from asr.inference import Recognizer
-    from asr.onnx_recognizer import OnnxRecognizer
+    from asr.data.corpora import load_split
+    from asr.deploy.inference import Recognizer
+    from asr.deploy.onnx_recognizer import OnnxRecognizer
 
     torch.set_num_threads(args.threads)
     paths = [u.path for u in load_split("an4", "test", str(data))]

@@ -1,4 +1,4 @@
-"""The recurrence on packed sequences (PyTorch's generic CPU loop) against padded batches (asr/recurrence.py,
+"""The recurrence on packed sequences (PyTorch's generic CPU loop) against padded batches (asr/model/recurrence.py,
 oneDNN's LSTM kernel), measured in one run: a training step per cell and size at 1 and 2 threads, its FLOP
 count and share of this machine's measured fp32 matmul peak, and (--inference) `asr evaluate` on AN4 test and
 `asr transcribe` of a 10-minute recording with each path.
@@ -31,10 +31,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from asr import model as model_file  # noqa: E402
-from asr.model import GATES, AcousticModel, ModelConfig  # noqa: E402
-from asr.recurrence import packed_recurrence, padded_recurrence, recurrence  # noqa: E402
-from asr.text import VOCABULARY  # noqa: E402
+from asr.model import acoustic as model_file  # noqa: E402
+from asr.model.acoustic import GATES, AcousticModel, ModelConfig  # noqa: E402
+from asr.model.recurrence import packed_recurrence, padded_recurrence, recurrence  # noqa: E402
+from asr.data.text import VOCABULARY  # noqa: E402
 
 SIZES = {"demo (2x128 bi)": 128, "CPU study (2x256 bi)": 256}  # recipes/an4_quick.yaml, recipes/an4_cpu.yaml
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")

@@ -1,4 +1,4 @@
-"""Memory flat in corpus size: training streamed from shards (data.storage: shards, asr/shards.py) on simulated
+"""Memory flat in corpus size: training streamed from shards (data.storage: shards, asr/data/shards.py) on simulated
 corpora of 1, 10 and 50 hours: for each, peak resident memory, time to the first batch and training throughput.
 
     .venv/bin/python benchmarks/shards_scale.py [--hours 1 10 50] [--steps 200] [--output benchmarks/shards_scale_cpu.json]
@@ -11,7 +11,7 @@ units), until the corpus holds N hours. What is measured is the data path, not r
 (no waveform augmentation). Shards are written once into --work (default data/cache/shards_scale) and reused.
 
 Each corpus is measured in a fresh process, one torch thread (peak resident memory is per process): the sampler,
-the examples and the batches exactly as `asr train` builds them (asr/datamodule.py, sharded_dataloader), feeding a
+the examples and the batches exactly as `asr train` builds them (asr/data/datamodule.py, sharded_dataloader), feeding a
 small model (1 x 128 unidirectional LSTM, CTC, AdamW) for --steps steps of 16 utterances, epoch after epoch.
 Time to the first batch counts from building the loader to holding the first batch. Run it on a quiet machine.
 """
@@ -35,10 +35,10 @@ def generate(hours: float, work: Path, data_dir: str) -> Path:
     import numpy as np
     import torch
 
-    from asr.dataset import CorpusFeatures
-    from asr.features import FeatureConfig
-    from asr.shards import write_records
-    from asr.text import CharTokenizer
+    from asr.data.dataset import CorpusFeatures
+    from asr.data.features import FeatureConfig
+    from asr.data.shards import write_records
+    from asr.data.text import CharTokenizer
 
     target = work / f"{hours:g}h"
     if (target / "index.json").exists():
@@ -71,11 +71,11 @@ def measure(folder: Path, steps: int) -> dict:
     import torch
     from torch.utils.data import DataLoader
 
-    from asr.datamodule import Collate
-    from asr.features import FeatureConfig, FeatureExtractor
-    from asr.model import AcousticModel, ModelConfig
-    from asr.shards import ShardedBatches, ShardedExamples, read_index
-    from asr.text import CharTokenizer
+    from asr.data.datamodule import Collate
+    from asr.data.features import FeatureConfig, FeatureExtractor
+    from asr.model.acoustic import AcousticModel, ModelConfig
+    from asr.data.shards import ShardedBatches, ShardedExamples, read_index
+    from asr.data.text import CharTokenizer
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

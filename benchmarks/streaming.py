@@ -1,4 +1,4 @@
-"""Live transcription's speed (asr/streaming.py), measured in one run on this machine, one torch thread:
+"""Live transcription's speed (asr/deploy/streaming.py), measured in one run on this machine, one torch thread:
 
 - latency: for every chunk of every AN4 test file fed as a microphone would (chunks of --chunk-ms), the time from
   the chunk's arrival to its partial transcript (features, network, greedy decoding of everything so far);
@@ -9,7 +9,7 @@
         [--chunk-ms 100 160 320] [--output benchmarks/streaming_cpu.json]
 
 The chunks are fed as fast as they are processed (no waiting for the audio's own time): the latency of one
-chunk does not depend on when it arrives. A model with a lookahead (asr/model.py) names a frame's characters only
+chunk does not depend on when it arrives. A model with a lookahead (asr/model/acoustic.py) names a frame's characters only
 once the frames after it have arrived: its partial transcript trails the audio by `lookahead_ms` on top of the chunk
 and the latency measured here. Run it when nothing else uses the CPU.
 """
@@ -32,7 +32,7 @@ MODELS = ("checkpoints/an4_lstm_stream.ckpt", "checkpoints/an4_tanh_rnn_clipped_
 
 
 def measure(recognizer, waveforms: list[np.ndarray], rate: int, chunk_ms: float) -> dict:
-    from asr.streaming import Stream, chunks
+    from asr.deploy.streaming import Stream, chunks
 
     latencies, busy = [], 0.0
     for waveform in waveforms:
@@ -63,9 +63,9 @@ def main() -> int:
 
     import torch
 
-    from asr.audio import load_audio
-    from asr.corpora import load_split
-    from asr.inference import Recognizer
+    from asr.data.audio import load_audio
+    from asr.data.corpora import load_split
+    from asr.deploy.inference import Recognizer
 
     torch.set_num_threads(1)
     results = []

@@ -12,7 +12,7 @@ rm -rf .gpu && mkdir -p .gpu/data/an4
 cp -r "$data/an4/etc" .gpu/data/an4/
 "$py" - "$recipe" "$data" <<'PY'
 import sys, yaml
-from asr.datamodule import ASRDataModule
+from asr.data.datamodule import ASRDataModule
 data_config = yaml.safe_load(open(sys.argv[1]))["base"]["data"]
 data_config.update(data_dir=sys.argv[2], cache_dir=".gpu/cache", cache_dtype="float16", max_utterances=None)
 module = ASRDataModule(**data_config)

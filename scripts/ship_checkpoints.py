@@ -9,11 +9,11 @@ the lowest dev WER is exported (`asr export`: weights only) to checkpoints/an4_<
 recipe that made it; from a study of unidirectional models on globally normalised features (--stream-study: the
 remedies study, recipes/an4_remedies_cpu.yaml, or the lookahead study, recipes/an4_stream_cpu.yaml, with
 --stream-study-report) its LSTM and clipped tanh RNN go to checkpoints/an4_<model>_stream.ckpt, the models that transcribe live
-(asr/streaming.py); a run that started from another run's weights (`model.init_from`, a fine-tune) ships with
+(asr/deploy/streaming.py); a run that started from another run's weights (`model.init_from`, a fine-tune) ships with
 the recipes of the runs before it, <name>.stage1.yaml, ..., so the card can say how to train it again. The word LM (a 3-gram from AN4's training transcripts, `asr lm build`) goes to
 checkpoints/lm/an4/. Each model is then measured: greedy and beam+LM WER on dev and test, with the LM weight and
 word score picked on dev only (`asr tune-decoder`'s grid), and greedy test WER under each test condition of
-`asr evaluate --condition` (asr/conditions.py). checkpoints/models.json records every number (the test
+`asr evaluate --condition` (asr/data/conditions.py). checkpoints/models.json records every number (the test
 suite reproduces them from the shipped files); checkpoints/README.md is the model card written from it. Models
 not named in a call keep their files and records. Per-utterance results and the tuning grids go to
 reports/shipped/. Needs $ASR_DATA_DIR or ./data.
@@ -31,15 +31,15 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from asr.bench import tune  # noqa: E402
-from asr.conditions import CONDITIONS  # noqa: E402
-from asr.corpora import load_split  # noqa: E402
-from asr.decoding import BeamSearchDecoder  # noqa: E402
-from asr.checkpoint import export_checkpoint, read_checkpoint  # noqa: E402
-from asr.export_onnx import export_onnx  # noqa: E402
-from asr.inference import Recognizer, write_rows  # noqa: E402
-from asr.lm import build  # noqa: E402
-from asr.text import is_word_vocabulary  # noqa: E402
+from asr.app.bench import tune  # noqa: E402
+from asr.data.conditions import CONDITIONS  # noqa: E402
+from asr.data.corpora import load_split  # noqa: E402
+from asr.decode.decoders import BeamSearchDecoder  # noqa: E402
+from asr.train.checkpoint import export_checkpoint, read_checkpoint  # noqa: E402
+from asr.deploy.export_onnx import export_onnx  # noqa: E402
+from asr.deploy.inference import Recognizer, write_rows  # noqa: E402
+from asr.decode.lm import build  # noqa: E402
+from asr.data.text import is_word_vocabulary  # noqa: E402
 
 STUDY_MODELS = ("lstm", "gru", "tanh_rnn_clipped")
 STREAM_MODELS = ("lstm", "tanh_rnn_clipped")  # of the --stream-study, shipped as an4_<model>_stream
@@ -173,7 +173,7 @@ def write_model_card(record: dict, path: Path) -> None:
     robust = [m for m in record["models"] if m.get("test_conditions")]
     if robust:
         lines += ["", "Robustness: test WER %, greedy, under the fixed distortions of `asr evaluate --condition NAME`",
-                  "(asr/conditions.py), and in brackets its ratio to the clean test WER:", "",
+                  "(asr/data/conditions.py), and in brackets its ratio to the clean test WER:", "",
                   "| model | clean | " + " | ".join(c.describe for c in CONDITIONS.values()) + " |",
                   "|---" * (len(CONDITIONS) + 2) + "|"]
         for m in robust:
@@ -193,7 +193,7 @@ def write_model_card(record: dict, path: Path) -> None:
                   f"{f['hop_ms'] * f['stride']:g} ms per model frame, normalised "
                   f"{'by the training split statistics (it streams: `asr transcribe --stream`)' if f.get('normalize') == 'global' else 'per utterance'}; "
                   f"SpecAugment in training: {f['spec_augment']}; "
-                  f"waveform augmentation (asr/augment.py): {f.get('augment') or False}",
+                  f"waveform augmentation (asr/data/augment.py): {f.get('augment') or False}",
                   f"- network: {m['model']['num_layers']} x {m['model']['hidden_size']} {m['model']['cell']}, "
                   f"{'bidirectional' if m['model']['bidirectional'] else 'unidirectional'}"
                   f"{lookahead_words(m['model'], m['features'])}, dropout "

@@ -70,9 +70,9 @@ def overfit(tmp_path_factory, data_dir) -> SimpleNamespace:
     statistics: it can also stream (tests/test_streaming.py). About half a minute on 2 cores."""
     import lightning as L
 
-    from asr.corpora import load_split
-    from asr.datamodule import ASRDataModule, FeatureDataset
-    from asr.module import ASRModule
+    from asr.data.corpora import load_split
+    from asr.data.datamodule import ASRDataModule, FeatureDataset
+    from asr.train.module import ASRModule
 
     out = tmp_path_factory.mktemp("overfit")
     data = ASRDataModule(dataset="an4", data_dir=str(data_dir), batch_size=8, spec_augment=False,

@@ -1,4 +1,4 @@
-"""Waveform augmentation of training utterances (asr/augment.py): each step does what it says, every draw comes
+"""Waveform augmentation of training utterances (asr/data/augment.py): each step does what it says, every draw comes
 from the utterance's own seed for the epoch, and only training batches are augmented."""
 import math
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from asr.augment import AugmentConfig, add_noise, augment, change_speed, coloured_noise, synthetic_room
-from asr.datamodule import ASRDataModule
-from asr.errors import UserError
+from asr.data.augment import AugmentConfig, add_noise, augment, change_speed, coloured_noise, synthetic_room
+from asr.data.datamodule import ASRDataModule
+from asr.base.errors import UserError
 
 RATE = 16000
 

@@ -7,10 +7,10 @@ import lightning as L
 import pytest
 import torch
 
-from asr.datamodule import ASRDataModule
-from asr.inference import Recognizer
-from asr.model import ModelConfig
-from asr.module import ASRModule
+from asr.data.datamodule import ASRDataModule
+from asr.deploy.inference import Recognizer
+from asr.model.acoustic import ModelConfig
+from asr.train.module import ASRModule
 
 FEATURES = dict(n_mels=40, win_ms=20.0, hop_ms=8.0, stack=2, stride=3)  # none of them the default
 

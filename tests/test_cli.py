@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from asr.cli import main
-from asr.checkpoint import CheckpointError
-from asr.inference import Recognizer
-from asr.runs import read_metrics
+from asr.train.checkpoint import CheckpointError
+from asr.deploy.inference import Recognizer
+from asr.train.runs import read_metrics
 from helpers import train_argv
 
 
@@ -144,18 +144,18 @@ def test_evaluating_on_another_corpus_warns(trained, data_dir, tmp_path, capsys)
 
 
 def test_a_user_mistake_is_one_line_and_anything_else_is_reported_as_a_bug(monkeypatch, capsys, tmp_path):
-    """UserError (asr/errors.py) is the user's to fix: one line, exit 2. Any other exception, a ValueError from a
+    """UserError (asr/base/errors.py) is the user's to fix: one line, exit 2. Any other exception, a ValueError from a
     library included, is ours: the traceback and exit 3, never dressed up as a user error."""
     assert main(["compare", "-c", str(tmp_path / "missing.yaml")]) == 2
     err = capsys.readouterr().err
     assert err == f"error: study recipe {tmp_path / 'missing.yaml'} not found\n"
 
-    import asr.compare
+    import asr.study.compare
 
     def broken(args):
         return int("not a number")  # a ValueError that is not the user's doing
 
-    monkeypatch.setattr(asr.compare, "command", broken)
+    monkeypatch.setattr(asr.study.compare, "command", broken)
     assert main(["compare", "-c", str(tmp_path / "missing.yaml")]) == 3
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err and 'int("not a number")' in err
@@ -164,7 +164,7 @@ def test_a_user_mistake_is_one_line_and_anything_else_is_reported_as_a_bug(monke
 
 def test_the_command_tree_imports_neither_torch_nor_lightning():
     """`asr --help` and argument errors answer at once: building and parsing the command line imports no torch
-    (the beam defaults it shows come from asr/decoding.py, which imports torch only for type checking)."""
+    (the beam defaults it shows come from asr/decode/decoders.py, which imports torch only for type checking)."""
     code = ("import sys; from asr.cli import build_parser; build_parser().parse_known_args(['evaluate', 'x.ckpt']); "
             "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -9,15 +9,15 @@ import torch
 import yaml
 
 from asr.cli import main
-from asr.recipes import matched_hidden_size, model_hparams
-from asr.datamodule import ASRDataModule
-from asr.gradients import fixed_probe_batch, model_gradient_flow
-from asr.inference import Recognizer
-from asr.model import CELLS, AcousticModel, ModelConfig, parameter_count
-from asr.plots import PLOTS
-from asr.runs import column, read_metrics
-from asr.sweep import sweep
-from asr.text import VOCABULARY
+from asr.study.recipes import matched_hidden_size, model_hparams
+from asr.data.datamodule import ASRDataModule
+from asr.model.gradients import fixed_probe_batch, model_gradient_flow
+from asr.deploy.inference import Recognizer
+from asr.model.acoustic import CELLS, AcousticModel, ModelConfig, parameter_count
+from asr.study.plots import PLOTS
+from asr.train.runs import column, read_metrics
+from asr.study.sweep import sweep
+from asr.data.text import VOCABULARY
 from helpers import LSTM, TANH_RNN_CLIPPED, tiny_study
 
 
@@ -206,7 +206,7 @@ def test_a_killed_study_leaves_no_training_worker_behind(tmp_path):
     import time
 
     code = ("import os, time\n"
-            "from asr.workers import worker_pool\n"
+            "from asr.study.workers import worker_pool\n"
             "with worker_pool(1) as pool:\n"
             "    pid = pool.submit(os.getpid).result()\n"
             "    pool.submit(time.sleep, 600)\n"  # the worker is busy, as one training a model is

@@ -1,4 +1,4 @@
-"""Test conditions of the robustness evaluation (asr/conditions.py): each distorts as described, the same way on
+"""Test conditions of the robustness evaluation (asr/data/conditions.py): each distorts as described, the same way on
 every run, and `asr evaluate --condition` scores the split under it."""
 import json
 import subprocess
@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asr.audio import load_audio
-from asr.conditions import CONDITIONS, condition, small_room_response
-from asr.corpora import load_split
-from asr.errors import UserError
+from asr.data.audio import load_audio
+from asr.data.conditions import CONDITIONS, condition, small_room_response
+from asr.data.corpora import load_split
+from asr.base.errors import UserError
 
 RATE = 16000
 
@@ -33,7 +33,7 @@ def test_every_condition_is_the_same_on_every_run(speech, tmp_path):
     uid, x = speech
     here = {name: c(x, RATE, uid) for name, c in CONDITIONS.items()}
     np.save(tmp_path / "x.npy", x)
-    code = (f"import numpy as np; from asr.conditions import CONDITIONS; x = np.load({str(tmp_path / 'x.npy')!r}); "
+    code = (f"import numpy as np; from asr.data.conditions import CONDITIONS; x = np.load({str(tmp_path / 'x.npy')!r}); "
             f"np.savez({str(tmp_path / 'there.npz')!r}, **{{n: c(x, {RATE}, {uid!r}) for n, c in CONDITIONS.items()}})")
     subprocess.run([sys.executable, "-c", code], check=True)
     there = np.load(tmp_path / "there.npz")
@@ -86,8 +86,8 @@ def test_unknown_condition_is_refused_by_name():
 
 def test_a_condition_never_takes_its_normalisation_from_distorted_training_audio(tmp_path):
     """Global statistics of a distorted training split would normalise test audio as no trained model saw it."""
-    from asr.dataset import CorpusFeatures
-    from asr.features import FeatureConfig
+    from asr.data.dataset import CorpusFeatures
+    from asr.data.features import FeatureConfig
 
     with pytest.raises(UserError, match="needs the trained model's feature statistics"):
         CorpusFeatures("an4", str(tmp_path), FeatureConfig(normalize="global"), condition="noise_10db")
@@ -99,7 +99,7 @@ def test_a_condition_never_takes_its_normalisation_from_distorted_training_audio
 
 def test_evaluate_scores_the_split_under_a_condition(data_dir, tmp_path):
     from asr.cli import main
-    from asr.inference import Recognizer
+    from asr.deploy.inference import Recognizer
 
     shipped_lstm = Path(__file__).parents[1] / "checkpoints/an4_lstm.ckpt"
     recognizer = Recognizer.from_checkpoint(shipped_lstm)

@@ -2,7 +2,7 @@ import pytest
 import soundfile
 import torch
 
-from asr.corpora import DataNotFoundError, an4_dev_speakers, load_split
+from asr.data.corpora import DataNotFoundError, an4_dev_speakers, load_split
 
 
 def test_an4_splits_dev_by_speaker(data_dir):
@@ -45,7 +45,7 @@ def test_missing_corpus_says_how_to_get_it(tmp_path):
 
 
 def test_utterances_ctc_cannot_emit_leave_training_but_stay_in_evaluation(data_dir, tmp_path, caplog):
-    from asr.datamodule import ASRDataModule
+    from asr.data.datamodule import ASRDataModule
 
     # 8 kHz digits stacked 12 frames apart: 120 ms per output frame, too coarse for longer words
     data = ASRDataModule(dataset="fsdd", data_dir=str(data_dir), sample_rate=8000, n_mels=40, stack=3, stride=12,
@@ -72,7 +72,7 @@ def test_a_feature_cache_stands_in_for_the_audio(data_dir, tmp_path):
     """What the GPU carry relies on: transcripts plus a float16 cache, no WAV files at all."""
     import shutil
 
-    from asr.datamodule import ASRDataModule
+    from asr.data.datamodule import ASRDataModule
 
     kwargs = dict(dataset="an4", max_utterances=8, cache_dir=str(tmp_path / "cache"))
     full = ASRDataModule(data_dir=str(data_dir), cache_dtype="float16", **kwargs).load("dev")
@@ -88,12 +88,12 @@ def test_a_feature_cache_stands_in_for_the_audio(data_dir, tmp_path):
 
 
 def test_a_new_version_of_the_feature_code_never_reads_an_old_cache(data_dir, tmp_path, monkeypatch):
-    import asr.dataset
-    from asr.datamodule import ASRDataModule
+    import asr.data.dataset
+    from asr.data.datamodule import ASRDataModule
 
     kwargs = dict(dataset="an4", data_dir=str(data_dir), max_utterances=4, cache_dir=str(tmp_path))
     ASRDataModule(**kwargs).load("dev")
     assert len(list(tmp_path.glob("features-*.pt"))) == 1
-    monkeypatch.setattr(asr.dataset, "FEATURES_VERSION", asr.dataset.FEATURES_VERSION + 1)
+    monkeypatch.setattr(asr.data.dataset, "FEATURES_VERSION", asr.data.dataset.FEATURES_VERSION + 1)
     ASRDataModule(**kwargs).load("dev")
     assert len(list(tmp_path.glob("features-*.pt"))) == 2  # computed anew under a new key, not read from the old

@@ -1,6 +1,6 @@
 """Multi-GPU readiness: the same recipe runs 2-process DDP (here on CPU, gloo) through trainer settings alone,
 and the two ranks split every epoch's utterances between them, in a new order each epoch: held in memory, or
-streamed from shards (asr/shards.py), each rank reading its own."""
+streamed from shards (asr/data/shards.py), each rank reading its own."""
 import os
 import subprocess
 import sys
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from asr.runs import column, read_metrics
+from asr.train.runs import column, read_metrics
 from helpers import train_argv
 from recorders import read_batch_order
 

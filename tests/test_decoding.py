@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from asr.decoding import BeamSearchDecoder, GreedyDecoder, make_decoder
-from asr.lm import build
-from asr.text import VOCABULARY
+from asr.decode.decoders import BeamSearchDecoder, GreedyDecoder, make_decoder
+from asr.decode.lm import build
+from asr.data.text import VOCABULARY
 
 
 def posteriors(frames: str, confusions: dict | None = None) -> torch.Tensor:

@@ -4,7 +4,7 @@ import tarfile
 import pytest
 
 from asr.cli import main
-from asr.download import DownloadError, download
+from asr.data.download import DownloadError, download
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_existing_folder_that_is_not_the_corpus_is_never_overwritten(tmp_path, f
 def tiny_librispeech(tmp_path, data_dir):
     """A dev-clean archive in LibriSpeech's published layout (two chapters, real AN4 speech as FLAC), in a folder laid
     out as OpenSLR's mirrors are (<subset>.tar.gz)."""
-    from asr.corpora import load_split
+    from asr.data.corpora import load_split
     from helpers import librispeech_layout
 
     librispeech_layout(tmp_path / "made/LibriSpeech", "dev-clean", load_split("an4", "test", data_dir)[:4])
@@ -66,9 +66,9 @@ def tiny_librispeech(tmp_path, data_dir):
 
 
 def test_librispeech_subsets_are_checked_before_unpacking_and_read_back(tiny_librispeech, tmp_path, monkeypatch, capsys):
-    import asr.download
-    from asr.checkpoint import sha256
-    from asr.corpora import load_split
+    import asr.data.download
+    from asr.train.checkpoint import sha256
+    from asr.data.corpora import load_split
 
     data = tmp_path / "data"
     argv = ["download", "librispeech", "--subset", "dev-clean", "--data-dir", str(data), "--url", tiny_librispeech.as_uri()]
@@ -77,8 +77,8 @@ def test_librispeech_subsets_are_checked_before_unpacking_and_read_back(tiny_lib
     assert "does not have the published checksum" in capsys.readouterr().err
     assert not (data / "LibriSpeech/dev-clean").exists()
     # the same archive, had it been the published one
-    published = {**asr.download.LIBRISPEECH_SHA256, "dev-clean": sha256(tiny_librispeech / "dev-clean.tar.gz")}
-    monkeypatch.setattr(asr.download, "LIBRISPEECH_SHA256", published)
+    published = {**asr.data.download.LIBRISPEECH_SHA256, "dev-clean": sha256(tiny_librispeech / "dev-clean.tar.gz")}
+    monkeypatch.setattr(asr.data.download, "LIBRISPEECH_SHA256", published)
     assert main(argv) == 0
     assert "verified and unpacked" in capsys.readouterr().out
     utterances = load_split("librispeech", "dev", data)

@@ -2,8 +2,8 @@ import pytest
 import torch
 import yaml
 
-from asr.datamodule import Collate, Example
-from asr.features import FeatureConfig, FeatureExtractor, SpecAugment
+from asr.data.datamodule import Collate, Example
+from asr.data.features import FeatureConfig, FeatureExtractor, SpecAugment
 
 
 def test_log_mel_shape_normalisation_and_stacking():
@@ -38,7 +38,7 @@ def zeros_on_valid_frames(batch) -> int:
 def test_the_data_module_masks_training_batches_and_never_dev_ones(data_dir, tmp_path):
     """SpecAugment through the loaders Lightning calls: on (spec_augment: true), training batches carry masks and
     dev batches none; off, neither does."""
-    from asr.datamodule import ASRDataModule
+    from asr.data.datamodule import ASRDataModule
 
     def batches(spec_augment):
         data = ASRDataModule(dataset="an4", data_dir=str(data_dir), batch_size=4, max_utterances=8,
@@ -57,8 +57,8 @@ def test_spec_augment_takes_its_mask_settings_from_the_recipe(data_dir, tmp_path
     """data.spec_augment as a mapping: time masks alone zero whole log-mel frames (blocks of 80 in a stacked
     frame), where the default's frequency bands cut across frames; an unknown or negative setting is refused."""
     from asr.cli import main
-    from asr.datamodule import ASRDataModule
-    from asr.errors import UserError
+    from asr.data.datamodule import ASRDataModule
+    from asr.base.errors import UserError
     from helpers import REPO
 
     def zero_counts(spec_augment):
@@ -99,9 +99,9 @@ def test_global_normalisation_uses_the_training_splits_statistics_everywhere(dat
     """data.normalize: global. The statistics are those of the training split's log-mels; dev is normalised with
     them (not with its own); the data module keeps them in its hyper-parameters (every checkpoint carries them);
     statistics given are used as given."""
-    from asr.datamodule import ASRDataModule
-    from asr.dataset import CorpusFeatures
-    from asr.features import feature_stats
+    from asr.data.datamodule import ASRDataModule
+    from asr.data.dataset import CorpusFeatures
+    from asr.data.features import feature_stats
 
     data = ASRDataModule(dataset="an4", data_dir=str(data_dir), batch_size=4, max_utterances=8, normalize="global",
                          spec_augment=False, cache_dir=str(tmp_path / "cache"))

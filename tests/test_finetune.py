@@ -3,7 +3,7 @@ import pytest
 import torch
 import yaml
 
-from asr.checkpoint import read_checkpoint
+from asr.train.checkpoint import read_checkpoint
 from asr.cli import main
 from helpers import tiny_study, train_argv
 

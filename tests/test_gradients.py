@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from asr.gradients import gradient_flow, gradient_norms, layer_name, model_gradient_flow
-from asr.model import AcousticModel, ModelConfig
+from asr.model.gradients import gradient_flow, gradient_norms, layer_name, model_gradient_flow
+from asr.model.acoustic import AcousticModel, ModelConfig
 
 
 def test_layer_names_group_directions_and_weights():

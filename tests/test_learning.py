@@ -1,7 +1,7 @@
 """Learning is tested by learning: a small LSTM must memorise 8 real AN4 utterances (the `overfit` fixture,
 trained by the real Trainer), and `asr transcribe` must read them back from their WAV files."""
 from asr.cli import main
-from asr.metrics import error_rates
+from asr.decode.metrics import error_rates
 
 
 def test_small_lstm_overfits_eight_an4_utterances(overfit, capsys):

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from asr.lm import BOS, EOS, UNK, WittenBellLM, build
+from asr.decode.lm import BOS, EOS, UNK, WittenBellLM, build
 
 SENTENCES = ["ENTER SIX TWO FOUR", "ENTER SEVEN", "ERASE SIX", "RUBOUT SIX TWO", "SIX SIX TWO FOUR EIGHT"]
 
@@ -60,7 +60,7 @@ def test_the_arpa_file_is_the_same_bytes_whatever_the_hash_seed(tmp_path, data_d
 
     made = []
     for seed in ("1", "2"):
-        code = ("import sys; from pathlib import Path; from asr.lm import build; from asr.corpora import load_split; "
+        code = ("import sys; from pathlib import Path; from asr.decode.lm import build; from asr.data.corpora import load_split; "
                 "build([u.text for u in load_split('an4', 'train', sys.argv[1])], Path(sys.argv[2]), order=3)")
         subprocess.run([sys.executable, "-c", code, str(data_dir), str(tmp_path / seed)], check=True,
                        env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"})

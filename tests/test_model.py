@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from asr.errors import UserError
-from asr.model import CELLS, AcousticModel, ModelConfig, spectral_radius
+from asr.base.errors import UserError
+from asr.model.acoustic import CELLS, AcousticModel, ModelConfig, spectral_radius
 
 
 @pytest.mark.parametrize("cell", CELLS)

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from asr.datamodule import Batch
-from asr.gradients import gradient_norms
-from asr.module import ASRModule
+from asr.data.datamodule import Batch
+from asr.model.gradients import gradient_norms
+from asr.train.module import ASRModule
 
 
 def synthetic_batches(n=4):

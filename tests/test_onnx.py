@@ -1,4 +1,4 @@
-"""ONNX export (asr/export_onnx.py) and the torch-free transcription path (asr/onnx_recognizer.py): every cell
+"""ONNX export (asr/deploy/export_onnx.py) and the torch-free transcription path (asr/deploy/onnx_recognizer.py): every cell
 exports and matches PyTorch, the shipped .onnx files match their checkpoints on the test sets, transcription
 through onnxruntime never imports torch, and a fresh environment without torch installs and transcribes."""
 import json
@@ -12,17 +12,17 @@ import numpy as np
 import pytest
 import torch
 
-from asr.audio import load_audio
-from asr.checkpoint import sha256
+from asr.data.audio import load_audio
+from asr.train.checkpoint import sha256
 from asr.cli import main
-from asr.corpora import load_split
-from asr.errors import UserError
-from asr.export_onnx import write_onnx
-from asr.features import FeatureConfig, FeatureExtractor
-from asr.inference import Recognizer
-from asr.model import AcousticModel, ModelConfig
-from asr.onnx_recognizer import OnnxRecognizer
-from asr.text import VOCABULARY, CharTokenizer
+from asr.data.corpora import load_split
+from asr.base.errors import UserError
+from asr.deploy.export_onnx import write_onnx
+from asr.data.features import FeatureConfig, FeatureExtractor
+from asr.deploy.inference import Recognizer
+from asr.model.acoustic import AcousticModel, ModelConfig
+from asr.deploy.onnx_recognizer import OnnxRecognizer
+from asr.data.text import VOCABULARY, CharTokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "checkpoints"
@@ -138,7 +138,7 @@ def run_isolated(python: str, args: list[str], env_extra: dict | None = None) ->
 
 
 def test_onnx_transcription_imports_neither_torch_nor_lightning(data_dir, tmp_path):
-    from asr.decoding import BeamSearchDecoder
+    from asr.decode.decoders import BeamSearchDecoder
 
     wav = data_dir / WAV
     lm = json.loads((SHIPPED / "models.json").read_text())["lm"]

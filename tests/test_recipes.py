@@ -5,8 +5,8 @@ import pytest
 import yaml
 
 from asr.cli import main
-from asr.recipes import resolve_models
-from asr.module import ASRModule
+from asr.study.recipes import resolve_models
+from asr.train.module import ASRModule
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 STUDIES = sorted(p for p in RECIPES.glob("*.yaml") if "models" in (yaml.safe_load(p.read_text()) or {}))
@@ -38,7 +38,7 @@ SWEEPS = sorted(p for p in RECIPES.glob("*.yaml") if "radii" in (yaml.safe_load(
 
 @pytest.mark.parametrize("recipe", SWEEPS, ids=lambda p: p.name)
 def test_sweep_recipe_names_only_what_the_sweep_reads(recipe):
-    from asr.sweep import DEFAULTS
+    from asr.study.sweep import DEFAULTS
 
     sweep = yaml.safe_load(recipe.read_text())
     assert set(sweep) <= set(DEFAULTS), set(sweep) - set(DEFAULTS)

@@ -1,12 +1,12 @@
-"""The padded recurrence (asr/recurrence.py) against the packed one: the same numbers on every valid frame,
+"""The padded recurrence (asr/model/recurrence.py) against the packed one: the same numbers on every valid frame,
 forward and backward, for every cell, direction and depth; padding never reaches a valid frame; dropout only
 between layers; and on a CPU the model really runs the fast kernel."""
 import pytest
 import torch
 from torch import nn
 
-from asr.model import AcousticModel, ModelConfig
-from asr.recurrence import packed_recurrence, padded_recurrence, reverse_within_lengths, valid_frames
+from asr.model.acoustic import AcousticModel, ModelConfig
+from asr.model.recurrence import packed_recurrence, padded_recurrence, reverse_within_lengths, valid_frames
 
 LENGTHS = torch.tensor([31, 9, 24, 31, 1, 17])  # ragged, unsorted, one utterance of a single frame
 KINDS = {"rnn_tanh": (nn.RNN, {"nonlinearity": "tanh"}), "rnn_relu": (nn.RNN, {"nonlinearity": "relu"}),

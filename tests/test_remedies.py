@@ -5,11 +5,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from asr.datamodule import ASRDataModule, Batch
-from asr.gradients import gradient_norms, model_gradient_flow
-from asr.model import AcousticModel, ModelConfig
-from asr.module import ASRModule
-from asr.remedies import gradient_norm_penalty, unrolled_rnn
+from asr.data.datamodule import ASRDataModule, Batch
+from asr.model.gradients import gradient_norms, model_gradient_flow
+from asr.model.acoustic import AcousticModel, ModelConfig
+from asr.train.module import ASRModule
+from asr.model.remedies import gradient_norm_penalty, unrolled_rnn
 
 
 def fit(module, batches, steps, **trainer_args):
@@ -110,7 +110,7 @@ def test_echo_state_network_trains_only_its_readout(an4_batch):
 
 
 def test_penalty_gradient_with_two_layers_matches_finite_differences():
-    """Omega for a 2-layer RNN as the training module sums it (asr/module.py), as a function of both W_hh, checked by
+    """Omega for a 2-layer RNN as the training module sums it (asr/train/module.py), as a function of both W_hh, checked by
     torch.autograd.gradcheck (finite differences, float64); delta is held constant as in Pascanu et al."""
     torch.manual_seed(0)
     rnn = nn.RNN(6, 5, num_layers=2, batch_first=True).double()

@@ -8,9 +8,9 @@ import matplotlib.figure
 import numpy as np
 import pytest
 
-from asr.plots import PLOTS
-from asr.report import gradient_table, sentences, summary_table, write_report
-from asr.results import ModelResult, RunHistory, RunResult, Spread, StudyResult
+from asr.study.plots import PLOTS
+from asr.study.report import gradient_table, sentences, summary_table, write_report
+from asr.study.results import ModelResult, RunHistory, RunResult, Spread, StudyResult
 
 
 def run(seed: int, wer: float, flow40: float, radius: float, nonfinite: int = 0,

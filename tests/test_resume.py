@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from asr.runs import column, read_metrics
+from asr.train.runs import column, read_metrics
 from helpers import LSTM, TANH_RNN_CLIPPED, tiny_study, train_argv
 from recorders import read_batch_order
 
@@ -121,7 +121,7 @@ def test_a_second_training_on_the_same_run_dir_is_refused(tmp_path, data_dir, ca
 
 
 def test_a_truncated_feature_cache_is_named_and_rebuilt(data_dir, tmp_path, caplog):
-    from asr.datamodule import ASRDataModule
+    from asr.data.datamodule import ASRDataModule
 
     kwargs = dict(dataset="an4", data_dir=str(data_dir), max_utterances=6, cache_dir=str(tmp_path))
     original = ASRDataModule(**kwargs).load("dev")
@@ -138,7 +138,7 @@ def test_a_truncated_feature_cache_is_named_and_rebuilt(data_dir, tmp_path, capl
 def corpus_with_a_bad_file(data_dir, tmp_path):
     """A copy of AN4 with the first two training speakers only (the first becomes dev), one of the second
     speaker's WAV files replaced by garbage."""
-    from asr.corpora import load_split
+    from asr.data.corpora import load_split
 
     train = load_split("an4", "train", data_dir) + load_split("an4", "dev", data_dir)
     speakers = sorted({u.speaker for u in train})[:2]
@@ -159,7 +159,7 @@ def corpus_with_a_bad_file(data_dir, tmp_path):
 
 
 def test_an_unreadable_training_file_is_named_or_skipped_and_reported(corpus_with_a_bad_file, tmp_path, caplog):
-    from asr.datamodule import ASRDataModule
+    from asr.data.datamodule import ASRDataModule
 
     data_dir, bad, train_files = corpus_with_a_bad_file
     with pytest.raises(ValueError, match=rf"^{bad} \(utterance {bad.stem}\): unreadable or corrupt audio .*"

@@ -1,4 +1,4 @@
-"""One way to build a run (asr/runs.py): `asr compare` and `asr train` on the recipe the study writes beside
+"""One way to build a run (asr/train/runs.py): `asr compare` and `asr train` on the recipe the study writes beside
 each run train the same run: identical weights, identical gradient-across-time records, identical logs."""
 import json
 
@@ -6,7 +6,7 @@ import torch
 import yaml
 
 from asr.cli import main
-from asr.runs import column, read_metrics
+from asr.train.runs import column, read_metrics
 from helpers import LSTM, tiny_study
 
 

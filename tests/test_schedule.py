@@ -1,8 +1,8 @@
-"""The plateau schedule's convergence rule (asr/schedule.py), epoch by epoch. Its use in a real training run,
+"""The plateau schedule's convergence rule (asr/train/schedule.py), epoch by epoch. Its use in a real training run,
 resumed after a kill, is in tests/test_resume.py."""
 import pytest
 
-from asr.schedule import Plateau, warmup
+from asr.train.schedule import Plateau, warmup
 
 
 def test_the_rule_halves_on_plateaus_and_ends_the_run_after_the_last_halving():

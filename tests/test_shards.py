@@ -1,4 +1,4 @@
-"""Training streamed from shards on disk (data.storage: shards, asr/shards.py), through the real Trainer: every epoch a
+"""Training streamed from shards on disk (data.storage: shards, asr/data/shards.py), through the real Trainer: every epoch a
 new order drawn from (seed, epoch), each utterance at most once per epoch, augmentation from the audio in the shards,
 and a resumed run continuing with the order the uninterrupted run had. (Two-process DDP: tests/test_ddp.py.)"""
 import json
@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from asr.cli import main
-from asr.corpora import load_split
-from asr.dataset import CorpusFeatures
-from asr.errors import UserError
-from asr.features import FeatureConfig, FeatureExtractor, feature_stats
-from asr.shards import ShardedBatches, read_index, shard_files, shards_dir, write_shards
-from asr.text import CharTokenizer
+from asr.data.corpora import load_split
+from asr.data.dataset import CorpusFeatures
+from asr.base.errors import UserError
+from asr.data.features import FeatureConfig, FeatureExtractor, feature_stats
+from asr.data.shards import ShardedBatches, read_index, shard_files, shards_dir, write_shards
+from asr.data.text import CharTokenizer
 from helpers import librispeech_layout, train_argv
 from recorders import read_batch_order
 
@@ -91,7 +91,7 @@ def test_length_batches_are_full_sorted_within_a_buffer_and_take_every_cut_once(
     import random
     from types import SimpleNamespace
 
-    from asr.shards import length_batches
+    from asr.data.shards import length_batches
 
     rng = random.Random(0)
     cuts = [SimpleNamespace(id=i, duration=rng.uniform(1, 10)) for i in range(1000)]

@@ -13,10 +13,10 @@ import pytest
 import torch
 import yaml
 
-from asr.checkpoint import read_checkpoint, sha256
+from asr.train.checkpoint import read_checkpoint, sha256
 from asr.cli import main
-from asr.decoding import BeamSearchDecoder
-from asr.inference import Recognizer
+from asr.decode.decoders import BeamSearchDecoder
+from asr.deploy.inference import Recognizer
 from helpers import LSTM, TANH_RNN_CLIPPED, tiny_study
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ def test_the_card_lists_every_shipped_file_with_its_size_and_hash():
 
 def test_the_card_says_which_symbols_each_model_outputs():
     """Characters or words (`data.units`): read from each shipped file's vocabulary, not from the recipe."""
-    from asr.text import is_word_vocabulary
+    from asr.data.text import is_word_vocabulary
 
     card = (SHIPPED / "README.md").read_text()
     for m in shipped_models():
@@ -119,7 +119,7 @@ def test_export_keeps_the_model_and_drops_the_training_state(checkpoint, tmp_pat
 def test_a_run_keeps_its_dev_best_epochs_and_export_averages_them(tmp_path, data_dir):
     """`asr train` keeps each epoch's weights in checkpoints/top/ (up to AVERAGED, those of lowest dev WER), and
     `asr export RUN/checkpoints/top OUT.ckpt` writes their tensor-by-tensor mean, which a recogniser loads."""
-    from asr.runs import AVERAGED
+    from asr.train.runs import AVERAGED
     from helpers import train_argv
 
     run = tmp_path / "run"
@@ -235,7 +235,7 @@ def test_ship_script_ships_the_averaged_epochs_of_a_stream_study_where_dev_says_
 def test_asr_serve_without_checkpoints_serves_the_shipped_an4_models(monkeypatch):
     """`asr serve` as a user types it: the page gets the five shipped AN4 models (not the FSDD one), each the
     shipped file's weights, the two streaming ones on its Live tab too, and listens on this machine only."""
-    import asr.serve
+    import asr.app.serve
 
     served = {}
 
@@ -247,12 +247,12 @@ def test_asr_serve_without_checkpoints_serves_the_shipped_an4_models(monkeypatch
         served["models"] = models
         return Page()
 
-    monkeypatch.setattr(asr.serve, "build_app", build_app)
+    monkeypatch.setattr(asr.app.serve, "build_app", build_app)
     assert main(["serve"]) == 0
     models = served["models"]
     assert [m.name for m in models] == ["an4_gru", "an4_lstm", "an4_lstm_stream", "an4_tanh_rnn_clipped",
                                         "an4_tanh_rnn_clipped_stream"]
-    assert [m.name for m in asr.serve.live_models(models)] == ["an4_lstm_stream", "an4_tanh_rnn_clipped_stream"]
+    assert [m.name for m in asr.app.serve.live_models(models)] == ["an4_lstm_stream", "an4_tanh_rnn_clipped_stream"]
     for m in models:
         shipped = read_checkpoint(REPO / "checkpoints" / f"{m.name}.ckpt")["state_dict"]
         for key, value in m.recognizer.model.state_dict().items():

@@ -1,4 +1,4 @@
-"""Live transcription (asr/streaming.py): audio fed in chunks of any size gives the offline log-probs and the
+"""Live transcription (asr/deploy/streaming.py): audio fed in chunks of any size gives the offline log-probs and the
 offline transcript; `asr transcribe --stream` prints what `asr transcribe` prints; models that cannot stream are
 refused with a message that says why."""
 import numpy as np
@@ -7,10 +7,10 @@ import soundfile
 import torch
 import torchaudio
 
-from asr.audio import load_audio
+from asr.data.audio import load_audio
 from asr.cli import main
-from asr.inference import Recognizer
-from asr.streaming import Stream, StreamingResampler, chunks
+from asr.deploy.inference import Recognizer
+from asr.deploy.streaming import Stream, StreamingResampler, chunks
 
 
 def streamed(recognizer, waveform: np.ndarray, sizes, rate=None) -> Stream:
@@ -49,7 +49,7 @@ def looking_ahead(recognizer, context: int) -> Recognizer:
     that mixes in the frames ahead (mostly the frame itself, so that it still says words)."""
     from dataclasses import replace
 
-    from asr.model import AcousticModel
+    from asr.model.acoustic import AcousticModel
 
     model = AcousticModel(replace(recognizer.model.config, lookahead=context))
     model.load_state_dict(recognizer.model.state_dict(), strict=False)
@@ -143,7 +143,7 @@ def test_what_cannot_stream_is_refused_with_the_reason(checkpoint, overfit, tmp_
 def test_every_an4_test_file_streams_to_its_offline_transcript(overfit, data_dir):
     """All 130 AN4 test recordings, at 100, 160 and 320 ms chunks: the streamed final transcript is the offline one,
     word for word (`asr transcribe`'s path: files read, cut at pauses if long, batched by length)."""
-    from asr.corpora import load_split
+    from asr.data.corpora import load_split
 
     recognizer = Recognizer.from_checkpoint(overfit.checkpoint)
     paths = [u.path for u in load_split("an4", "test", str(data_dir))]
@@ -166,8 +166,8 @@ def test_the_shipped_streaming_models_stream_every_test_file_to_their_offline_tr
     import json
     from pathlib import Path
 
-    from asr.corpora import load_split
-    from asr.metrics import error_rates
+    from asr.data.corpora import load_split
+    from asr.decode.metrics import error_rates
 
     shipped = Path(__file__).resolve().parents[1] / "checkpoints"
     record = next(m for m in json.loads((shipped / "models.json").read_text())["models"] if m["name"] == name)

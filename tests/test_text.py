@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from asr.decoding import GreedyDecoder
-from asr.text import VOCABULARY, CharTokenizer, ctc_min_frames, normalize_transcript
+from asr.decode.decoders import GreedyDecoder
+from asr.data.text import VOCABULARY, CharTokenizer, ctc_min_frames, normalize_transcript
 
 
 def test_normalize_strips_markers_punctuation_and_case():
@@ -37,8 +37,8 @@ def test_ctc_min_frames_counts_blanks_between_repeats():
 
 
 def test_a_reference_without_a_hypothesis_counts_as_all_deletions_and_is_named():
-    from asr.corpora import Utterance
-    from asr.metrics import score
+    from asr.data.corpora import Utterance
+    from asr.decode.metrics import score
 
     utts = [Utterance("a", None, "ONE TWO", "s"), Utterance("b", None, "THREE FOUR FIVE", "s")]
     summary, rows = score(utts, {"a": "ONE TWO"})

@@ -3,7 +3,7 @@ import numpy as np
 import soundfile
 
 from asr.cli import main
-from asr.metrics import error_rates
+from asr.decode.metrics import error_rates
 
 
 def transcribe(checkpoint, files, capsys):
@@ -65,7 +65,7 @@ def test_json_has_words_with_monotonic_times_inside_the_file(overfit, capsys):
 
 def test_srt_cues_and_timestamps():
     from asr.cli import srt_time, to_srt
-    from asr.decoding import Transcript, Word
+    from asr.decode.decoders import Transcript, Word
 
     words = [Word(f"W{i}", 0.5 * i, 0.5 * i + 0.3, 0.9) for i in range(10)]
     words.append(Word("LATE", 3723.25, 3724.0, 0.9))
@@ -112,8 +112,8 @@ def test_directories_keep_their_order_and_srt_needs_an_output_dir(checkpoint, da
 
 def test_long_audio_is_cut_at_pauses_and_transcribed_in_order(overfit, tmp_path):
     """The 8 memorised utterances in one 25-second file with 1.5 s silences between them."""
-    from asr.inference import Recognizer
-    from asr.segment import speech_segments
+    from asr.deploy.inference import Recognizer
+    from asr.decode.segment import speech_segments
 
     parts, bounds, pos = [], [], 0
     silence = np.zeros(24000)
@@ -143,7 +143,7 @@ def test_long_audio_is_cut_at_pauses_and_transcribed_in_order(overfit, tmp_path)
 
 
 def test_speech_segments_without_a_pause_and_in_silence():
-    from asr.segment import speech_segments
+    from asr.decode.segment import speech_segments
 
     t = np.arange(40 * 16000) / 16000
     tone = torch_tensor(0.3 * np.sin(2 * np.pi * 300 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t)))

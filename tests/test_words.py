@@ -1,4 +1,4 @@
-"""Words as CTC's symbols (`data.units: words`, asr/text.py): the vocabulary, the greedy decoder's words, a study
+"""Words as CTC's symbols (`data.units: words`, asr/data/text.py): the vocabulary, the greedy decoder's words, a study
 that starts a word model from a character model's run, and learning (a small word model memorises real AN4
 utterances, read back from their WAV files by `asr transcribe`)."""
 import lightning as L
@@ -6,12 +6,12 @@ import pytest
 import torch
 import yaml
 
-from asr.checkpoint import read_checkpoint
+from asr.train.checkpoint import read_checkpoint
 from asr.cli import main
-from asr.decoding import BeamSearchDecoder, GreedyDecoder
-from asr.errors import UserError
-from asr.metrics import error_rates
-from asr.text import BLANK, UNKNOWN, WordTokenizer, word_vocabulary
+from asr.decode.decoders import BeamSearchDecoder, GreedyDecoder
+from asr.base.errors import UserError
+from asr.decode.metrics import error_rates
+from asr.data.text import BLANK, UNKNOWN, WordTokenizer, word_vocabulary
 from helpers import tiny_study
 
 
@@ -57,7 +57,7 @@ def test_a_word_study_starts_from_a_character_models_run_all_but_its_output_laye
     assert main(["compare", "-c", str(tmp_path / "words.yaml"), "--runs-dir", str(tmp_path / "runs2"),
                  "--report-dir", str(tmp_path / "report2")]) == 0
 
-    from asr.corpora import load_split
+    from asr.data.corpora import load_split
     trained = read_checkpoint(tmp_path / "runs2/lstm/seed0/checkpoints/last.ckpt")
     vocabulary = trained["hyper_parameters"]["vocabulary"]
     assert vocabulary == word_vocabulary([u.text for u in load_split("an4", "train", data_dir)[:8]])
@@ -77,9 +77,9 @@ def test_a_word_study_starts_from_a_character_models_run_all_but_its_output_laye
 def test_a_small_word_lstm_memorises_eight_an4_utterances(data_dir, tmp_path, capsys):
     """The learning test of tests/test_learning.py with words as the symbols: the real Trainer, then
     `asr transcribe` of the WAV files."""
-    from asr.corpora import load_split
-    from asr.datamodule import ASRDataModule, FeatureDataset
-    from asr.module import ASRModule
+    from asr.data.corpora import load_split
+    from asr.data.datamodule import ASRDataModule, FeatureDataset
+    from asr.train.module import ASRModule
 
     data = ASRDataModule(dataset="an4", data_dir=str(data_dir), batch_size=8, spec_augment=False,
                          cache_dir=str(tmp_path / "cache"), normalize="global", units="words")
@@ -105,8 +105,8 @@ def test_a_small_word_lstm_memorises_eight_an4_utterances(data_dir, tmp_path, ca
 
 def test_a_model_and_data_of_other_symbols_are_refused_before_training(data_dir, tmp_path):
     """Word labels past a character model's 29 outputs would make the CTC loss read out of bounds."""
-    from asr.datamodule import ASRDataModule
-    from asr.module import ASRModule
+    from asr.data.datamodule import ASRDataModule
+    from asr.train.module import ASRModule
 
     data = ASRDataModule(dataset="an4", data_dir=str(data_dir), max_utterances=8, cache_dir=str(tmp_path / "cache"),
                          units="words")

@@ -1,0 +1,369 @@
+"""`asr serve`: the comparison in a browser. Upload a recording or speak into the microphone; every loaded
+model (tanh RNN, LSTM, GRU, ...) transcribes it side by side, and the page plots, for this very utterance,
+how strongly each model's output at the last frame still depends on every earlier frame: the gradient
+across time of asr/model/gradients.py, the seed's mechanism measured on your own voice.
+
+The Live tab streams the microphone to the models that can transcribe live (unidirectional, globally normalised:
+asr/deploy/streaming.py): each one's partial transcript grows as you speak, with the time each chunk took; when you stop,
+the final transcripts, the gradient across time of what you said, and the recording itself (what the models heard,
+to replay with `asr transcribe --stream`).
+
+Gradio does the page (upload, microphone, layout, a queue for concurrent requests). The server listens on
+127.0.0.1 unless told otherwise; analytics are off and no share link is made: nothing leaves the machine.
+No Lightning is imported: the models come from their checkpoints through asr/deploy/inference.py.
+"""
+from __future__ import annotations
+
+import html
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from asr.base.errors import UserError
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported anywhere
+
+MAX_SECONDS = 60.0  # longer recordings belong to `asr transcribe`, which cuts them at pauses
+MAX_UPLOAD = "30mb"  # a minute of 48 kHz stereo float WAV is 23 MB; bigger uploads are refused by the server
+GRADIENT_FRAMES = 200  # the gradient across time is measured over the last this-many frames of the speech
+LIVE_CHUNK_SECONDS = 0.1  # how often the page sends microphone audio: what Gradio's recorder makes (each 100 ms)
+SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints"
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    path: Path
+    recognizer: object  # asr.deploy.inference.Recognizer
+
+
+def default_checkpoints() -> list[Path]:
+    """The shipped AN4 models (checkpoints/an4_*.ckpt); else the newest `make demo` run's dev-selected models.
+    (The shipped FSDD model knows ten digits at 8 kHz: it joins only when named.)"""
+    shipped = sorted(SHIPPED.glob("an4_*.ckpt"))
+    if shipped:
+        return shipped
+    demos = sorted(Path("runs").glob("an4_quick-*"), key=lambda p: p.stat().st_mtime)
+    return sorted(demos[-1].glob("*/seed0/checkpoints/best.ckpt")) if demos else []
+
+
+def model_name(path: Path, hparams: dict) -> str:
+    """'lstm' for runs/.../lstm/seed0/checkpoints/best.ckpt, the file name for a shipped one."""
+    if path.parent.name == "checkpoints" and path.parent.parent.name.startswith("seed"):
+        return path.parent.parent.parent.name
+    return path.stem or hparams.get("cell", "model")
+
+
+def load_models(paths: list[Path]) -> list[LoadedModel]:
+    from asr.deploy.inference import Recognizer
+
+    models = []
+    for path in paths:
+        recognizer = Recognizer.from_checkpoint(path)
+        name = model_name(Path(path), {"cell": recognizer.model.cell})
+        if name in {m.name for m in models}:
+            name = f"{name} ({Path(path).parent})"
+        models.append(LoadedModel(name, Path(path), recognizer))
+    return models
+
+
+def check_recording(path: Optional[str], sample_rate: int):
+    """The waveform of an uploaded or recorded file, or an AudioError / ValueError saying what is wrong."""
+    from asr.data.audio import load_audio
+    from asr.decode.segment import window_energy_db
+
+    if not path:
+        raise UserError("no audio yet: upload a file or record one with the microphone, then press Transcribe")
+    waveform = load_audio(path, sample_rate, min_seconds=0.3)
+    seconds = waveform.numel() / sample_rate
+    if seconds > MAX_SECONDS:
+        raise UserError(f"too long for this page: {seconds:.0f} s of audio, at most {MAX_SECONDS:.0f} s here "
+                         f"(`asr transcribe CKPT {Path(path).name}` takes recordings of any length)")
+    energy = window_energy_db(waveform, sample_rate)
+    if float(energy.max()) < -60 or float(energy.max() - energy.min()) < 6:
+        raise UserError("no speech found: the recording is silent (or one steady sound). Check the microphone "
+                         "level, or upload another file")
+    return waveform
+
+
+def gradient_curve(model: LoadedModel, waveform) -> list[float]:
+    """||d output_T / d input_t|| relative to k = 0, over the last GRADIENT_FRAMES frames of the utterance."""
+    from asr.model.gradients import model_gradient_flow
+
+    features = model.recognizer.extractor(waveform)[-GRADIENT_FRAMES:]
+    curve = model_gradient_flow(model.recognizer.model, features[None].to(model.recognizer.device)).cpu()
+    return (curve / curve[0]).tolist()
+
+
+def gradient_figure(curves: dict[str, list[float]], frame_ms: float):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for i, (name, curve) in enumerate(curves.items()):
+        ax.plot(curve, lw=1.6, color=f"C{i}", label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel(f"frames back from the last frame ({frame_ms:g} ms each)")
+    ax.set_ylabel("‖∂ output_T / ∂ input_t‖, relative to k = 0")
+    ax.set_title("Your utterance: how far back each model's last output still reaches")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def results_table(rows: list[dict], reference: str) -> str:
+    """One row per model: transcript, WER against the typed text, decode time, words with times."""
+    head = "<th>model</th><th>transcript</th>" + ("<th>WER %</th>" if reference else "") + \
+           "<th>decode ms</th><th>words (start-end s, confidence)</th>"
+    body = []
+    for r in rows:
+        words = ", ".join(f"{html.escape(w.word)} ({w.start:.2f}-{w.end:.2f}, {w.confidence:.2f})" for w in r["words"])
+        wer = f"<td class='wer'>{r['wer']:.1f}</td>" if reference else ""
+        body.append(f"<tr data-model='{html.escape(r['name'])}'><td class='model'>{html.escape(r['name'])}</td>"
+                    f"<td class='transcript'>{html.escape(r['text'])}</td>{wer}"
+                    f"<td class='ms'>{r['ms']:.0f}</td><td class='words'>{words}</td></tr>")
+    return f"<table id='results-table'><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def transcribe_all(models: list[LoadedModel], path: Optional[str], typed: str):
+    """The page's one action: (status, results table, gradient figure)."""
+    from asr.decode.metrics import error_rates
+    from asr.data.text import normalize_transcript
+
+    try:
+        rate = models[0].recognizer.extractor.config.sample_rate
+        waveform = check_recording(path, rate)
+    except ValueError as e:  # AudioError is a ValueError: one clear line, and the server keeps serving
+        return f"**error:** {e}", "", None
+    reference = normalize_transcript(typed or "")
+    rows, curves = [], {}
+    for model in models:
+        start = time.perf_counter()
+        ((_, transcript, error),) = model.recognizer.transcribe_files([path])
+        if error:
+            return f"**error:** {error}", "", None
+        ms = 1000 * (time.perf_counter() - start)
+        wer = error_rates([reference], [transcript.text])["wer"] if reference else None
+        rows.append({"name": model.name, "text": transcript.text, "words": transcript.words, "ms": ms, "wer": wer})
+        curves[model.name] = gradient_curve(model, waveform)
+    frame_ms = models[0].recognizer.extractor.config.frame_ms
+    seconds = waveform.numel() / rate
+    status = f"{seconds:.1f} s of audio, {len(models)} model(s)" + (f"; reference: {reference}" if reference else "")
+    return status, results_table(rows, reference), gradient_figure(curves, frame_ms)
+
+
+@dataclass
+class LiveSession:
+    """One recording on the Live tab: a stream per model, what each has said so far, each chunk's latency, and
+    the audio as it came (16-bit samples at the browser's rate)."""
+    rate: int
+    streams: dict
+    texts: dict = field(default_factory=dict)
+    latencies: dict = field(default_factory=dict)  # model -> seconds per chunk
+    audio: list = field(default_factory=list)
+    finished: bool = False
+
+
+def live_models(models: list[LoadedModel]) -> list[LoadedModel]:
+    """The loaded models that can transcribe live (asr/deploy/streaming.py)."""
+    from asr.deploy.streaming import streamable
+
+    return [m for m in models if streamable(m.recognizer)]
+
+
+def live_table(session: Optional[LiveSession], final: bool = False) -> str:
+    """One row per streaming model: its transcript so far (or final), and the per-chunk latency."""
+    if session is None:
+        return ""
+    import numpy as np
+
+    chunk_ms = 1000 * sum(len(a) for a in session.audio) / session.rate / max(1, len(session.audio))
+    rows = []
+    for name in session.streams:
+        ms = 1000 * np.array(session.latencies[name] or [0.0])
+        rows.append(f"<tr data-model='{html.escape(name)}'><td class='model'>{html.escape(name)}</td>"
+                    f"<td class='transcript'>{html.escape(session.texts.get(name, ''))}</td>"
+                    f"<td class='latency'>{np.percentile(ms, 50):.1f} / {np.percentile(ms, 95):.1f}</td></tr>")
+    state = "final" if final else "so far"
+    head = (f"<tr><th>model</th><th>transcript ({state})</th><th>ms per {chunk_ms:.0f} ms chunk (median / p95)"
+            "</th></tr>")
+    return f"<table id='live-table' data-state='{state}'>{head}{''.join(rows)}</table>"
+
+
+def live_chunk(models: list[LoadedModel], path: Optional[str], session: Optional[LiveSession]):
+    """A chunk of microphone audio (a WAV file from the page) -> (live table, session)."""
+    import numpy as np
+
+    from asr.data.audio import read_audio
+    from asr.deploy.streaming import Stream
+
+    if not path or (session is not None and session.finished):
+        return live_table(session), session
+    try:
+        data, rate = read_audio(path)  # float, mono, at the browser's rate
+    except ValueError:  # an empty chunk (AudioError): nothing to hear
+        return live_table(session), session
+    if session is None or session.rate != rate:
+        session = LiveSession(rate, {m.name: Stream(m.recognizer, rate) for m in models},
+                              latencies={m.name: [] for m in models})
+    # as 16-bit samples, what the recording keeps: the models hear exactly what the WAV file will hold
+    pcm = np.round(data * 32768).clip(-32768, 32767).astype(np.int16)
+    session.audio.append(pcm)
+    samples = pcm.astype(np.float32) / 32768
+    for model in models:
+        start = time.perf_counter()
+        session.texts[model.name] = session.streams[model.name].accept(samples).text
+        session.latencies[model.name].append(time.perf_counter() - start)
+    return live_table(session), session
+
+
+def live_finish(models: list[LoadedModel], session: Optional[LiveSession]):
+    """Recording stopped -> (status, final table, gradient figure, the recording as a WAV file, session)."""
+    import tempfile
+
+    import numpy as np
+    import soundfile
+    import torch
+    import torchaudio
+
+    if session is None or not session.audio:
+        return "**error:** no audio arrived from the microphone", "", None, None, session
+    session.finished = True
+    for model in models:
+        session.texts[model.name] = session.streams[model.name].finish().text
+    audio = np.concatenate(session.audio)
+    # in Gradio's own cache, which serves it from there and deletes it with the rest (build_app's delete_cache)
+    from gradio.utils import get_upload_folder
+
+    Path(get_upload_folder()).mkdir(parents=True, exist_ok=True)
+    handle, recording = tempfile.mkstemp(prefix="asr-live-", suffix=".wav", dir=get_upload_folder())
+    os.close(handle)
+    soundfile.write(recording, audio, session.rate, subtype="PCM_16")
+    seconds = len(audio) / session.rate
+    curves, figure = {}, None
+    waveform = torch.from_numpy(audio.astype(np.float32) / 32768)
+    for model in models:
+        rate = model.recognizer.extractor.config.sample_rate
+        at_rate = torchaudio.functional.resample(waveform, session.rate, rate) if rate != session.rate else waveform
+        if at_rate.numel() >= model.recognizer.extractor.min_samples():
+            curves[model.name] = gradient_curve(model, at_rate)
+    if curves:
+        figure = gradient_figure(curves, models[0].recognizer.extractor.config.frame_ms)
+    status = f"{seconds:.1f} s of audio streamed in {len(session.audio)} chunks, {len(models)} model(s)"
+    return status, live_table(session, final=True), figure, recording, session
+
+
+def study_panel(reports: Path) -> tuple[str, Optional[str]]:
+    """The study's table (markdown) and its gradient-across-time plot, from reports/<study>/."""
+    from asr.study.plots import PLOTS
+
+    report, plot = reports / "report.md", reports / PLOTS["flow"]
+    if not report.is_file():
+        return (f"(no study report in {reports}: pass --reports reports/an4_quick after `make demo`, or run "
+                "scripts/cpu_study.sh)"), None
+    lines = report.read_text().splitlines()
+    tables, previous = [], ""
+    for line in lines:  # the report's tables, each kept apart
+        if line.startswith("|"):
+            if not previous.startswith("|"):
+                tables.append("")
+            tables.append(line)
+        previous = line
+    title = f"### The study on AN4 test (`{reports}/report.md`)"
+    return "\n".join([title, *tables]), str(plot) if plot.is_file() else None
+
+
+# The models learned from unprocessed close-talking recordings: the page asks the browser for the microphone's own
+# signal, without its voice processing (automatic gain, noise suppression, echo cancellation), which Gradio's
+# recorder would otherwise get (getUserMedia's defaults) and which changes what the models hear.
+RAW_MICROPHONE = """<script>
+(() => {
+  const devices = navigator.mediaDevices;
+  if (!devices || !devices.getUserMedia) return;
+  const original = devices.getUserMedia.bind(devices);
+  const raw = {echoCancellation: false, noiseSuppression: false, autoGainControl: false};
+  devices.getUserMedia = (constraints) => original(constraints && constraints.audio
+    ? {...constraints, audio: {...(constraints.audio === true ? {} : constraints.audio), ...raw}} : constraints);
+})();
+</script>"""
+
+
+def build_app(models: list[LoadedModel], reports: Path):
+    import gradio as gr
+
+    study_table, study_plot = study_panel(reports)
+    # delete_cache: what the page wrote for its visitors (the Live tab's recordings, Gradio's copies of uploads and
+    # plots) is deleted an hour after it was made, and all of it when the server stops
+    with gr.Blocks(title="Vanishing gradients on your own voice", analytics_enabled=False, head=RAW_MICROPHONE,
+                   delete_cache=(3600, 3600)) as app:
+        gr.Markdown("# tanh RNN vs LSTM vs GRU on your own voice")
+        with gr.Tab("Recording", elem_id="recording-tab"):
+            gr.Markdown("Upload a recording or use the microphone; optionally type what you said to get each model's "
+                        "word error rate. Models: " + ", ".join(f"**{m.name}**" for m in models))
+            with gr.Row():
+                audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="speech",
+                                 elem_id="audio-input")
+                with gr.Column():
+                    typed = gr.Textbox(label="what was said (optional)", elem_id="reference-text")
+                    button = gr.Button("Transcribe", variant="primary", elem_id="transcribe-button")
+            status = gr.Markdown(elem_id="status")
+            results = gr.HTML(elem_id="results")
+            plot = gr.Plot(label="gradient across time for this utterance", elem_id="gradient-plot")
+        live_tab(live_models(models))
+        with gr.Accordion("The study these models come from", open=True):
+            gr.Markdown(study_table)
+            if study_plot:
+                gr.Image(study_plot, label="gradient across time in the study (dev utterances)", interactive=False)
+        # one request at a time, the rest queue; also the page's API, /transcribe (gradio_client: see the README)
+        button.click(lambda path, text: transcribe_all(models, path, text), inputs=[audio, typed],
+                     outputs=[status, results, plot], concurrency_limit=1, api_name="transcribe")
+    return app.queue(default_concurrency_limit=1)
+
+
+def live_tab(models: list[LoadedModel]) -> None:
+    """The Live tab: microphone audio streamed to every model that can transcribe live."""
+    import gradio as gr
+
+    with gr.Tab("Live", elem_id="live-tab"):
+        if not models:
+            gr.Markdown("No loaded model can transcribe live: that needs a unidirectional model with globally "
+                        "normalised features, e.g. `asr serve checkpoints/an4_lstm_stream.ckpt "
+                        "checkpoints/an4_tanh_rnn_clipped_stream.ckpt`.")
+            return
+        gr.Markdown("Press record and speak: each model's transcript grows as you talk, a chunk of audio at a "
+                    "time (the table gives each chunk's length and how long each model took for it). Stop to see "
+                    "the final transcripts and how far back in your utterance each model's last output still "
+                    "reaches. Models: "
+                    + ", ".join(f"**{m.name}**" for m in models))
+        microphone = gr.Audio(sources=["microphone"], streaming=True, type="filepath", label="microphone",
+                              elem_id="live-audio")
+        session = gr.State(None)
+        status = gr.Markdown(elem_id="live-status")
+        table = gr.HTML(elem_id="live-results")
+        plot = gr.Plot(label="gradient across time for this utterance", elem_id="live-gradient-plot")
+        recording = gr.File(label="what the models heard (WAV: `asr transcribe --stream CKPT recording.wav` gives "
+                            "the same final transcripts)", elem_id="live-recording")
+        microphone.start_recording(lambda: ("", "", None, None, None), outputs=[status, table, plot, recording, session])
+        microphone.stream(lambda path, s: live_chunk(models, path, s), inputs=[microphone, session],
+                          outputs=[table, session], stream_every=LIVE_CHUNK_SECONDS, time_limit=MAX_SECONDS,
+                          concurrency_limit=None)
+        microphone.stop_recording(lambda s: live_finish(models, s), inputs=[session],
+                                  outputs=[status, table, plot, recording, session])
+
+
+def command(args) -> int:
+    """`asr serve [CKPT ...] [--host H --port N]`."""
+    paths = [Path(p) for p in args.checkpoints] or default_checkpoints()
+    if not paths:
+        raise UserError("no checkpoints given, none shipped in checkpoints/ and no `make demo` run under runs/: "
+                         "pass checkpoint paths, e.g. `asr serve runs/NAME/checkpoints/best.ckpt`")
+    models = load_models(paths)
+    app = build_app(models, Path(args.reports))
+    print(f"serving {', '.join(m.name for m in models)} on http://{args.host}:{args.port} (Ctrl-C stops)", flush=True)
+    app.launch(server_name=args.host, server_port=args.port, share=False, show_error=True, quiet=True,
+               inbrowser=False, max_file_size=MAX_UPLOAD)
+    return 0

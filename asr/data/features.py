@@ -1,0 +1,177 @@
+"""Acoustic features: waveform -> normalised log-mel frames -> stacked, subsampled frames.
+
+80 log-mel energies every 10 ms over 25 ms windows is the standard input of CTC acoustic models.
+They are normalised to zero mean / unit variance per mel band, in one of two ways (`normalize`):
+- utterance: by the utterance's own statistics. Removes channel and level differences between speakers,
+  but needs the whole recording before the first frame can be normalised.
+- global: by statistics of the whole training split (computed once, carried in the checkpoint), as ESPnet's
+  GlobalMVN does. Each frame is normalised on its own, the moment it exists: what a streaming model needs
+  (asr/deploy/streaming.py), at the price of keeping the channel differences that per-utterance statistics remove.
+Then `stack` neighbouring frames are concatenated and only every `stride`-th kept: the recurrence then runs
+over 20 ms steps, which halves the number of times the gradient must pass through W_rec on its way back in time.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import asdict, dataclass
+from typing import Mapping, Optional
+
+import torch
+import torchaudio
+
+from asr.base.errors import UserError
+
+# Part of every feature cache's key: raise it whenever a change to this file changes the features a
+# configuration yields, so that no run reads features made by older code.
+FEATURES_VERSION = 1
+NORMALIZATIONS = ("utterance", "global")
+
+
+def feature_stats(log_mels: list[torch.Tensor]) -> dict[str, list[float]]:
+    """Per mel band mean and standard deviation over every frame of `log_mels` (un-normalised), the statistics
+    of global normalisation: plain lists, so that they travel in a checkpoint's hyper-parameters."""
+    frames = torch.cat(log_mels).double()
+    return {"mean": frames.mean(0).tolist(), "std": frames.std(0).tolist()}
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    sample_rate: int = 16000
+    n_mels: int = 80
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    stack: int = 3
+    stride: int = 2
+    normalize: str = "utterance"  # or "global" (module docstring)
+
+    def __post_init__(self):
+        if self.normalize not in NORMALIZATIONS:
+            raise UserError(f"data.normalize must be one of {', '.join(NORMALIZATIONS)}, got {self.normalize!r}")
+
+    @property
+    def frame_ms(self) -> float:
+        """Duration of one stacked frame, i.e. one step of the recurrence and one model output."""
+        return self.hop_ms * self.stride
+
+    @property
+    def output_dim(self) -> int:
+        return self.n_mels * self.stack
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class FeatureExtractor:
+    """Waveform -> stacked features. With global normalisation it needs the training split's statistics
+    (`feature_stats`): given here, or set once computed (`set_stats`)."""
+
+    def __init__(self, config: FeatureConfig = FeatureConfig(), stats: Optional[Mapping] = None):
+        self.config = config
+        self.stats: Optional[dict] = None
+        if stats is not None:
+            self.set_stats(stats)
+        win = round(config.sample_rate * config.win_ms / 1000)
+        self.hop = round(config.sample_rate * config.hop_ms / 1000)
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=config.sample_rate,
+            n_fft=win,  # one 25 ms window per FFT, no zero padding
+            win_length=win,
+            hop_length=self.hop,
+            n_mels=config.n_mels,
+            center=False,
+        )
+
+    def min_samples(self) -> int:
+        """Shortest waveform that still yields one stacked frame."""
+        return self.mel.win_length + self.hop * (self.config.stack - 1)
+
+    def set_stats(self, stats: Mapping) -> None:
+        if len(stats["mean"]) != self.config.n_mels or len(stats["std"]) != self.config.n_mels:
+            raise UserError(f"feature statistics for {len(stats['mean'])} mel bands, the features have {self.config.n_mels}")
+        self.stats = {"mean": list(stats["mean"]), "std": list(stats["std"])}
+        self.mean, self.std = torch.tensor(stats["mean"]).float(), torch.tensor(stats["std"]).float()
+
+    def raw_log_mel(self, samples: torch.Tensor) -> torch.Tensor:
+        """Un-normalised log-mel energies of every whole window in `samples`: (frames, n_mels)."""
+        return torch.log(self.mel(samples.float()) + 1e-6).T
+
+    def utterance_log_mel(self, waveform: torch.Tensor) -> torch.Tensor:
+        """(samples,) float waveform at config.sample_rate -> (frames, n_mels): as far as the utterance alone
+        decides (what the feature cache holds): normalised per utterance, or not yet normalised (global)."""
+        if waveform.numel() < self.min_samples():
+            raise UserError(f"audio too short: {waveform.numel()} samples, need at least {self.min_samples()}")
+        feats = self.raw_log_mel(waveform)
+        if self.config.normalize == "utterance":
+            return (feats - feats.mean(0)) / (feats.std(0) + 1e-5)
+        return feats
+
+    def normalize_globally(self, feats: torch.Tensor) -> torch.Tensor:
+        """utterance_log_mel's output -> normalised features (global normalisation; unchanged otherwise)."""
+        if self.config.normalize == "utterance":
+            return feats
+        if self.stats is None:
+            raise UserError("global feature normalisation needs the training split's statistics, and none were given")
+        return (feats - self.mean) / (self.std + 1e-5)
+
+    def log_mel(self, waveform: torch.Tensor) -> torch.Tensor:
+        """(samples,) float waveform at config.sample_rate -> (frames, n_mels), normalised."""
+        return self.normalize_globally(self.utterance_log_mel(waveform))
+
+    def stack(self, feats: torch.Tensor) -> torch.Tensor:
+        """(frames, n_mels) -> (stacked_frames, n_mels * stack), keeping every `stride`-th frame."""
+        k, s = self.config.stack, self.config.stride
+        n_out = (feats.shape[0] - k) // s + 1
+        return torch.cat([feats[i : i + s * n_out : s] for i in range(k)], dim=1)
+
+    def stacked_length(self, frames: int) -> int:
+        return (frames - self.config.stack) // self.config.stride + 1
+
+    def __call__(self, waveform: torch.Tensor) -> torch.Tensor:
+        return self.stack(self.log_mel(waveform))
+
+
+class SpecAugment(torch.nn.Module):
+    """Masks random bands of mel channels and spans of frames (Park et al. 2019), training data only.
+
+    Mask widths are uniform in [0, width), starts uniform over the positions where the mask fits, as in
+    torchaudio's FrequencyMasking / TimeMasking; written out here because those draw from the global random
+    generator, and these draw from the one they are given (seeded per utterance and epoch by the data module),
+    so that an epoch's masks are the same in every worker, on every rank and in a resumed run."""
+
+    def __init__(self, freq_masks: int = 2, freq_width: int = 27, time_masks: int = 2, time_width: int = 10):
+        super().__init__()
+        self.freq_masks, self.freq_width, self.time_masks, self.time_width = freq_masks, freq_width, time_masks, time_width
+
+    @classmethod
+    def of(cls, setting) -> "SpecAugment | None":
+        """From a recipe's `data.spec_augment`: false (off), true (these defaults, LibriSpeech's policy: 2 bands
+        of up to 27 of 80 mel channels, 2 spans of up to 10 frames) or a mapping of these arguments (milder
+        masks for a small corpus, e.g. {freq_width: 10, time_width: 5})."""
+        if not setting:
+            return None
+        if setting is True:
+            return cls()
+        names = tuple(inspect.signature(cls).parameters)  # the arguments of __init__
+        unknown = set(setting) - set(names)
+        if unknown:
+            raise UserError(f"data.spec_augment: unknown setting(s) {', '.join(sorted(unknown))}; known: "
+                            f"{', '.join(names)}")
+        bad = [f"{k}={v!r}" for k, v in setting.items() if not isinstance(v, int) or isinstance(v, bool) or v < 0]
+        if bad:
+            raise UserError(f"data.spec_augment: {', '.join(bad)}: each must be a whole number, 0 or more")
+        return cls(**setting)
+
+    @staticmethod
+    def mask(x: torch.Tensor, axis: int, max_width: int, generator) -> None:
+        width = int(torch.randint(0, max(1, max_width), (), generator=generator))
+        start = int(torch.randint(0, max(1, x.shape[axis] - width + 1), (), generator=generator))
+        x.narrow(axis, start, min(width, x.shape[axis] - start)).zero_()
+
+    def forward(self, feats: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(frames, n_mels) -> a masked copy (0 is each band's mean after normalisation)."""
+        x = feats.clone()
+        for _ in range(self.freq_masks):
+            self.mask(x, 1, self.freq_width, generator)
+        for _ in range(self.time_masks):
+            self.mask(x, 0, self.time_width, generator)
+        return x

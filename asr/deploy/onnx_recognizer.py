@@ -1,0 +1,105 @@
+"""Transcription and evaluation with an exported model (`asr export CKPT model.onnx`, asr/deploy/export_onnx.py) through
+onnxruntime: numpy, soundfile, scipy (resampling) and onnxruntime only. Nothing here imports torch or
+Lightning (`pip install .[onnx]` is all a deployment needs).
+
+The graph holds feature extraction and the acoustic model; the file's metadata holds the vocabulary, the sample
+rate and the frame duration. Reading, cutting long recordings and decoding are the torch path's own code
+(asr/data/audio.py, asr/deploy/transcription.py, asr/decode/decoders.py). Audio at another rate is resampled with scipy's
+polyphase filter, not torchaudio's: the same within a resampler's accuracy, not bit for bit.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from asr.data.audio import read_audio
+from asr.data.conditions import CLEAN
+from asr.data.conditions import condition as distortion_of
+from asr.data.corpora import load_split
+from asr.decode.decoders import GreedyDecoder, Transcript
+from asr.base.errors import UserError
+from asr.decode.metrics import score
+from asr.base.progress import progress
+from asr.deploy.transcription import MIN_SECONDS, length_batches, transcribe_files
+
+
+def resample(waveform: np.ndarray, rate: int, target: int) -> np.ndarray:
+    if rate == target:
+        return waveform
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    g = gcd(rate, target)
+    return resample_poly(waveform, target // g, rate // g).astype(np.float32)
+
+
+class OnnxRecognizer:
+    """An exported recogniser: waveforms in, per-frame log-probabilities out, on onnxruntime's CPU provider."""
+
+    def __init__(self, path: str | Path, threads: Optional[int] = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise UserError("transcribing an .onnx model needs onnxruntime: pip install '.[onnx]'") from None
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"model file {path} not found")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - not an ONNX file, or a damaged one
+            raise UserError(f"{path} is not a model onnxruntime can load ({str(e).splitlines()[0][:200]})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "vocabulary" not in meta:
+            raise UserError(f"{path} is an ONNX file, but not one `asr export` made (no vocabulary in its metadata)")
+        self.vocabulary = json.loads(meta["vocabulary"])
+        self.sample_rate = int(json.loads(meta["features"])["sample_rate"])
+        self.frame_seconds = float(meta["frame_ms"]) / 1000
+        self.min_samples = int(meta["min_samples"])
+        self.dataset = meta.get("dataset")
+
+    def read(self, path: str | Path) -> np.ndarray:
+        waveform, rate = read_audio(path, MIN_SECONDS)
+        return resample(waveform, rate, self.sample_rate)
+
+    def log_probs(self, waveforms: list[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
+        """Per-frame log-probabilities of each waveform, batched by length."""
+        out: list[np.ndarray] = [np.empty(0)] * len(waveforms)
+        for chunk in length_batches(waveforms, batch_size):
+            lengths = np.array([len(waveforms[i]) for i in chunk], dtype=np.int64)
+            padded = np.zeros((len(chunk), lengths.max()), dtype=np.float32)
+            for row, i in enumerate(chunk):
+                padded[row, : lengths[row]] = waveforms[i]
+            scores, frames = self.session.run(None, {"waveforms": padded, "lengths": lengths})
+            for row, i in enumerate(chunk):
+                out[i] = scores[row, : frames[row]]
+        return out
+
+    def transcribe_files(self, paths: list[str | Path], decoder=None, batch_size: int = 16,
+                         max_segment_seconds: float = 15.0) -> list[tuple[Path, Optional[Transcript], Optional[str]]]:
+        """As Recognizer.transcribe_files (asr/deploy/transcription.py)."""
+        return transcribe_files(paths, self.read, self.log_probs, decoder or GreedyDecoder(self.vocabulary),
+                                self.frame_seconds, self.sample_rate, self.min_samples, batch_size, max_segment_seconds)
+
+    def evaluate(self, dataset: str, split: str, data_dir: Optional[str], batch_size: int = 32,
+                 decoder=None, condition: Optional[str] = None) -> tuple[dict, list[dict]]:
+        """WER/CER over every utterance of the split, under a test condition if one is named (asr/data/conditions.py),
+        as Recognizer.evaluate scores it (an utterance too short for one frame counts as all deletions)."""
+        utterances = load_split(dataset, split, data_dir)
+        distortion = distortion_of(condition)
+        waveforms = [self.read(u.path) for u in progress(utterances, len(utterances), "reading audio", "files", 50)]
+        if distortion is not None:
+            waveforms = [distortion(w, self.sample_rate, u.id) for u, w in zip(utterances, waveforms)]
+        usable = [i for i, w in enumerate(waveforms) if len(w) >= self.min_samples]
+        scores = self.log_probs([waveforms[i] for i in usable], batch_size)
+        decoder = decoder or GreedyDecoder(self.vocabulary)
+        hyps = {utterances[i].id: decoder(s, self.frame_seconds).text for i, s in zip(usable, scores)}
+        summary, rows = score(utterances, hyps)
+        summary.update(dataset=dataset, split=split, condition=condition or CLEAN, ctc_cannot_emit=[])
+        return summary, rows

@@ -1,0 +1,170 @@
+"""Live transcription: audio in chunks as it arrives, a partial transcript after each chunk.
+
+A model can stream when it looks only backwards in time (a unidirectional recurrence, `AcousticModel.can_stream`)
+and its features are normalised frame by frame (data.normalize: global, asr/data/features.py). Then every stage of the
+offline pipeline runs on what has arrived so far, each output computed once, as soon as its last input is in:
+
+    samples -> a 25 ms window every 10 ms -> log-mel, normalised by the training statistics -> stacked frames
+    -> the recurrence, its state carried from chunk to chunk -> (lookahead) -> log-probs -> greedy CTC
+
+So the stream ends with the offline log-probs (up to rounding) and the offline transcript: tests/test_streaming.py
+checks this on every AN4 test file, at several chunk sizes. A chunk's partial transcript is ready when its frames
+have run through the network (benchmarks/streaming.py measures how long that takes); a model with a lookahead
+(asr/model/acoustic.py) holds its last `lookahead` frames back until the frames after them arrive, or the stream ends.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from asr.decode.decoders import GreedyDecoder, Transcript
+from asr.base.errors import UserError
+
+
+class StreamingResampler:
+    """torchaudio's resampling (what `load_audio` applies to a whole file) on a stream: each output sample as soon
+    as every input sample it depends on has arrived, the same values as resampling the whole recording at once
+    (up to rounding). torchaudio computes output block b (new/gcd samples) from input samples
+    [b*step - width, (b+1)*step + width), step = orig/gcd, zero-padded at both ends; so does this, block by block."""
+
+    def __init__(self, orig_freq: int, new_freq: int):
+        import torchaudio
+
+        resample = torchaudio.transforms.Resample(orig_freq, new_freq)
+        self.kernel, self.width = resample.kernel, resample.width
+        self.step, self.block = orig_freq // resample.gcd, new_freq // resample.gcd
+        self.pending = torch.zeros(self.width)  # input from the next block's first sample minus width (zeros at the start)
+        self.received = 0
+
+    def blocks(self) -> torch.Tensor:
+        span = 2 * self.width + self.step  # input samples one block reads
+        count = (len(self.pending) - span) // self.step + 1 if len(self.pending) >= span else 0
+        if count == 0:
+            return torch.zeros(0)
+        out = torch.nn.functional.conv1d(self.pending[: (count - 1) * self.step + span][None, None], self.kernel,
+                                         stride=self.step)
+        self.pending = self.pending[count * self.step :]
+        return out[0].T.reshape(-1)
+
+    def __call__(self, samples: torch.Tensor) -> torch.Tensor:
+        """The next input samples -> the output samples they complete."""
+        self.received += len(samples)
+        self.pending = torch.cat([self.pending, samples])
+        return self.blocks()
+
+    def finish(self) -> torch.Tensor:
+        """The rest of the output, the end zero-padded as torchaudio pads it, cut to its length."""
+        produced = (self.received + self.width - len(self.pending)) // self.step * self.block
+        self.pending = torch.cat([self.pending, torch.zeros(self.width + self.step)])
+        total = -(-self.block * self.received // self.step)  # ceil(new * length / orig), as torchaudio
+        return self.blocks()[: max(0, total - produced)]
+
+
+def streamable(recognizer) -> bool:
+    """Whether a model can transcribe live: a unidirectional recurrence over globally normalised features."""
+    return recognizer.model.can_stream() and recognizer.extractor.config.normalize == "global"
+
+
+class Stream:
+    """One utterance, fed in chunks: `accept(samples)` -> the transcript so far; `finish()` -> the final one.
+
+    Samples are float waveform values at `sample_rate` (default: the model's; any other is resampled on the way,
+    as `load_audio` resamples a file), in chunks of any size."""
+
+    def __init__(self, recognizer, sample_rate: int | None = None):
+        model, extractor = recognizer.model, recognizer.extractor
+        if not model.can_stream():
+            raise UserError("this model cannot transcribe live: streaming needs a unidirectional rnn_tanh, rnn_relu, "
+                            "lstm or gru model (it must not look at audio still to come); the shipped streaming "
+                            "models are checkpoints/*_stream.ckpt")
+        if extractor.config.normalize != "global":
+            raise UserError("this model cannot transcribe live: its features are normalised over the whole "
+                            "utterance (data.normalize: utterance); streaming needs data.normalize: global")
+        self.model, self.extractor = model.eval(), extractor
+        rate = extractor.config.sample_rate
+        self.resampler = StreamingResampler(sample_rate, rate) if sample_rate and sample_rate != rate else None
+        self.decoder = GreedyDecoder(recognizer.vocabulary)
+        self.frame_seconds = recognizer.frame_seconds
+        self.window, self.hop = extractor.mel.win_length, extractor.hop
+        self.samples = torch.zeros(0)  # at the model's rate, from the start of the next window on
+        self.log_mels = torch.zeros(0, extractor.config.n_mels)  # normalised, from the next stacked frame's first on
+        self.state = None  # the recurrence's, after the frames run so far
+        self.log_probs: list[np.ndarray] = []
+        self.ended = False
+
+    def accept(self, samples) -> Transcript:
+        """Takes the next chunk of audio; returns the transcript of everything heard so far."""
+        samples = torch.as_tensor(np.asarray(samples, dtype=np.float32))
+        self.run(self.resampler(samples) if self.resampler is not None else samples)
+        return self.transcript()
+
+    def finish(self) -> Transcript:
+        """The final transcript: the resampler's last samples run, the frames waiting for a lookahead decoded with
+        nothing after them; samples after the last whole window are dropped, as offline."""
+        if not self.ended:
+            self.ended = True
+            if self.resampler is not None:
+                self.run(self.resampler.finish())
+            with torch.no_grad():
+                self.log_probs.append(self.model.finish(self.state)[0].numpy())
+        return self.transcript()
+
+    @torch.no_grad()
+    def run(self, samples: torch.Tensor) -> None:
+        """Samples at the model's rate through every stage, as far as they complete its outputs."""
+        self.samples = torch.cat([self.samples, samples])
+        windows = (len(self.samples) - self.window) // self.hop + 1 if len(self.samples) >= self.window else 0
+        if windows > 0:
+            used = self.samples[: (windows - 1) * self.hop + self.window]
+            new = self.extractor.normalize_globally(self.extractor.raw_log_mel(used))
+            self.samples = self.samples[windows * self.hop :]
+            self.log_mels = torch.cat([self.log_mels, new])
+        if len(self.log_mels) >= self.extractor.config.stack:
+            stacked = self.extractor.stack(self.log_mels)
+            self.log_mels = self.log_mels[len(stacked) * self.extractor.config.stride :]
+            log_probs, self.state = self.model.step(stacked[None], self.state)
+            self.log_probs.append(log_probs[0].numpy())
+
+    def transcript(self) -> Transcript:
+        """Greedy CTC over every frame so far (a few hundred frames: decoding them again costs nothing next to the
+        network, and merges repeats across chunk edges exactly as the offline decoder does)."""
+        if not self.log_probs:
+            return Transcript("")
+        return self.decoder(np.concatenate(self.log_probs), self.frame_seconds)
+
+    @property
+    def frames(self) -> int:
+        """Output frames computed so far."""
+        return sum(len(p) for p in self.log_probs)
+
+
+def chunks(waveform: np.ndarray, sample_rate: int, chunk_ms: float):
+    """The waveform cut into consecutive chunks of chunk_ms (the last one shorter), as a microphone delivers it."""
+    size = max(1, round(sample_rate * chunk_ms / 1000))
+    for start in range(0, len(waveform), size):
+        yield waveform[start : start + size]
+
+
+def stream_file(recognizer, path, chunk_ms: float, on_partial=None, realtime: bool = False) -> tuple[Transcript, list[float]]:
+    """A file transcribed as if it were live: read as offline transcription reads it, fed chunk by chunk
+    (`realtime`: no faster than it would be spoken); on_partial(transcript) after every chunk. Returns the final
+    transcript and each chunk's latency, seconds from the chunk's arrival to its partial transcript."""
+    import time
+
+    from asr.data.audio import load_audio
+    from asr.deploy.transcription import MIN_SECONDS
+
+    if chunk_ms <= 0:
+        raise UserError(f"--chunk-ms must be positive, got {chunk_ms}")
+    rate = recognizer.extractor.config.sample_rate
+    waveform = load_audio(path, rate, min_seconds=MIN_SECONDS).numpy()
+    stream, latencies, start = Stream(recognizer), [], time.perf_counter()
+    for index, chunk in enumerate(chunks(waveform, rate, chunk_ms)):
+        if realtime:  # the chunk arrives when its last sample has been spoken
+            time.sleep(max(0.0, start + (index * chunk_ms / 1000 + len(chunk) / rate) - time.perf_counter()))
+        arrived = time.perf_counter()
+        partial = stream.accept(chunk)
+        latencies.append(time.perf_counter() - arrived)
+        if on_partial is not None:
+            on_partial(partial)
+    return stream.finish(), latencies
