@@ -1,4 +1,7 @@
-"""The `asr` command: one argparse tree; each command imports what it needs only when it runs.
+"""The `asr` command: one argparse tree and the table of handlers, nothing else. The body of `asr X` is the
+function `command(args)` of the module HANDLERS names for X, in the layer that does the job
+(asr/deploy/transcribe.py for `asr transcribe`, asr/study/compare.py for `asr compare`, ...); it is imported
+only when that command runs.
 
 `asr train` hands its arguments to Lightning's own LightningCLI (asr/train/fit.py), so every value of a
 YAML recipe can be overridden on the command line (`--model.cell gru`, `--trainer.max_epochs 5`) and
@@ -9,200 +12,14 @@ traceback (exit status 3).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import traceback
-from pathlib import Path
 from typing import Optional
 
 from asr.data.conditions import CLEAN, CONDITIONS
 from asr.decode.decoders import BEAM_SIZE, LM_WEIGHT, WORD_SCORE
 from asr.base.errors import UserError
-
-
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aiff", ".aif", ".au", ".opus"}
-
-
-def decoder_from_args(args, vocabulary):
-    from asr.decode.decoders import make_decoder
-
-    return make_decoder(vocabulary, args.decoder, beam_size=args.beam_size, lexicon=args.lexicon, lm=args.lm,
-                        lm_weight=args.lm_weight, word_score=args.word_score)
-
-
-def recognizer_for(path: str, device: str = "cpu"):
-    """A model file's recogniser: an exported .onnx through onnxruntime (asr/deploy/onnx_recognizer.py, no torch), any
-    other file as a PyTorch checkpoint (asr/deploy/inference.py)."""
-    if str(path).endswith(".onnx"):
-        from asr.deploy.onnx_recognizer import OnnxRecognizer
-
-        return OnnxRecognizer(path)
-    from asr.deploy.inference import Recognizer
-
-    return Recognizer.from_checkpoint(path, device)
-
-
-def evaluate(args) -> int:
-    from asr.deploy.inference import write_rows
-
-    recognizer = recognizer_for(args.checkpoint, args.device)
-    trained_on = recognizer.dataset
-    if trained_on and trained_on != args.dataset:
-        print(f"warning: {args.checkpoint} was trained on {trained_on}, and is evaluated on {args.dataset}: other "
-              "speakers, words and recording conditions than it learned, expect a high WER", file=sys.stderr)
-    decoder = decoder_from_args(args, recognizer.vocabulary)
-    summary, rows = recognizer.evaluate(args.dataset, args.split, args.data_dir, args.batch_size, decoder,
-                                        args.condition)
-    suffix = "" if args.condition == CLEAN else f"-{args.condition}"
-    out = Path(args.output) if args.output else Path(args.checkpoint).with_suffix(
-        f".{args.dataset}-{args.split}{suffix}.csv")
-    write_rows(rows, out)
-    print(f"{args.dataset} {args.split}{f' ({CONDITIONS[args.condition].describe})' if suffix else ''}: "
-          f"{summary['utterances']} utterances, {summary['reference_words']} words, {args.decoder} decoding")
-    print(f"WER {summary['wer']:.2f} %  CER {summary['cer']:.2f} %  "
-          f"(substitutions {summary['substitutions']}, deletions {summary['deletions']}, "
-          f"insertions {summary['insertions']})")
-    if summary["no_hypothesis"]:
-        print(f"no hypothesis (scored as all deletions): {', '.join(summary['no_hypothesis'])}")
-    if summary["ctc_cannot_emit"]:
-        print(f"scored, although CTC cannot emit their transcript at {recognizer.frame_seconds * 1000:g} ms "
-              f"frames: {', '.join(summary['ctc_cannot_emit'])}")
-    print(f"per-utterance results: {out}")
-    if args.summary_json:
-        Path(args.summary_json).write_text(json.dumps(summary, indent=1))
-    return 0
-
-
-def expand_inputs(items: list[str]) -> tuple[list[Path], list[Path]]:
-    """Files as given; a directory stands for the audio files in it (sorted). Also returns the directories
-    that hold no audio file at all."""
-    paths, empty = [], []
-    for item in map(Path, items):
-        if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
-            paths += found
-            if not found:
-                empty.append(item)
-        else:
-            paths.append(item)
-    return paths, empty
-
-
-def srt_time(seconds: float) -> str:
-    ms = round(seconds * 1000)
-    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
-
-
-def to_srt(transcript, words_per_cue: int = 8) -> str:
-    """Subtitles: consecutive words in cues of at most `words_per_cue`, timed from the CTC alignment."""
-    cues = [transcript.words[i : i + words_per_cue] for i in range(0, len(transcript.words), words_per_cue)]
-    return "".join(f"{n}\n{srt_time(c[0].start)} --> {srt_time(c[-1].end)}\n{' '.join(w.word for w in c)}\n\n"
-                   for n, c in enumerate(cues, 1))
-
-
-def transcribe(args) -> int:
-    if args.stream:
-        return transcribe_live(args)
-    recognizer = recognizer_for(args.checkpoint, args.device)
-    decoder = decoder_from_args(args, recognizer.vocabulary)
-    paths, empty = expand_inputs(args.files)
-    if args.format == "srt" and len(paths) > 1 and not args.output_dir:
-        raise UserError("--format srt with several files needs --output-dir (one .srt per file)")
-    for folder in empty:
-        print(f"error: no audio files in {folder} (looked for {', '.join(sorted(AUDIO_SUFFIXES))})", file=sys.stderr)
-    results = recognizer.transcribe_files(paths, decoder, batch_size=args.batch_size)
-    failures, documents = len(empty), []
-    for path, transcript, error in results:
-        if error:
-            failures += 1
-            print(f"error: {path}: {error}", file=sys.stderr)
-        elif args.format == "json":
-            documents.append({"file": str(path), **transcript.as_dict()})
-        elif args.format == "srt" and args.output_dir:
-            out = Path(args.output_dir) / f"{path.stem}.srt"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(to_srt(transcript))
-            print(out)
-        elif args.format == "srt":
-            print(to_srt(transcript), end="")
-        else:
-            print(f"{path}\t{transcript.text}" if args.with_names else transcript.text, flush=True)
-    if args.format == "json":
-        print(json.dumps(documents, indent=1))
-    return 1 if failures else 0
-
-
-def transcribe_live(args) -> int:
-    """`asr transcribe --stream`: each file fed to the model chunk by chunk as if live (asr/deploy/streaming.py). On a
-    terminal the partial transcript is rewritten in place after every chunk; otherwise one final line per file."""
-    from asr.data.audio import AudioError
-    from asr.deploy.inference import Recognizer
-    from asr.deploy.streaming import stream_file
-
-    if str(args.checkpoint).endswith(".onnx"):
-        raise UserError("--stream runs PyTorch checkpoints (.ckpt), not .onnx files")
-    if args.decoder != "greedy" or args.format != "text":
-        raise UserError("--stream decodes greedily and prints text: leave out --decoder/--lexicon/--lm and --format")
-    recognizer = Recognizer.from_checkpoint(args.checkpoint, args.device)
-    paths, empty = expand_inputs(args.files)
-    for folder in empty:
-        print(f"error: no audio files in {folder} (looked for {', '.join(sorted(AUDIO_SUFFIXES))})", file=sys.stderr)
-    live = sys.stdout.isatty()
-    failures = len(empty)
-    for path in paths:
-        prefix = f"{path}\t" if args.with_names else ""
-        show = (lambda t: print(f"\r\033[K{prefix}{t.text}", end="", flush=True)) if live else None
-        try:
-            final, _ = stream_file(recognizer, path, args.chunk_ms, show, args.realtime)
-        except AudioError as e:
-            failures += 1
-            print(f"error: {path}: {e}", file=sys.stderr)
-            continue
-        print(f"\r\033[K{prefix}{final.text}" if live else f"{prefix}{final.text}", flush=True)
-    return 1 if failures else 0
-
-
-def download(args) -> int:
-    from asr.data.download import download as fetch
-    from asr.data.download import download_librispeech
-
-    for name in args.datasets:
-        if name == "librispeech":
-            download_librispeech(args.subset, Path(args.data_dir), args.url)
-        else:
-            fetch(name, Path(args.data_dir), url=args.url)
-    return 0
-
-
-def export(args) -> int:
-    if str(args.output).endswith(".onnx"):
-        from asr.deploy.export_onnx import export_onnx
-
-        if len(args.checkpoint) > 1 or Path(args.checkpoint[0]).is_dir():
-            raise UserError("an .onnx file is exported from one checkpoint: average into a .ckpt first "
-                            "(`asr export RUN/checkpoints/top averaged.ckpt`), then export that")
-        info = export_onnx(args.checkpoint[0], args.output, overwrite=args.force)
-        print(f"{info['file']}: {info['bytes'] / 1e6:.1f} MB ONNX (features and acoustic model; transcribe it with "
-              f"`asr transcribe {info['file']} FILES`, no torch needed), sha256 {info['sha256']}")
-        return 0
-    from asr.train.checkpoint import export_checkpoint
-
-    info = export_checkpoint(list(args.checkpoint), args.output, overwrite=args.force)
-    made = (f"the average of {info['averaged']} checkpoints" if info["averaged"] > 1 else
-            f"the training checkpoint: {info['source_bytes'] / 1e6:.1f} MB")
-    print(f"{info['file']}: {info['bytes'] / 1e6:.1f} MB ({made}), sha256 {info['sha256']}")
-    return 0
-
-
-def lm_build(args) -> int:
-    from asr.data.corpora import load_split
-    from asr.decode.lm import build
-
-    sentences = [u.text for u in load_split(args.dataset, "train", args.data_dir)]  # never dev or test
-    arpa, lexicon = build(sentences, Path(args.out), order=args.order, name=f"{args.dataset}_{args.order}gram")
-    print(f"{len(sentences)} training transcripts -> {arpa} and {lexicon}")
-    return 0
 
 
 def add_decoder_options(p: argparse.ArgumentParser) -> None:
@@ -343,15 +160,15 @@ HANDLERS = {
     "train": "asr.train.fit:command",
     "compare": "asr.study.compare:command",
     "wrec-sweep": "asr.study.sweep:command",
-    "evaluate": "asr.cli:evaluate",
-    "transcribe": "asr.cli:transcribe",
+    "evaluate": "asr.deploy.evaluate:command",
+    "transcribe": "asr.deploy.transcribe:command",
     "serve": "asr.app.serve:command",
-    "export": "asr.cli:export",
+    "export": "asr.deploy.export:command",
     "tune-decoder": "asr.app.bench:tune_command",
     "bench transcribe": "asr.app.bench:transcribe_command",
     "bench train": "asr.app.bench:train_command",
-    "lm build": "asr.cli:lm_build",
-    "download": "asr.cli:download",
+    "lm build": "asr.decode.lm:command",
+    "download": "asr.data.download:command",
 }
 
 

@@ -67,7 +67,7 @@ def tiny_librispeech(tmp_path, data_dir):
 
 def test_librispeech_subsets_are_checked_before_unpacking_and_read_back(tiny_librispeech, tmp_path, monkeypatch, capsys):
     import asr.data.download
-    from asr.train.checkpoint import sha256
+    from asr.base.files import sha256
     from asr.data.corpora import load_split
 
     data = tmp_path / "data"

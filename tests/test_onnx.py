@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from asr.data.audio import load_audio
-from asr.train.checkpoint import sha256
+from asr.base.files import sha256
 from asr.cli import main
 from asr.data.corpora import load_split
 from asr.base.errors import UserError

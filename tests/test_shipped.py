@@ -13,7 +13,8 @@ import pytest
 import torch
 import yaml
 
-from asr.train.checkpoint import read_checkpoint, sha256
+from asr.base.files import sha256
+from asr.train.checkpoint import read_checkpoint
 from asr.cli import main
 from asr.decode.decoders import BeamSearchDecoder
 from asr.deploy.inference import Recognizer

@@ -64,7 +64,7 @@ def test_json_has_words_with_monotonic_times_inside_the_file(overfit, capsys):
 
 
 def test_srt_cues_and_timestamps():
-    from asr.cli import srt_time, to_srt
+    from asr.deploy.transcribe import srt_time, to_srt
     from asr.decode.decoders import Transcript, Word
 
     words = [Word(f"W{i}", 0.5 * i, 0.5 * i + 0.3, 0.9) for i in range(10)]

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from asr.data.audio import load_audio
-from asr.train.checkpoint import save_atomically
+from asr.base.files import save_atomically
 from asr.data.conditions import CONDITIONS_VERSION, Condition
 from asr.data.conditions import condition as distortion_of
 from asr.data.corpora import Utterance, load_split

@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from asr.train.checkpoint import sha256
+from asr.base.files import sha256
 from asr.base.errors import UserError
 
 MANIFESTS = Path(__file__).parent / "manifests"
@@ -158,3 +158,13 @@ def download_librispeech(subsets: list[str], data_dir: Path, base_url: str | Non
             manifest.write_text("\n".join(lines) + "\n")
         print(f"librispeech {subset}: verified and unpacked into {root / subset} ({len(files)} files)")
     return root
+
+
+def command(args) -> int:
+    """`asr download an4|fsdd|librispeech ... [--data-dir D --url U --subset ...]`."""
+    for name in args.datasets:
+        if name == "librispeech":
+            download_librispeech(args.subset, Path(args.data_dir), args.url)
+        else:
+            download(name, Path(args.data_dir), url=args.url)
+    return 0

@@ -125,3 +125,13 @@ def build(sentences: list[str], out_dir: Path, order: int = 3, name: str = "lm")
     lm.write_arpa(arpa)
     write_lexicon({w for s in tokenized for w in s}, lexicon)
     return arpa, lexicon
+
+
+def command(args) -> int:
+    """`asr lm build --dataset an4 [--order 3 --out data/lm/an4]`: from the training transcripts only."""
+    from asr.data.corpora import load_split
+
+    sentences = [u.text for u in load_split(args.dataset, "train", args.data_dir)]  # never dev or test
+    arpa, lexicon = build(sentences, Path(args.out), order=args.order, name=f"{args.dataset}_{args.order}gram")
+    print(f"{len(sentences)} training transcripts -> {arpa} and {lexicon}")
+    return 0

@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from asr.train.checkpoint import read_training_checkpoint, sha256
+from asr.base.files import sha256
+from asr.train.checkpoint import read_training_checkpoint
 from asr.base.errors import UserError
 from asr.data.features import FeatureExtractor
 from asr.deploy.inference import Recognizer

@@ -50,3 +50,22 @@ def length_batches(items: list, batch_size: int) -> Iterator[list[int]]:
     starts = range(0, len(order), batch_size)
     for start in progress(starts, len(starts), "network", "batches", minimum=4):
         yield order[start : start + batch_size]
+
+
+def decoder_from_args(args, vocabulary):
+    from asr.decode.decoders import make_decoder
+
+    return make_decoder(vocabulary, args.decoder, beam_size=args.beam_size, lexicon=args.lexicon, lm=args.lm,
+                        lm_weight=args.lm_weight, word_score=args.word_score)
+
+
+def recognizer_for(path: str, device: str = "cpu"):
+    """A model file's recogniser: an exported .onnx through onnxruntime (asr/deploy/onnx_recognizer.py, no torch), any
+    other file as a PyTorch checkpoint (asr/deploy/inference.py)."""
+    if str(path).endswith(".onnx"):
+        from asr.deploy.onnx_recognizer import OnnxRecognizer
+
+        return OnnxRecognizer(path)
+    from asr.deploy.inference import Recognizer
+
+    return Recognizer.from_checkpoint(path, device)

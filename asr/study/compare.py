@@ -20,7 +20,8 @@ import yaml
 from lightning.pytorch.callbacks import Timer
 
 from asr.train.callbacks import GradientFlowMonitor
-from asr.train.checkpoint import read_training_checkpoint, write_text_atomically
+from asr.base.files import write_text_atomically
+from asr.train.checkpoint import read_training_checkpoint
 from asr.data.conditions import condition
 from asr.data.datamodule import ASRDataModule
 from asr.base.errors import UserError

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from asr.train.checkpoint import save_atomically, write_text_atomically
+from asr.base.files import save_atomically, write_text_atomically
 from asr.model.gradients import FRAMES_BACK, fixed_probe_batch, model_gradient_flow
 
 

@@ -1,5 +1,4 @@
-"""Checkpoints and the files around them, one home each: reading a checkpoint safely, exporting one to ship,
-hashing a file, and writing any file atomically.
+"""Checkpoints: reading one safely, and exporting one to ship (averaged over several epochs if asked).
 
 - Reading: `torch.load(weights_only=True)`: tensors and plain containers only, so a file can never run code.
   A file that is not a readable checkpoint gets a CheckpointError that says what it is.
@@ -8,24 +7,20 @@ hashing a file, and writing any file atomically.
   nothing a recognizer needs. The exported file keeps the model's weights and the hyper-parameters that
   rebuild the model and its features. Given several checkpoints of one run (`asr export RUN/checkpoints/top
   OUT.ckpt`), it writes their average.
-- Atomic writes: to a temporary file beside the target, then renamed into place, so that a reader (or a
-  process killed mid-write) sees the old file or the whole new one, never half of it.
 
 No Lightning here: transcription and evaluation read checkpoints too, and never import it.
 """
 from __future__ import annotations
 
-import hashlib
-import os
 import pickle
 import re
 import zipfile
 from pathlib import Path
-from typing import Any, Callable
 
 import torch
 
 from asr.base.errors import UserError
+from asr.base.files import save_atomically, sha256
 
 KEPT = ("epoch", "global_step", "pytorch-lightning_version", "hyper_parameters", "datamodule_hyper_parameters")
 MACHINE_LOCAL = ("data_dir",)  # where the corpus lay on the training machine: meaningless elsewhere
@@ -73,37 +68,6 @@ def acoustic_weights(ckpt: dict) -> dict:
     """The acoustic model's tensors of a checkpoint read above, named as AcousticModel names them (the training
     module keeps them under `model.`)."""
     return {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-
-
-def sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_atomically(path: str | Path, write: Callable[[Path], Any]) -> Path:
-    """Calls write(temporary_path), then renames the temporary file onto `path`. The temporary name carries
-    the process id: several processes (DDP ranks) may write the same file at once, and the last rename wins."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def save_atomically(obj: Any, path: str | Path) -> Path:
-    """torch.save, atomically."""
-    return write_atomically(path, lambda tmp: torch.save(obj, tmp))
-
-
-def write_text_atomically(path: str | Path, text: str) -> Path:
-    return write_atomically(path, lambda tmp: tmp.write_text(text))
 
 
 def averaged_weights(paths: list[Path]) -> dict:
