@@ -46,7 +46,7 @@ test-fast: $(STAMP)
 # Each demo trains into a new runs/an4_quick-<time>/ folder, so earlier runs are kept.
 demo: $(STAMP)
 	@if [ -z "$$ASR_DATA_DIR" ]; then $(VENV)/bin/asr download an4 --data-dir data; fi
-	$(VENV)/bin/asr compare -c recipes/an4_quick.yaml --runs-dir runs/an4_quick-$$(date +%Y%m%d-%H%M%S)
+	$(VENV)/bin/asr compare -c recipes/studies/an4_quick.yaml --runs-dir runs/an4_quick-$$(date +%Y%m%d-%H%M%S)
 
 # The comparison in a browser (http://127.0.0.1:7860): the shipped checkpoints, else the newest demo run's.
 serve: $(STAMP)

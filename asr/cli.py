@@ -45,15 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
                    add_help=False)
 
     p = sub.add_parser("compare", help="the study: train every model of a recipe and write reports/<study>/")
-    p.add_argument("-c", "--config", required=True, help="study recipe (YAML), e.g. recipes/an4_quick.yaml")
+    p.add_argument("-c", "--config", required=True, help="study recipe (YAML), e.g. recipes/studies/an4_quick.yaml")
     p.add_argument("--data-dir", help="override the recipe's data.data_dir")
     p.add_argument("--runs-dir", help="override where the runs go (default runs/<study>)")
     p.add_argument("--report-dir", help="override where the report goes (default reports/<study>)")
     p.add_argument("--jobs", type=int, help="runs trained side by side, one torch thread each (default: the "
                    "recipe's `jobs`, else 1); on a CPU, at most one job per core")
+    p.add_argument("--stage", type=int, help="a staged recipe (`stages:`): start at this stage (default 1)")
+    p.add_argument("--stop-stage", type=int, help="a staged recipe: stop after this stage (default: the last)")
 
     p = sub.add_parser("wrec-sweep", help="gradient across time of untrained tanh RNNs by spectral radius of W_hh")
-    p.add_argument("-c", "--config", required=True, help="sweep recipe, e.g. recipes/wrec_sweep.yaml")
+    p.add_argument("-c", "--config", required=True, help="sweep recipe, e.g. recipes/studies/wrec_sweep.yaml")
     p.add_argument("--data-dir")
     p.add_argument("--report-dir")
 
@@ -118,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--word-score", type=float, default=WORD_SCORE)
     p.add_argument("--repeats", type=int, default=3, help="timed passes per decoder after a warm-up (median reported)")
     p = bench_sub.add_parser("train", help="seconds of the training loop against the bare model step")
-    p.add_argument("-c", "--config", required=True, help="a training recipe, e.g. recipes/an4_lstm.yaml")
+    p.add_argument("-c", "--config", required=True, help="a training recipe, e.g. recipes/models/an4_lstm.yaml")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--data-dir")
     p.add_argument("--output", help="write the results here as JSON")
@@ -137,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="fetch from this URL instead of upstream (a mirror or a local file:// copy); for "
                    "librispeech the folder holding <subset>.tar.gz, as OpenSLR's mirrors lay it out")
     p.add_argument("--subset", nargs="+", default=["train-clean-100", "dev-clean", "test-clean"],
-                   help="librispeech: the subsets to fetch (default: %(default)s, what recipes/librispeech_lstm.yaml "
+                   help="librispeech: the subsets to fetch (default: %(default)s, what recipes/models/librispeech_lstm.yaml "
                         "reads; train-clean-360, train-other-500, dev-other, test-other also)")
     return parser
 

@@ -5,7 +5,7 @@ loop (the study's own Trainer settings, callbacks and loggers), so nothing here 
     .venv/bin/python benchmarks/epoch_profile.py [--model lstm] [--epochs 2] [--threads 2] \
         [--recurrence packed] [--storage memory shards shards memory] [--output benchmarks/epoch_profile_cpu.json]
 
-The model is one of recipes/an4_cpu.yaml's, trained `--epochs` epochs on the Trainer every run gets
+The model is one of recipes/studies/an4_cpu.yaml's, trained `--epochs` epochs on the Trainer every run gets
 (asr/train/runs.py), with the gradient probe run after every epoch (the study runs it every 5th: its share there is
 a fifth of the one measured here). `--recurrence packed` routes the model's recurrence through PackedSequence, the path training took before asr/model/recurrence.py
 (see benchmarks/rnn_kernel.py). `--storage memory shards shards memory` trains the same model once per name, in that order, the training
@@ -85,7 +85,7 @@ def profile(args, storage: str) -> dict:
             self.utterances += len(batch.ids)
 
     torch.set_num_threads(args.threads)
-    recipe = yaml.safe_load((REPO / "recipes/an4_cpu.yaml").read_text())
+    recipe = yaml.safe_load((REPO / "recipes/studies/an4_cpu.yaml").read_text())
     data_args = {**recipe["base"]["data"], "max_utterances": args.max_utterances, "storage": storage}
     data = ASRDataModule(**data_args)
     import time

@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--output")
     args = parser.parse_args()
-    recipe = yaml.safe_load((REPO / "recipes/an4_quick.yaml").read_text())
+    recipe = yaml.safe_load((REPO / "recipes/studies/an4_quick.yaml").read_text())
     recipe.update(study="parallel_jobs_bench", seeds=[0, 1], baseline=None, gradient_flow={"frames": 100, "utterances": 8,
                                                                                             "every_n_epochs": 100})
     recipe["models"] = {"lstm": recipe["models"]["lstm"]}

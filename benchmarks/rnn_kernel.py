@@ -36,7 +36,7 @@ from asr.model.acoustic import GATES, AcousticModel, ModelConfig  # noqa: E402
 from asr.model.recurrence import packed_recurrence, padded_recurrence, recurrence  # noqa: E402
 from asr.data.text import VOCABULARY  # noqa: E402
 
-SIZES = {"demo (2x128 bi)": 128, "CPU study (2x256 bi)": 256}  # recipes/an4_quick.yaml, recipes/an4_cpu.yaml
+SIZES = {"demo (2x128 bi)": 128, "CPU study (2x256 bi)": 256}  # recipes/studies/an4_quick.yaml, recipes/studies/an4_cpu.yaml
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
 BATCH, FRAMES, INPUTS, LAYERS = 16, 120, 240, 2
 PATHS = {"packed": packed_recurrence, "padded": padded_recurrence}

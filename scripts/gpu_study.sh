@@ -12,7 +12,7 @@ if compgen -G ".whl/*.whl" > /dev/null; then
   export PYTHONPATH=$PWD:/tmp/site
 fi
 py=${PYTHON:-python3}
-recipe=${GPU_STUDY_RECIPE:-recipes/an4_compare.yaml}
+recipe=${GPU_STUDY_RECIPE:-recipes/studies/an4_gpu.yaml}
 "$py" - "$recipe" "$OUT" <<'PY'
 import os, sys, yaml
 recipe = yaml.safe_load(open(sys.argv[1]))

@@ -5,7 +5,7 @@
 #   run(carry=[".gpu", ".whl"], command="bash scripts/gpu_study.sh", timeout_s=...)
 # Usage: scripts/prepare_gpu_carry.sh [STUDY_RECIPE]   (needs $ASR_DATA_DIR or ./data holding an4/)
 set -euo pipefail
-recipe=${1:-recipes/an4_compare.yaml}
+recipe=${1:-recipes/studies/an4_gpu.yaml}
 data=${ASR_DATA_DIR:-data}
 py=${PYTHON:-.venv/bin/python}
 rm -rf .gpu && mkdir -p .gpu/data/an4

@@ -12,16 +12,16 @@ asr=${ASR:-.venv/bin/asr}
 stamp=$(date +%Y%m%d-%H%M%S)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
-$asr compare -c recipes/an4_quick.yaml --runs-dir "runs/an4_quick-$stamp"
+$asr compare -c recipes/studies/an4_quick.yaml --runs-dir "runs/an4_quick-$stamp"
 
-$asr train -c recipes/fsdd_lstm.yaml --run_dir "runs/fsdd_lstm-$stamp" --trainer.enable_progress_bar false
+$asr train -c recipes/models/fsdd_lstm.yaml --run_dir "runs/fsdd_lstm-$stamp" --trainer.enable_progress_bar false
 mkdir -p reports/fsdd
 $asr evaluate "runs/fsdd_lstm-$stamp/checkpoints/best.ckpt" --dataset fsdd --split test \
   --output reports/fsdd/test_utterances.csv --summary-json reports/fsdd/test_greedy.json
 
 scripts/decoding_report.sh "runs/an4_quick-$stamp/lstm/seed0/checkpoints/best.ckpt" reports/decoding
 
-$asr wrec-sweep -c recipes/wrec_sweep.yaml
+$asr wrec-sweep -c recipes/studies/wrec_sweep.yaml
 
 data=${ASR_DATA_DIR:-data}
 .venv/bin/python scripts/serve_screenshot.py docs/serve.png "$data/an4/wav/an4test_clstk/fcaw/an406-fcaw-b.wav" \

@@ -4,10 +4,10 @@
     .venv/bin/python scripts/ship_checkpoints.py --study runs/an4_cpu [--stream-study runs/an4_remedies_cpu]
         [--fsdd-run runs/fsdd_lstm-...]
 
-From the main study (recipes/an4_cpu.yaml), for each of the LSTM, the GRU and the clipped tanh RNN, the seed with
+From the main study (recipes/studies/an4_cpu.yaml), for each of the LSTM, the GRU and the clipped tanh RNN, the seed with
 the lowest dev WER is exported (`asr export`: weights only) to checkpoints/an4_<model>.ckpt beside the `asr train`
 recipe that made it; from a study of unidirectional models on globally normalised features (--stream-study: the
-remedies study, recipes/an4_remedies_cpu.yaml, or the lookahead study, recipes/an4_stream_cpu.yaml, with
+remedies study, recipes/studies/an4_remedies_cpu.yaml, or the lookahead study, reports/an4_stream_cpu/recipe.yaml, with
 --stream-study-report) its LSTM and clipped tanh RNN go to checkpoints/an4_<model>_stream.ckpt, the models that transcribe live
 (asr/deploy/streaming.py); a run that started from another run's weights (`model.init_from`, a fine-tune) ships with
 the recipes of the runs before it, <name>.stage1.yaml, ..., so the card can say how to train it again. The word LM (a 3-gram from AN4's training transcripts, `asr lm build`) goes to
@@ -289,11 +289,12 @@ def ship_study_model(study: Path, summary: dict, model: str, name: str, out: Pat
         earlier = json.loads((stage / "result.json").read_text())
         stages.append({"recipe_file": f"{name}.stage{i}.yaml", "run": str(stage),
                        "selected_epoch": earlier["selected_epoch"], "train_seconds": earlier["train_seconds"]})
-    how = f"asr compare -c {summary['recipe_path']}"
+    stage = summary["recipe"].get("stage")  # a stage of a staged recipe: the stages up to it train this model
+    how = f"asr compare -c {summary['recipe_path']}" + (f" --stop-stage {stage}" if stage else "")
     record = {"name": name, "file": target.name, "recipe_file": f"{name}.yaml", "dataset": "an4",
               "bytes": info["bytes"], "sha256": info["sha256"], "parameters": run["parameters"],
               **architecture(target),
-              "trained_by": how + (" --jobs 2 (scripts/cpu_study.sh)" if summary["recipe_path"] == "recipes/an4_cpu.yaml"
+              "trained_by": how + (" --jobs 2 (scripts/cpu_study.sh)" if summary["recipe_path"] == "recipes/studies/an4_cpu.yaml"
                                    else ""),
               **({"stages": stages} if stages else {}),
               "run": f"{model} seed {run['seed']} (lowest dev WER of seeds "
@@ -309,17 +310,17 @@ def ship_study_model(study: Path, summary: dict, model: str, name: str, out: Pat
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--study", help="runs folder of `asr compare -c recipes/an4_cpu.yaml` (ships an4_lstm, "
+    parser.add_argument("--study", help="runs folder of `asr compare -c recipes/studies/an4_cpu.yaml` (ships an4_lstm, "
                         "an4_gru, an4_tanh_rnn_clipped)")
     parser.add_argument("--study-report", default="reports/an4_cpu/summary.json")
-    parser.add_argument("--stream-study", help="runs folder of `asr compare -c recipes/an4_remedies_cpu.yaml` (ships "
+    parser.add_argument("--stream-study", help="runs folder of `asr compare -c recipes/studies/an4_remedies_cpu.yaml` (ships "
                         "an4_lstm_stream, an4_tanh_rnn_clipped_stream)")
     parser.add_argument("--stream-study-report", default="reports/an4_remedies_cpu/summary.json")
     parser.add_argument("--stream-models", nargs="+", default=STREAM_MODELS, choices=STREAM_MODELS,
                         help="which models of the --stream-study to ship (a study of LSTMs alone: lstm)")
     parser.add_argument("--average", action="store_true", help="ship the average of each run's dev-best epochs "
                         "(RUN/checkpoints/top/, `asr export`) unless the best epoch alone has the lower dev WER")
-    parser.add_argument("--fsdd-run", help="run folder of `asr train -c recipes/fsdd_lstm.yaml` (ships fsdd_lstm)")
+    parser.add_argument("--fsdd-run", help="run folder of `asr train -c recipes/models/fsdd_lstm.yaml` (ships fsdd_lstm)")
     parser.add_argument("--fsdd-commit", help="the commit the FSDD run was trained at")
     parser.add_argument("--out", default="checkpoints")
     parser.add_argument("--details", default="reports/shipped")
@@ -357,12 +358,12 @@ def main() -> int:
         run_dir = Path(args.fsdd_run)
         target = out / "fsdd_lstm.ckpt"
         info = export_checkpoint(run_dir / "checkpoints/best.ckpt", target, overwrite=True)
-        shutil.copyfile(ROOT / "recipes/fsdd_lstm.yaml", out / "fsdd_lstm.yaml")
+        shutil.copyfile(ROOT / "recipes/models/fsdd_lstm.yaml", out / "fsdd_lstm.yaml")
         recognizer = Recognizer.from_checkpoint(target)
         shipped["fsdd_lstm"] = {"name": "fsdd_lstm", "file": target.name, "recipe_file": "fsdd_lstm.yaml",
                                 "dataset": "fsdd", "bytes": info["bytes"], "sha256": info["sha256"],
                                 "parameters": recognizer.model.num_parameters(), **architecture(target),
-                                "trained_by": "asr train -c recipes/fsdd_lstm.yaml (scripts/reproduce_reports.sh)",
+                                "trained_by": "asr train -c recipes/models/fsdd_lstm.yaml (scripts/reproduce_reports.sh)",
                                 "run": run_dir.name, "git_commit": args.fsdd_commit, "shipped_by": shipped_by,
                                 **measure("fsdd_lstm", target, "fsdd", details, None, None)}
         print(f"fsdd_lstm: test WER greedy {shipped['fsdd_lstm']['test_greedy']['wer']:.2f} %", flush=True)

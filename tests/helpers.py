@@ -10,9 +10,9 @@ REPO = Path(__file__).resolve().parents[1]
 def train_argv(recipe: str, run_dir: Path, data_dir: Path, *extra: str, cache_dir: Optional[Path] = None,
                utterances: int = 24, batch_size: Optional[int] = 8, hidden_size: int = 16, num_layers: int = 1,
                epochs: int = 1) -> list[str]:
-    """`asr train` arguments (without the program) for recipes/<recipe>.yaml shrunk to a few training utterances
+    """`asr train` arguments (without the program) for recipes/models/<recipe>.yaml shrunk to a few training utterances
     and a small model, on the CPU, without a progress bar; `extra` overrides anything before it."""
-    argv = ["train", "-c", str(REPO / "recipes" / f"{recipe}.yaml"), "--run_dir", str(run_dir),
+    argv = ["train", "-c", str(REPO / "recipes" / "models" / f"{recipe}.yaml"), "--run_dir", str(run_dir),
             "--data.data_dir", str(data_dir), "--data.max_utterances", str(utterances),
             "--data.cache_dir", str(cache_dir or Path(run_dir) / "cache"),
             "--model.hidden_size", str(hidden_size), "--model.num_layers", str(num_layers),

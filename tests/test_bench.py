@@ -78,7 +78,7 @@ def test_bench_transcribe_scores_exactly_as_evaluate(checkpoint, overfit, lm, da
 def test_bench_train_times_the_loop_and_the_bare_model(data_dir, tmp_path):
     import yaml
 
-    recipe = yaml.safe_load(open("recipes/an4_gru.yaml"))
+    recipe = yaml.safe_load(open("recipes/models/an4_gru.yaml"))
     recipe["model"].update(hidden_size=8, num_layers=1)
     recipe["data"].update(max_utterances=16, batch_size=8, cache_dir=str(tmp_path / "cache"))
     recipe["trainer"]["accelerator"] = "cpu"

@@ -142,8 +142,8 @@ def test_wrec_sweep_vanishes_below_one_and_grows_above(data_dir, tmp_path):
 
 
 def test_remedies_study_runs_every_remedy_a_few_steps(tmp_path, data_dir):
-    """recipes/an4_remedies_cpu.yaml, shrunk to a few steps: every remedy trains and lands in the report."""
-    recipe = yaml.safe_load(open("recipes/an4_remedies_cpu.yaml"))
+    """recipes/studies/an4_remedies_cpu.yaml, shrunk to a few steps: every remedy trains and lands in the report."""
+    recipe = yaml.safe_load(open("recipes/studies/an4_remedies_cpu.yaml"))
     recipe["gradient_flow"] = {"frames": 30, "utterances": 2, "every_n_epochs": 1}
     recipe["base"]["model"]["hidden_size"] = 16
     recipe["base"]["data"].update(data_dir=str(data_dir), max_utterances=16, cache_dir=str(tmp_path / "cache"))

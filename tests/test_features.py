@@ -74,7 +74,7 @@ def test_spec_augment_takes_its_mask_settings_from_the_recipe(data_dir, tmp_path
         with pytest.raises(UserError, match=named):
             ASRDataModule(dataset="an4", data_dir=str(data_dir), spec_augment=bad)
     with pytest.raises(SystemExit):
-        main(["train", "-c", str(REPO / "recipes/an4_lstm.yaml"), "--data.spec_augment", "{time_width: 5}",
+        main(["train", "-c", str(REPO / "recipes/models/an4_lstm.yaml"), "--data.spec_augment", "{time_width: 5}",
               "--print_config"])
     assert yaml.safe_load(capsys.readouterr().out)["data"]["spec_augment"] == {"time_width": 5}
 

@@ -60,3 +60,73 @@ def test_a_second_stage_study_starts_each_seed_from_that_seed_of_the_first(data_
         weights = model_weights(run / "checkpoints/last.ckpt")
         for other, start in starts.items():
             assert all(torch.allclose(weights[k], start[k], atol=1e-6) for k in start) is (other == seed), (seed, other)
+
+
+def test_a_staged_recipe_starts_a_later_stage_from_the_dev_best_run_of_the_earlier_one(data_dir, tmp_path, capsys):
+    """`init_from: stage1` through `asr compare` of a staged recipe, run as a user would: stage 1 alone
+    (--stop-stage 1), then stage 2 alone (--stage 2), which finds stage 1's output in its summary.json: the
+    best.ckpt of its run with the lowest dev WER, named in the stage-2 run's config.yaml, whose weights (at a
+    learning rate of 1e-10) are that checkpoint's. Before stage 1 has finished, stage 2 is refused in one line."""
+    lstm, still = {"model": {"cell": "lstm"}}, {"learning_rate": 1e-10, "weight_decay": 0.0}
+    first = tiny_study("first", data_dir, tmp_path / "cache", {"lstm": lstm}, seeds=[0, 1],
+                       data={"max_utterances": 8}, trainer={"max_epochs": 1})
+    second = tiny_study("second", data_dir, tmp_path / "cache", {"lstm": lstm}, seeds=[0],
+                        model={**still, "init_from": "stage1"}, data={"max_utterances": 8}, trainer={"max_epochs": 1})
+    for stage in (first, second):
+        del stage["baseline"]
+    recipe = tmp_path / "staged.yaml"
+    recipe.write_text(yaml.safe_dump({"stages": [first, second]}))
+    where = ["--runs-dir", str(tmp_path / "runs"), "--report-dir", str(tmp_path / "reports")]
+
+    assert main(["compare", "-c", str(recipe), *where, "--stage", "2"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "stage 2 starts from stage 1, which has not finished" in error and "--stage 1" in error, error
+
+    assert main(["compare", "-c", str(recipe), *where, "--stop-stage", "1"]) == 0
+    assert not (tmp_path / "runs/second").exists()
+    assert main(["compare", "-c", str(recipe), *where, "--stage", "2"]) == 0
+    runs = yaml.safe_load((tmp_path / "reports/first/summary.json").read_text())["models"]["lstm"]["runs"]
+    best = min(runs, key=lambda r: r["best_dev_wer"])["seed"]
+    source = tmp_path / f"runs/first/lstm/seed{best}/checkpoints/best.ckpt"
+    run = tmp_path / "runs/second/lstm/seed0"
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["init_from"] == str(source)
+    weights, start = model_weights(run / "checkpoints/last.ckpt"), model_weights(source)
+    assert all(torch.allclose(weights[k], start[k], atol=1e-6) for k in start)
+    report = (tmp_path / "reports/second/report.md").read_text()
+    assert f"asr compare -c {recipe} --stage 2 --stop-stage 2" in report
+
+
+def test_the_output_of_a_stage_is_its_run_of_lowest_dev_wer(tmp_path):
+    """stage_output picks by dev WER (seed 1 here), never by test WER or seed order; `stage1/gru` names another
+    model's run; a stage may start only from one before it."""
+    import json
+
+    from asr.base.errors import UserError
+    from asr.study.recipes import pipeline_stage
+
+    runs = [{"seed": 0, "best_dev_wer": 30.0, "test_wer": 10.0}, {"seed": 1, "best_dev_wer": 20.0, "test_wer": 40.0}]
+    (tmp_path / "r1").mkdir()
+    (tmp_path / "r1/summary.json").write_text(json.dumps({"models": {"lstm": {"runs": runs}, "gru": {"runs": runs[:1]}}}))
+    first = {"study": "one", "runs_dir": str(tmp_path / "runs1"), "report_dir": str(tmp_path / "r1"),
+             "base": {"model": {}}, "models": {"lstm": {}, "gru": {}}}
+    second = {"study": "two", "base": {"model": {"init_from": "stage1"}},
+              "models": {"lstm": {}, "other": {"model": {"init_from": "stage1/gru"}}, "file": {"model": {"init_from": "x.ckpt"}}}}
+    stage = pipeline_stage([first, second], 2)
+    assert stage["stage"] == 2
+    assert stage["models"]["lstm"]["model"]["init_from"] == str(tmp_path / "runs1/lstm/seed1/checkpoints/best.ckpt")
+    assert stage["models"]["other"]["model"]["init_from"] == str(tmp_path / "runs1/gru/seed0/checkpoints/best.ckpt")
+    assert stage["models"]["file"]["model"]["init_from"] == "x.ckpt"
+    with pytest.raises(UserError, match="starts only from one before it"):
+        pipeline_stage([first, {**second, "base": {"model": {"init_from": "stage2"}}}], 2)
+
+
+def test_stage_options_on_a_recipe_without_stages_or_outside_its_stages_are_refused(data_dir, tmp_path, capsys):
+    plain = tiny_study("plain", data_dir, tmp_path / "cache", {"lstm": {"model": {"cell": "lstm"}}})
+    (tmp_path / "plain.yaml").write_text(yaml.safe_dump(plain))
+    (tmp_path / "staged.yaml").write_text(yaml.safe_dump({"stages": [plain]}))
+    for recipe, options, said in (("plain.yaml", ["--stage", "1"], "has no stages"),
+                                  ("staged.yaml", ["--stage", "2"], "has stages 1 to 1")):
+        assert main(["compare", "-c", str(tmp_path / recipe), *options]) == 2
+        error = capsys.readouterr().err.strip().splitlines()[-1]
+        assert said in error, error
+    assert not (tmp_path / "cache").exists()  # refused before anything was read or trained

@@ -140,7 +140,7 @@ def test_wrong_storage_settings_are_refused(args, message, tmp_path, data_dir, c
 
 
 def test_librispeech_recipe_trains_from_shards_and_evaluates_end_to_end(tmp_path, data_dir, capsys):
-    """recipes/librispeech_lstm.yaml, shrunk, on a corpus in LibriSpeech's published layout that the test makes from
+    """recipes/models/librispeech_lstm.yaml, shrunk, on a corpus in LibriSpeech's published layout that the test makes from
     real AN4 speech (FLAC): the training split streamed from shards through a DataLoader worker, then `asr evaluate`."""
     train, test = load_split("an4", "train", str(data_dir)), load_split("an4", "test", str(data_dir))
     for subset, utts in {"train-clean-100": train[:24], "dev-clean": test[:4], "test-clean": test[4:8]}.items():

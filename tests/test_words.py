@@ -40,7 +40,7 @@ def test_beam_search_refuses_a_word_model_and_says_what_to_use():
 
 def test_a_word_study_starts_from_a_character_models_run_all_but_its_output_layer(data_dir, tmp_path):
     """A character study, then a word study whose init_from names its run (the path of
-    recipes/an4_stream_words_cpu.yaml), through `asr compare`: the word model's symbols are the words of its
+    recipes/streaming/an4_lstm_stream.yaml (stage 3)), through `asr compare`: the word model's symbols are the words of its
     training transcripts, the layers below the output are the character model's (a learning rate of 1e-10 keeps
     them), and `asr evaluate` of its checkpoint decodes only those words."""
     lstm = {"lstm": {"model": {"cell": "lstm"}}}

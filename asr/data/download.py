@@ -47,7 +47,7 @@ LIBRISPEECH_SHA256 = {
     "train-clean-360": "146a56496217e96c14334a160df97fffedd6e0a04e66b9c5af0d40be3c792ecf",
     "train-other-500": "ddb22f27f96ec163645d53215559df6aa36515f26e01dd70798188350adcb6d2",
 }
-LIBRISPEECH_DEFAULT = ("train-clean-100", "dev-clean", "test-clean")  # what recipes/librispeech_lstm.yaml reads
+LIBRISPEECH_DEFAULT = ("train-clean-100", "dev-clean", "test-clean")  # what recipes/models/librispeech_lstm.yaml reads
 
 
 class DownloadError(UserError):

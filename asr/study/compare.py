@@ -1,6 +1,7 @@
-"""`asr compare -c recipes/an4_compare.yaml`: the study. Trains every model of a recipe (asr/study/recipes.py
+"""`asr compare -c recipes/studies/an4_cpu.yaml`: the study. Trains every model of a recipe (asr/study/recipes.py
 resolves it into one `asr train` recipe per run) for every seed under one budget, picks each run's checkpoint
-on dev, evaluates it on test, aggregates the seeds, and writes the report (asr/study/report.py).
+on dev, evaluates it on test, aggregates the seeds, and writes the report (asr/study/report.py). A staged
+recipe (`stages:`) runs its studies in order, `--stage N --stop-stage M` a part of them.
 
 Every run also writes the `asr train` recipe that reproduces it (runs/<study>/<model>/seed<N>/config.yaml).
 """
@@ -28,7 +29,7 @@ from asr.base.errors import UserError
 from asr.model.gradients import FRAMES_BACK, model_gradient_flow
 from asr.deploy.inference import Recognizer
 from asr.train.module import ASRModule
-from asr.study.recipes import GRADIENT_FLOW_KEYS, deep_merge, resolve_models, run_recipe
+from asr.study.recipes import GRADIENT_FLOW_KEYS, deep_merge, pipeline_stage, resolve_models, run_recipe, study_dirs
 from asr.study.results import ModelResult, RunHistory, RunResult, StudyResult
 from asr.train.runs import RunLock, build_trainer, callback_of, expected_warnings_silenced
 from asr.study.workers import worker_pool
@@ -176,8 +177,7 @@ def run_in_parallel(jobs: list[Job], data_args: dict, measures: Measures, worker
 def run_study(recipe: dict, recipe_path: str | None = None) -> Path:
     study = recipe["study"]
     started = environment()  # the code that trains is the code checked out now, not at the end
-    report_dir = Path(recipe.get("report_dir", f"reports/{study}"))
-    runs_dir = Path(recipe.get("runs_dir", f"runs/{study}"))
+    runs_dir, report_dir = study_dirs(recipe)
     seeds = recipe.get("seeds", [0])
     flow = {k: v for k, v in recipe.get("gradient_flow", {}).items() if k in GRADIENT_FLOW_KEYS}
     conditions = tuple(recipe.get("conditions", ()))  # test conditions each run is also scored under
@@ -222,18 +222,36 @@ def run_study(recipe: dict, recipe_path: str | None = None) -> Path:
 
 
 def command(args) -> int:
-    """`asr compare -c RECIPE [--data-dir D --runs-dir R --report-dir P]`."""
+    """`asr compare -c RECIPE [--data-dir D --runs-dir R --report-dir P --jobs N --stage N --stop-stage M]`."""
     path = Path(args.config)
     if not path.is_file():
         raise UserError(f"study recipe {path} not found")
     recipe = yaml.safe_load(path.read_text())
+    stages = recipe.get("stages")
+    if stages is None:
+        if args.stage or args.stop_stage:
+            raise UserError(f"{path} has no stages: --stage and --stop-stage apply to a staged recipe (`stages:`)")
+        run_study(with_options(recipe, args), str(path))
+        return 0
+    first, last = args.stage or 1, args.stop_stage or len(stages)
+    if not 1 <= first <= last <= len(stages):
+        raise UserError(f"{path} has stages 1 to {len(stages)}: --stage {first} --stop-stage {last} is outside them")
+    stages = [with_options(stage, args, nested=True) for stage in stages]
+    for number in range(first, last + 1):
+        print(f"[{path}: stage {number} of {len(stages)}, {stages[number - 1]['study']}]", file=sys.stderr, flush=True)
+        run_study(pipeline_stage(stages, number), str(path))
+    return 0
+
+
+def with_options(recipe: dict, args, nested: bool = False) -> dict:
+    """The study recipe with the command line's choices in; for a stage of a staged recipe (`nested`), --runs-dir and
+    --report-dir are folders that hold each stage's own."""
+    recipe = dict(recipe)
     if args.data_dir:
-        recipe["base"].setdefault("data", {})["data_dir"] = args.data_dir
-    if args.runs_dir:
-        recipe["runs_dir"] = args.runs_dir
-    if args.report_dir:
-        recipe["report_dir"] = args.report_dir
+        recipe["base"] = deep_merge(recipe["base"], {"data": {"data_dir": args.data_dir}})
+    for key, value in (("runs_dir", args.runs_dir), ("report_dir", args.report_dir)):
+        if value:
+            recipe[key] = str(Path(value) / recipe["study"]) if nested else value
     if args.jobs:
         recipe["jobs"] = args.jobs
-    run_study(recipe, str(path))
-    return 0
+    return recipe

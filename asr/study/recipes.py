@@ -13,8 +13,11 @@ data, trainer) and a list of `models`, each overriding only what makes it differ
       tanh_rnn_wide: {model: {cell: rnn_tanh}, match_parameters: lstm}   # widened to the LSTM's size
       tanh_rnn: {model: {cell: rnn_tanh}, seeds: [0]}   # fewer seeds than the study's, where time is short
 
-A second stage that trains on from a first study's runs names their checkpoint in `model.init_from`; a `{seed}`
-in that path is each run's own seed, so that seed N of the second stage starts from seed N of the first:
+A staged recipe (icefall's numbered stages) is a list of such studies run in order, `stages: [{study: ...}, ...]`;
+a later stage starts from an earlier one's output, `model.init_from: stage1`: the best.ckpt of stage 1's run of
+the same model (`stage1/lstm`: of that model) with the lowest dev WER, read from that stage's summary.json.
+Outside stages, `model.init_from` names a checkpoint file; a `{seed}` in it is each run's own seed, so that seed
+N of a second study starts from seed N of the first:
 
     base: {model: {init_from: runs/an4_stream_wide_cpu/lstm/seed{seed}/checkpoints/best.ckpt, ...}, ...}
 
@@ -23,6 +26,8 @@ Every run also writes the `asr train` recipe that reproduces it (runs/<study>/<m
 from __future__ import annotations
 
 import copy
+import json
+import re
 from pathlib import Path
 
 from asr.base.errors import UserError
@@ -31,6 +36,13 @@ from asr.data.text import VOCABULARY
 
 GRADIENT_FLOW_KEYS = ("frames", "utterances", "every_n_epochs")  # GradientFlowMonitor's arguments
 MODEL_STUDY_KEYS = ("match_parameters", "seeds")  # what a model entry says about the study, not about training
+STAGE_OUTPUT = re.compile(r"stage(\d+)(?:/(\w+))?")  # model.init_from naming an earlier stage's output
+
+
+def study_dirs(recipe: dict) -> tuple[Path, Path]:
+    """Where a study's runs train and where its report (and the runs' records) go."""
+    study = recipe["study"]
+    return Path(recipe.get("runs_dir", f"runs/{study}")), Path(recipe.get("report_dir", f"reports/{study}"))
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -82,3 +94,35 @@ def run_recipe(config: dict, seed: int, run_dir: Path, flow: dict) -> dict:
     if isinstance(model.get("init_from"), str):  # seed N of a second stage starts from seed N of the first
         model["init_from"] = model["init_from"].replace("{seed}", str(seed))
     return recipe
+
+
+def pipeline_stage(stages: list[dict], number: int) -> dict:
+    """Stage `number` (from 1) of a staged recipe as a study recipe: every `init_from: stageK[/MODEL]` (in the base
+    or a model's own section) replaced by the checkpoint that stage K's output names (stage_output)."""
+    stage = {**copy.deepcopy(stages[number - 1]), "stage": number}
+    base_from = (stage["base"].get("model") or {}).get("init_from")
+    for name in stage["models"]:
+        spec = stage["models"][name] = dict(stage["models"][name] or {})
+        source = (spec.get("model") or {}).get("init_from", base_from)
+        found = STAGE_OUTPUT.fullmatch(source) if isinstance(source, str) else None
+        if found:
+            path = stage_output(stages, number, int(found[1]), found[2] or name)
+            spec["model"] = {**(spec.get("model") or {}), "init_from": str(path)}
+    return stage
+
+
+def stage_output(stages: list[dict], number: int, earlier: int, model: str) -> Path:
+    """The best.ckpt of stage `earlier`'s run of `model` with the lowest dev WER, from that stage's summary.json."""
+    if not 1 <= earlier < number:
+        raise UserError(f"stage {number}: init_from names stage {earlier}; a stage starts only from one before it")
+    runs_dir, report_dir = study_dirs(stages[earlier - 1])
+    summary = report_dir / "summary.json"
+    if not summary.is_file():
+        raise UserError(f"stage {number} starts from stage {earlier}, which has not finished ({summary} not found): "
+                        f"run it first (--stage {earlier})")
+    runs = json.loads(summary.read_text())["models"].get(model, {}).get("runs")
+    if not runs:
+        raise UserError(f"stage {number}: stage {earlier} ({stages[earlier - 1]['study']}) has no model {model!r}; "
+                        f"name one in init_from as stage{earlier}/MODEL")
+    best = min(runs, key=lambda run: run["best_dev_wer"])
+    return runs_dir / model / f"seed{best['seed']}" / "checkpoints" / "best.ckpt"

@@ -199,19 +199,22 @@ def write_report(study: StudyResult, report_dir: Path) -> None:
     rows = summary_table(study)
     base = study.recipe["base"]
     jobs = study.recipe.get("jobs")
+    stage = study.recipe.get("stage")  # a stage of a staged recipe (asr/study/recipes.py: pipeline_stage)
     text = [
         f"# Study `{study.study}`: vanilla RNN vs gated cells on {study.dataset}",
         "",
         f"Device: {study.device}; torch {study.versions['torch']}, lightning {study.versions['lightning']}; "
         f"runs trained at git {', '.join(run_commits(study))}"
         f"{' (uncommitted changes)' if study.git_dirty else ''}. "
-        f"Recipe: `{study.recipe_path}` ({base.get('trainer', {}).get('max_epochs')} epochs, "
+        f"Recipe: `{study.recipe_path}`{f', stage {stage}' if stage else ''} "
+        f"({base.get('trainer', {}).get('max_epochs')} epochs, "
         f"{base['model'].get('num_layers')} layers, {'bi' if base['model'].get('bidirectional', True) else 'uni'}directional). "
         "Each run's checkpoint is chosen on the dev split (speakers held out of training); the test split is "
         "evaluated once on those weights, every utterance scored, with greedy CTC decoding; sd is the sample "
         "standard deviation over seeds. Every column comes from the selected weights except those marked "
         "(training), which cover all training steps. Reproduce with `asr compare -c "
-        f"{study.recipe_path}{f' --jobs {jobs}' if jobs else ''}`.",
+        f"{study.recipe_path}{f' --stage {stage} --stop-stage {stage}' if stage else ''}"
+        f"{f' --jobs {jobs}' if jobs else ''}`.",
         "",
         *rows,
         "",

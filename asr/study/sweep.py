@@ -1,4 +1,4 @@
-"""`asr wrec-sweep -c recipes/wrec_sweep.yaml`: the vanishing/exploding picture with no training at all.
+"""`asr wrec-sweep -c recipes/studies/wrec_sweep.yaml`: the vanishing/exploding picture with no training at all.
 
 A tanh RNN's W_hh is set to a matrix of chosen spectral radius rho (a rescaled orthogonal or Gaussian
 matrix) and the gradient-across-time curve is measured on real AN4 utterances: below rho = 1 the
