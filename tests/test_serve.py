@@ -156,13 +156,13 @@ def test_an_an4_test_file_and_requests_at_once(server, browser, overfit, an4_tes
 
 
 def readme_client_example() -> str:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "docs/live.md").read_text()
     block = readme.split("<!-- gradio_client example -->", 1)[1]
     return block.split("```python\n", 1)[1].split("```", 1)[0]
 
 
 def test_the_readme_client_example_gets_what_the_command_line_gets(server, overfit, checkpoint, capsys):
-    """The README's gradio_client snippet, run as written (the page's URL and an AN4 training file put in), against
+    """The gradio_client snippet of docs/live.md, run as written (the page's URL and an AN4 training file put in), against
     `asr transcribe` on the same file: the same transcript from every model, through the /transcribe endpoint."""
     wav = str(overfit.utterances[0].path)
     code = readme_client_example().replace("http://127.0.0.1:7860/", server).replace("an406-fcaw-b.wav", wav)
