@@ -1,5 +1,6 @@
 """End to end through the `asr` command: train a tiny model on real AN4, resume it, evaluate, bad recipes."""
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -148,7 +149,8 @@ def test_a_user_mistake_is_one_line_and_anything_else_is_reported_as_a_bug(monke
     library included, is ours: the traceback and exit 3, never dressed up as a user error."""
     assert main(["compare", "-c", str(tmp_path / "missing.yaml")]) == 2
     err = capsys.readouterr().err
-    assert err == f"error: study recipe {tmp_path / 'missing.yaml'} not found\n"
+    assert err == (f"error: recipe {tmp_path / 'missing.yaml'} not found (the recipes are in recipes/models/, "
+                   "recipes/studies/ and recipes/streaming/)\n")
 
     import asr.study.compare
 
@@ -169,3 +171,20 @@ def test_the_command_tree_imports_neither_torch_nor_lightning():
             "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["train", "-c", "recipes/an4_lstm.yaml"], "now recipes/models/an4_lstm.yaml"),
+    (["compare", "-c", "recipes/an4_cpu.yaml"], "now recipes/studies/an4_cpu.yaml"),
+    (["compare", "-c", "recipes/an4_stream_576_cpu.yaml"], "now reports/an4_stream_576_cpu/recipe.yaml"),
+    (["compare", "-c", "recipes/an4_stream_words_cpu.yaml"],
+     "now recipes/streaming/an4_lstm_stream.yaml --stage 3 --stop-stage 3"),
+    (["wrec-sweep", "-c", "recipes/wrec_sweep.yaml"], "now recipes/studies/wrec_sweep.yaml"),
+    (["compare", "-c", "recipes/no_such_study.yaml"], "not found (the recipes are in recipes/models/"),
+])
+def test_a_recipe_named_by_its_old_path_says_where_it_is_now(argv, named, capsys, monkeypatch):
+    """recipes/ was regrouped: a command given a recipe's old path fails in one line that names the new one."""
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("error: recipe ") and named in error, error

@@ -18,6 +18,7 @@ from pathlib import Path
 import soundfile
 import torch
 
+from asr.base.files import recipe_file
 from asr.data.corpora import load_split
 from asr.decode.decoders import BeamSearchDecoder, GreedyDecoder
 from asr.deploy.inference import Recognizer
@@ -107,7 +108,7 @@ def transcribe_command(args) -> int:
 
 def train_command(args) -> int:
     """`asr bench train -c RECIPE`."""
-    bench_train(args.config, args.epochs, args.data_dir, args.output)
+    bench_train(str(recipe_file(args.config)), args.epochs, args.data_dir, args.output)
     return 0
 
 

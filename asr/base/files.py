@@ -1,4 +1,4 @@
-"""Files every layer writes or checks: atomic writes and sha256.
+"""Files every layer writes or checks: atomic writes, sha256, and the recipe a command is given.
 
 Atomic: written to a temporary file beside the target, then renamed into place, so that a reader (or a
 process killed mid-write) sees the old file or the whole new one, never half of it. No torch at import:
@@ -10,6 +10,8 @@ import hashlib
 import os
 from pathlib import Path
 from typing import Any, Callable
+
+from asr.base.errors import UserError
 
 
 def sha256(path: str | Path) -> str:
@@ -43,3 +45,24 @@ def save_atomically(obj: Any, path: str | Path) -> Path:
 
 def write_text_atomically(path: str | Path, text: str) -> Path:
     return write_atomically(path, lambda tmp: tmp.write_text(text))
+
+
+def recipe_file(path: str | Path) -> Path:
+    """The recipe at `path`; if there is none, a UserError that names where a recipe of that name is now (recipes/
+    is grouped into models/, studies/ and streaming/; the recipes of past experiments live beside their reports;
+    a stage of a staged recipe is run with --stage) or, failing that, what recipes there are."""
+    import yaml
+
+    path = Path(path)
+    if path.is_file():
+        return path
+    found = [str(p) for p in sorted(Path("recipes").rglob(path.name))]
+    found += [str(p) for p in [Path("reports") / path.stem / "recipe.yaml"] if p.is_file()]
+    for staged in sorted(Path("recipes").rglob("*.yaml")):
+        stages = (yaml.safe_load(staged.read_text()) or {}).get("stages") or []
+        found += [f"{staged} --stage {n} --stop-stage {n}" for n, stage in enumerate(stages, 1)
+                  if stage.get("study") == path.stem]
+    if found:
+        raise UserError(f"recipe {path} not found; a recipe of that name is now {' or '.join(found)}")
+    raise UserError(f"recipe {path} not found (the recipes are in recipes/models/, recipes/studies/ and "
+                    "recipes/streaming/)")

@@ -21,7 +21,7 @@ import yaml
 from lightning.pytorch.callbacks import Timer
 
 from asr.train.callbacks import GradientFlowMonitor
-from asr.base.files import write_text_atomically
+from asr.base.files import recipe_file, write_text_atomically
 from asr.train.checkpoint import read_training_checkpoint
 from asr.data.conditions import condition
 from asr.data.datamodule import ASRDataModule
@@ -223,9 +223,7 @@ def run_study(recipe: dict, recipe_path: str | None = None) -> Path:
 
 def command(args) -> int:
     """`asr compare -c RECIPE [--data-dir D --runs-dir R --report-dir P --jobs N --stage N --stop-stage M]`."""
-    path = Path(args.config)
-    if not path.is_file():
-        raise UserError(f"study recipe {path} not found")
+    path = recipe_file(args.config)
     recipe = yaml.safe_load(path.read_text())
     stages = recipe.get("stages")
     if stages is None:

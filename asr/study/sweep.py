@@ -18,7 +18,7 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from asr.data.dataset import CorpusFeatures  # noqa: E402
-from asr.base.errors import UserError
+from asr.base.files import recipe_file  # noqa: E402
 from asr.model.gradients import fixed_probe_batch, model_gradient_flow  # noqa: E402
 from asr.model.acoustic import AcousticModel, ModelConfig  # noqa: E402
 from asr.data.text import VOCABULARY  # noqa: E402
@@ -112,9 +112,7 @@ def write(result: dict, report_dir: Path, recipe_path: str | None) -> None:
 
 def command(args) -> int:
     """`asr wrec-sweep -c RECIPE`."""
-    path = Path(args.config)
-    if not path.is_file():
-        raise UserError(f"sweep recipe {path} not found")
+    path = recipe_file(args.config)
     recipe = yaml.safe_load(path.read_text()) or {}
     if args.data_dir:
         recipe["data_dir"] = args.data_dir

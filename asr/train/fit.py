@@ -14,6 +14,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from asr.train.checkpoint import read_checkpoint
 from asr.base.errors import UserError
+from asr.base.files import recipe_file
 from asr.train.runs import (TRAINER_DEFAULTS, RunLock, check_trainer_values, expected_warnings_silenced, holds_checkpoints,
                    trainer_arguments)
 
@@ -80,6 +81,9 @@ def train(argv: list[str]) -> int:
     from asr.data.datamodule import ASRDataModule
     from asr.train.module import ASRModule
 
+    for flag, value in zip(argv, argv[1:]):  # a missing recipe, in one line (and where it moved to), before Lightning
+        if flag in ("-c", "--config"):
+            recipe_file(value)
     try:
         with expected_warnings_silenced():
             TrainCLI(ASRModule, ASRDataModule, args=["fit", *argv], trainer_defaults=TRAINER_DEFAULTS,
