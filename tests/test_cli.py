@@ -188,3 +188,14 @@ def test_a_recipe_named_by_its_old_path_says_where_it_is_now(argv, named, capsys
     assert main(argv) == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("error: recipe ") and named in error, error
+
+
+def test_training_prints_no_advertisement(data_dir, tmp_path, caplog):
+    """Lightning 2.6 advertises a cloud logger whenever a Trainer starts without it: not ours to show a user."""
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        assert main(train_argv("an4_lstm", tmp_path / "run", data_dir, utterances=8)) == 0
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("lightning")]
+    assert not [m for m in said if "litlogger" in m or "💡" in m], said
+    assert any("GPU available" in m for m in said), said  # Lightning's own lines were seen, so that one would be

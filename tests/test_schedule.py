@@ -44,3 +44,33 @@ def test_warmup_reaches_the_peak_and_stays(steps):
     factors = [warmup(s, steps) for s in range(20)]
     assert factors[max(steps, 1) - 1:] == [1.0] * (21 - max(steps, 1))
     assert all(0 < f <= 1 for f in factors) and factors == sorted(factors)
+
+
+@pytest.mark.corpora
+def test_an_unbounded_run_is_refused_by_one_cycle_and_ended_by_the_convergence_rule(data_dir, tmp_path, capsys):
+    """`trainer.max_epochs: -1` (no limit, which asr accepts) through `asr train`: one-cycle needs the run's length and
+    says so in one line; a warm-up is a share of that length too; the plateau schedule without a warm-up trains until
+    its convergence rule ends the run (here after 2 epochs: nothing gained in the second)."""
+    from asr.cli import main
+    from helpers import train_argv
+
+    unbounded = ["--trainer.max_epochs", "-1"]
+    argv = train_argv("an4_lstm", tmp_path / "onecycle", data_dir, *unbounded, "--model.schedule", "onecycle")
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("error: model.schedule onecycle") and "trainer.max_epochs" in error, error
+
+    argv = train_argv("an4_lstm", tmp_path / "warmup", data_dir, *unbounded, "--model.schedule", "plateau",
+                      "--model.warmup_fraction", "0.1")
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("error: model.warmup_fraction") and "warmup_fraction 0" in error, error
+
+    run = tmp_path / "plateau"
+    argv = train_argv("an4_lstm", run, data_dir, *unbounded, "--model.schedule", "plateau", "--model.warmup_fraction",
+                      "0", "--model.plateau_patience", "1", "--model.plateau_halvings", "0", "--model.plateau_below", "1e9",
+                      "--model.learning_rate", "1e-9")
+    assert main(argv) == 0
+    import torch
+
+    assert torch.load(run / "checkpoints/last.ckpt", weights_only=True)["epoch"] == 1  # epochs 0 and 1, then converged

@@ -39,8 +39,9 @@ def server_temp(tmp_path_factory) -> Path:
 def server(overfit, checkpoint, server_temp):
     port = free_port()
     asr = Path(sys.executable).with_name("asr")
+    log = open(server_temp / "server.log", "w")  # what the server prints, for test_the_server_prints_no_warning
     process = subprocess.Popen([str(asr), "serve", str(overfit.checkpoint), str(checkpoint), "--port", str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               stdout=log, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(server_temp),
                                     "GRADIO_TEMP_DIR": str(server_temp / "gradio")})
     url = f"http://127.0.0.1:{port}/"
@@ -53,10 +54,18 @@ def server(overfit, checkpoint, server_temp):
             time.sleep(0.5)
     else:
         process.kill()
-        pytest.fail(f"asr serve did not come up on {url}:\n{process.stdout.read()[-3000:]}")
+        pytest.fail(f"asr serve did not come up on {url}:\n{(server_temp / 'server.log').read_text()[-3000:]}")
     yield url
     process.terminate()
     process.wait(timeout=30)
+    log.close()
+
+
+def test_the_server_prints_no_warning(server, server_temp):
+    """Started, `asr serve` says where it serves and nothing else: no warning of Gradio's about how the page is
+    built (Gradio 6 moved `head` from gr.Blocks to launch())."""
+    printed = (server_temp / "server.log").read_text()
+    assert "serving " in printed and "Warning" not in printed, printed
 
 
 @pytest.fixture(scope="module")

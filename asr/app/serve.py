@@ -298,7 +298,7 @@ def build_app(models: list[LoadedModel], reports: Path):
     study_table, study_plot = study_panel(reports)
     # delete_cache: what the page wrote for its visitors (the Live tab's recordings, Gradio's copies of uploads and
     # plots) is deleted an hour after it was made, and all of it when the server stops
-    with gr.Blocks(title="Vanishing gradients on your own voice", analytics_enabled=False, head=RAW_MICROPHONE,
+    with gr.Blocks(title="Vanishing gradients on your own voice", analytics_enabled=False,
                    delete_cache=(3600, 3600)) as app:
         gr.Markdown("# tanh RNN vs LSTM vs GRU on your own voice")
         with gr.Tab("Recording", elem_id="recording-tab"):
@@ -365,5 +365,5 @@ def command(args) -> int:
     app = build_app(models, Path(args.reports))
     print(f"serving {', '.join(m.name for m in models)} on http://{args.host}:{args.port} (Ctrl-C stops)", flush=True)
     app.launch(server_name=args.host, server_port=args.port, share=False, show_error=True, quiet=True,
-               inbrowser=False, max_file_size=MAX_UPLOAD)
+               inbrowser=False, max_file_size=MAX_UPLOAD, head=RAW_MICROPHONE)
     return 0

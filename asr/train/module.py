@@ -8,6 +8,8 @@ each W_hh and, on dev, the CTC loss and greedy-decoding WER/CER that pick the be
 """
 from __future__ import annotations
 
+import math
+
 from typing import Optional
 
 import lightning as L
@@ -228,8 +230,17 @@ class ASRModule(L.LightningModule):
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.learning_rate,
                                       weight_decay=self.hparams.weight_decay)
         steps = max(1, self.trainer.estimated_stepping_batches)
+        if math.isinf(steps):  # trainer.max_epochs -1 and no max_steps: only the convergence rule ends the run
+            if self.hparams.schedule != "plateau":
+                raise UserError(f"model.schedule {self.hparams.schedule} anneals over the run's length, and this run "
+                                "has none (trainer.max_epochs -1): set trainer.max_epochs or trainer.max_steps, or use "
+                                "model.schedule plateau, whose convergence rule ends the run")
+            if self.hparams.warmup_fraction:
+                raise UserError(f"model.warmup_fraction {self.hparams.warmup_fraction} is a share of the run's steps, "
+                                "and this run has no end (trainer.max_epochs -1): set trainer.max_epochs or "
+                                "trainer.max_steps, or warmup_fraction 0")
         if self.hparams.schedule == "plateau":  # the peak rate, halved by the convergence rule (asr/train/schedule.py)
-            warmup_steps = round(self.hparams.warmup_fraction * steps)
+            warmup_steps = round(self.hparams.warmup_fraction * steps) if self.hparams.warmup_fraction else 0
             scheduler = torch.optim.lr_scheduler.LambdaLR(
                 optimizer, lambda step: warmup(step, warmup_steps) * self.plateau.factor)
         else:

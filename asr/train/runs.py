@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import socket
 import warnings
@@ -28,6 +29,18 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from asr.train.callbacks import AtomicCheckpointIO, GradientFlowMonitor, LogsWithCheckpoints, RandomState
 from asr.base.errors import UserError
+
+
+class NoAdvertisement(logging.Filter):
+    """Lightning 2.6 logs an advertisement for its cloud logger whenever a Trainer starts without it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+# Lightning's rank-zero messages go through one of these loggers, whichever of its modules was imported last.
+for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    logging.getLogger(_name).addFilter(NoAdvertisement())
 
 
 class MetricsLog(Logger):
