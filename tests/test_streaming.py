@@ -182,3 +182,25 @@ def test_the_shipped_streaming_models_stream_every_test_file_to_their_offline_tr
         live.append(stream.finish().text)
     assert live == offline
     assert error_rates([u.text for u in utterances], live)["wer"] == pytest.approx(record["test_greedy"]["wer"])
+
+
+def test_a_stride_longer_than_the_stack_streams_to_the_offline_log_probs(overfit):
+    """stride > stack leaves log-mel frames that no stacked frame covers: offline skips them; a stream must skip
+    them too, also when they have not arrived yet (before, it dropped frames that came later in their place)."""
+    from dataclasses import replace
+
+    from asr.data.features import FeatureExtractor
+    from asr.model.acoustic import AcousticModel
+
+    trained = Recognizer.from_checkpoint(overfit.checkpoint)
+    config = replace(trained.extractor.config, stack=2, stride=3)
+    extractor = FeatureExtractor(config, trained.extractor.stats)
+    torch.manual_seed(0)
+    model = AcousticModel(replace(trained.model.config, input_dim=config.n_mels * config.stack)).eval()
+    recognizer = Recognizer(model, trained.tokenizer, extractor, trained.data_hparams, trained.device)
+    waveform = load_audio(overfit.utterances[0].path, 16000).numpy()
+    expected = recognizer.log_probs([extractor(torch.from_numpy(waveform))])[0].numpy()
+    for sizes in ([160], [480], [1600], [7, 1000, 30]):
+        got = np.concatenate(streamed(recognizer, waveform, sizes).log_probs)
+        assert got.shape == expected.shape, sizes
+        assert np.abs(got - expected).max() < 1e-4, sizes

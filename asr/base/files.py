@@ -24,16 +24,29 @@ def sha256(path: str | Path) -> str:
 
 def write_atomically(path: str | Path, write: Callable[[Path], Any]) -> Path:
     """Calls write(temporary_path), then renames the temporary file onto `path`. The temporary name carries
-    the process id: several processes (DDP ranks) may write the same file at once, and the last rename wins."""
+    the process id: several processes (DDP ranks) may write the same file at once, and the last rename wins.
+    The data is synced to disk before the rename and the folder after it: otherwise, after a power cut, the new
+    name could survive pointing at data that never reached the disk."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write(tmp)
+        sync(tmp)
         os.replace(tmp, path)
+        sync(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def sync(path: Path) -> None:
+    """fsync of a file or a folder (the folder holds the names of its files)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def save_atomically(obj: Any, path: str | Path) -> Path:

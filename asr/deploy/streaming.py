@@ -88,6 +88,7 @@ class Stream:
         self.window, self.hop = extractor.mel.win_length, extractor.hop
         self.samples = torch.zeros(0)  # at the model's rate, from the start of the next window on
         self.log_mels = torch.zeros(0, extractor.config.n_mels)  # normalised, from the next stacked frame's first on
+        self.skip = 0  # log-mel frames still to come that no stacked frame covers (stride > stack), dropped on arrival
         self.state = None  # the recurrence's, after the frames run so far
         self.log_probs: list[np.ndarray] = []
         self.ended = False
@@ -118,10 +119,14 @@ class Stream:
             used = self.samples[: (windows - 1) * self.hop + self.window]
             new = self.extractor.normalize_globally(self.extractor.raw_log_mel(used))
             self.samples = self.samples[windows * self.hop :]
-            self.log_mels = torch.cat([self.log_mels, new])
+            dropped = min(self.skip, len(new))
+            self.skip -= dropped
+            self.log_mels = torch.cat([self.log_mels, new[dropped:]])
         if len(self.log_mels) >= self.extractor.config.stack:
             stacked = self.extractor.stack(self.log_mels)
-            self.log_mels = self.log_mels[len(stacked) * self.extractor.config.stride :]
+            consumed = len(stacked) * self.extractor.config.stride  # the next stacked frame starts there
+            self.skip = max(0, consumed - len(self.log_mels))
+            self.log_mels = self.log_mels[consumed:]
             log_probs, self.state = self.model.step(stacked[None], self.state)
             self.log_probs.append(log_probs[0].numpy())
 
