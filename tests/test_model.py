@@ -103,3 +103,43 @@ def test_lookahead_needs_a_unidirectional_recurrence():
                   dict(bidirectional=False, lookahead=-1)):
         with pytest.raises(UserError, match="lookahead must be 0 or a positive number of frames"):
             ModelConfig(**wrong)
+
+
+def test_under_autocast_the_recurrence_and_the_gradient_instrument_stay_in_float32():
+    """bf16/fp16 autocast (the trainer's precision: bf16-mixed) must not run the recurrence in half precision: on a
+    GPU, PyTorch runs cuDNN RNNs in float16 under autocast, whose range ends near 6e-8, above the gradients across
+    time this project measures (1e-8 and far below), so "vanishing" would partly be underflow. The recurrence, the
+    output layer and the gradient instrument run in float32; only the input projection takes the lower precision."""
+    from asr.model.gradients import model_gradient_flow
+
+    torch.manual_seed(0)
+    model = AcousticModel(ModelConfig(12, 29, cell="lstm", hidden_size=16, num_layers=2, bidirectional=True))
+    features, lengths = torch.randn(2, 40, 12), torch.tensor([40, 31])
+    seen = []
+    model.rnn.register_forward_hook(lambda module, args, output: seen.append(output[0].dtype))
+    reference = model_gradient_flow(model, features)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        log_probs = model(features, lengths)
+        flow = model_gradient_flow(model, features)
+    assert log_probs.dtype == torch.float32 and flow.dtype == torch.float32
+    assert seen and set(seen) == {torch.float32}, seen
+    assert torch.allclose(flow, reference, rtol=0.05), (flow / reference)
+
+
+def test_a_bf16_mixed_run_trains_its_recurrence_in_float32(data_dir, tmp_path, monkeypatch):
+    """The same through the real Trainer: `asr train --trainer.precision bf16-mixed` (recipes/models/
+    librispeech_lstm.yaml's setting) runs every LSTM call, training steps, validation and the gradient monitor,
+    on float32 inputs."""
+    from asr.cli import main
+    from helpers import train_argv
+
+    dtypes, forward = [], torch.nn.LSTM.forward
+
+    def recorded(self, inputs, *args, **kwargs):
+        dtypes.append(inputs.dtype)
+        return forward(self, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.LSTM, "forward", recorded)
+    assert main(train_argv("an4_lstm", tmp_path / "run", data_dir, "--trainer.precision", "bf16-mixed",
+                           utterances=8)) == 0
+    assert dtypes and set(dtypes) == {torch.float32}, set(dtypes)

@@ -108,3 +108,70 @@ def test_an_lstm_training_step_on_cpu_runs_the_onednn_kernel_and_no_packing():
     ops = {event.key for event in profile.key_averages()}
     assert {"aten::mkldnn_rnn_layer", "aten::mkldnn_rnn_layer_backward"} <= ops
     assert "aten::_pack_padded_sequence" not in ops
+
+
+def test_the_recurrence_path_can_be_forced_and_an_unknown_one_is_refused(monkeypatch):
+    """ASR_RECURRENCE=packed runs the GPU's path (a PackedSequence) on any device, =padded the CPU's; the two agree
+    on every valid frame, forward and backward, through the whole model."""
+    from asr.base.errors import UserError
+
+    model = AcousticModel(ModelConfig(12, 29, cell="lstm", hidden_size=16, num_layers=2, bidirectional=True)).eval()
+    features, lengths = torch.randn(3, 20, 12), torch.tensor([20, 11, 6])
+    results = {}
+    for path in ("packed", "padded"):
+        monkeypatch.setenv("ASR_RECURRENCE", path)
+        features.grad = None
+        features.requires_grad_(True)
+        with torch.profiler.profile() as profile:
+            out = model(features, lengths)
+            out[valid_frames(lengths, 20)].sum().backward()
+        ops = {event.key for event in profile.key_averages()}
+        assert ("aten::_pack_padded_sequence" in ops) is (path == "packed"), path
+        results[path] = (out.detach(), features.grad.clone())
+    valid = valid_frames(lengths, 20)
+    assert (results["packed"][0] - results["padded"][0])[valid].abs().max() < 1e-5
+    assert (results["packed"][1] - results["padded"][1]).abs().max() < 1e-5
+    monkeypatch.setenv("ASR_RECURRENCE", "cudnn")
+    with pytest.raises(UserError, match="ASR_RECURRENCE"):
+        model(features, lengths)
+
+
+@pytest.mark.corpora
+def test_training_and_evaluation_through_the_gpu_path_match_the_cpu_path(data_dir, tmp_path, monkeypatch):
+    """The packed (GPU) path run by the real Trainer on the CPU: a few training steps with the gradient monitor, then
+    `asr evaluate`; the same with the padded path. Weights, gradient-across-time curves and WER agree (summation
+    order differs: to rounding)."""
+    import json
+
+    from asr.cli import main
+    from asr.train.checkpoint import read_checkpoint
+    from helpers import train_argv
+
+    import asr.model.recurrence
+
+    packed_calls = []
+    real = asr.model.recurrence.packed_recurrence
+
+    def counted(*args):
+        packed_calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(asr.model.recurrence, "packed_recurrence", counted)
+    runs = {}
+    for path in ("packed", "padded"):
+        monkeypatch.setenv("ASR_RECURRENCE", path)
+        packed_calls.clear()
+        run = tmp_path / path
+        assert main(train_argv("an4_lstm", run, data_dir, "--model.dropout", "0", cache_dir=tmp_path / "cache",
+                               utterances=16, epochs=2)) == 0
+        summary = tmp_path / f"{path}.json"
+        assert main(["evaluate", str(run / "checkpoints/last.ckpt"), "--split", "dev", "--data-dir", str(data_dir),
+                     "--output", str(tmp_path / f"{path}.csv"), "--summary-json", str(summary)]) == 0
+        assert bool(packed_calls) is (path == "packed"), path  # training and evaluation took that path
+        runs[path] = (read_checkpoint(run / "checkpoints/last.ckpt")["state_dict"],
+                      json.loads((run / "gradient_flow.json").read_text()), json.loads(summary.read_text()))
+    (packed, packed_flow, packed_wer), (padded, padded_flow, padded_wer) = runs["packed"], runs["padded"]
+    assert max((packed[k] - padded[k]).abs().max().item() for k in padded) < 1e-3
+    for a, b in zip(packed_flow["curves"], padded_flow["curves"]):
+        assert torch.allclose(torch.tensor(a["curve"]), torch.tensor(b["curve"]), rtol=1e-2, atol=1e-8)
+    assert packed_wer["wer"] == pytest.approx(padded_wer["wer"], abs=0.5)

@@ -190,7 +190,12 @@ class AcousticModel(nn.Module):
         return self.input_projection(features)
 
     def recur(self, inputs: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Runs the recurrent stack and the output layer: (batch, frames, hidden) -> log-probs."""
+        """Runs the recurrent stack and the output layer: (batch, frames, hidden) -> log-probs. Always in float32:
+        under autocast (a trainer's bf16-mixed) PyTorch runs cuDNN RNNs in float16, whose range ends near 6e-8,
+        above the gradients across time this project measures, so "vanishing" would partly be underflow."""
+        if torch.is_autocast_enabled(inputs.device.type):
+            with torch.autocast(inputs.device.type, enabled=False):
+                return self.recur(inputs.float(), lengths)
         if self.cell == "esn":  # unidirectional: padding at the end cannot reach earlier frames
             return self.output(self.rnn(inputs)).log_softmax(-1)
         if self.truncate_bptt:

@@ -90,7 +90,7 @@ def gradient_flow(recur: Callable[[torch.Tensor], torch.Tensor], inputs: torch.T
 def model_gradient_flow(model, features: torch.Tensor) -> torch.Tensor:
     """gradient_flow for an AcousticModel on (batch, frames, feature_dim) features of equal length."""
     with no_dropout_train_mode(model), torch.enable_grad():
-        return gradient_flow(model.recur, model.recurrent_input(features))
+        return gradient_flow(model.recur, model.recurrent_input(features).float())  # float32 under autocast too
 
 
 def fixed_probe_batch(utterances: list, frames: int, count: int) -> torch.Tensor:

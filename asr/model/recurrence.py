@@ -12,11 +12,13 @@ would start in it and carry it into every real frame.
   the right-to-left one over each utterance reversed *within its own length* (its padding stays at the
   end), then reversed back. Inter-layer dropout is applied between layers as nn.RNNBase does.
 
-`recurrence` picks the fast exact path for the device; benchmarks/rnn_kernel.py measures the gap.
+`recurrence` picks the fast exact path for the device (ASR_RECURRENCE forces one); benchmarks/rnn_kernel.py
+measures the gap.
 Both return zeros on padded frames, so nothing downstream can tell them apart.
 """
 from __future__ import annotations
 
+import os
 import threading
 from typing import Optional
 
@@ -24,6 +26,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from asr.base.errors import UserError
 
 WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
@@ -93,12 +97,19 @@ def padded_recurrence(rnn: nn.RNNBase, inputs: torch.Tensor, lengths: torch.Tens
     return layer_input.where(valid[..., None], 0.0)
 
 
+PATHS = ("auto", "packed", "padded")
+
+
 def recurrence(rnn: nn.RNNBase, inputs: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The recurrent stack over a padded batch: every valid frame exact, on the fastest path for the device.
-    On a GPU the packed path (cuDNN runs it natively); elsewhere the padded one."""
+    On a GPU the packed path (cuDNN runs it natively); elsewhere the padded one. ASR_RECURRENCE=packed or padded
+    forces one on any device: the tests run the GPU's path on a CPU so."""
     if lengths is None:
         hidden, _ = rnn(inputs)
         return hidden
-    if inputs.device.type == "cuda":
+    path = os.environ.get("ASR_RECURRENCE", "auto")
+    if path not in PATHS:
+        raise UserError(f"ASR_RECURRENCE={path}: it takes {', '.join(PATHS)}")
+    if path == "packed" or (path == "auto" and inputs.device.type == "cuda"):
         return packed_recurrence(rnn, inputs, lengths)
     return padded_recurrence(rnn, inputs, lengths)
