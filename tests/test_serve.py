@@ -258,3 +258,30 @@ def matched_share(recording: Path, original: Path) -> float:
             scores.append(fit.max() > 0.95)
     assert len(scores) >= 10
     return float(np.mean(scores))
+
+
+def test_each_model_gets_the_recording_at_its_own_rate_and_no_figure_is_kept(an4_test_wav, monkeypatch):
+    """The recording tab beside an 8 kHz model (the shipped digits LSTM) and a 16 kHz one: each model's gradient
+    chart is measured on the recording at that model's rate (it was the first model's for all). And a request's
+    figure is not kept by pyplot afterwards (pyplot keeps every figure it opens until closed: memory that grew with
+    every request, in a registry that is not thread-safe under the queue)."""
+    import matplotlib.pyplot as plt
+
+    import asr.app.serve as serve
+    from asr.data.audio import load_audio
+
+    shipped = Path(__file__).resolve().parents[1] / "checkpoints"
+    models = serve.load_models([shipped / "an4_lstm.ckpt", shipped / "fsdd_lstm.ckpt"])
+    got, curve = {}, serve.gradient_curve
+
+    def recorded(model, waveform):
+        got[model.name] = waveform.numel()
+        return curve(model, waveform)
+
+    monkeypatch.setattr(serve, "gradient_curve", recorded)
+    before = len(plt.get_fignums())
+    for _ in range(3):
+        status, table, figure = serve.transcribe_all(models, str(an4_test_wav), "")
+        assert figure is not None and "2 model(s)" in status
+    assert got == {m.name: load_audio(an4_test_wav, m.recognizer.extractor.config.sample_rate).numel() for m in models}
+    assert len(plt.get_fignums()) == before

@@ -204,3 +204,26 @@ def test_a_stride_longer_than_the_stack_streams_to_the_offline_log_probs(overfit
         got = np.concatenate(streamed(recognizer, waveform, sizes).log_probs)
         assert got.shape == expected.shape, sizes
         assert np.abs(got - expected).max() < 1e-4, sizes
+
+
+def test_a_stream_feeds_the_model_on_its_own_device_and_brings_results_back(overfit, monkeypatch):
+    """`asr transcribe --stream --device cuda` fed CPU features to a moved model and called .numpy() on its output
+    without .cpu(). Checked without a GPU on the meta device (shapes, no values): every step gets its features on
+    the model's device, and what comes back is copied to the CPU before numpy reads it (numpy cannot read a
+    tensor that is elsewhere; here .cpu() of a meta tensor gives zeros of its shape, so the stream can run on)."""
+    recognizer = Recognizer.from_checkpoint(overfit.checkpoint)
+    waveform = load_audio(overfit.utterances[0].path, 16000).numpy()
+    frames = len(np.concatenate(streamed(recognizer, waveform, [1600]).log_probs))
+    recognizer.model.to("meta")
+    seen, step = [], type(recognizer.model).step
+
+    def recorded(model, features, state=None):
+        seen.append(features.device.type)
+        return step(model, features, state)
+
+    cpu = torch.Tensor.cpu
+    monkeypatch.setattr(type(recognizer.model), "step", recorded)
+    monkeypatch.setattr(torch.Tensor, "cpu", lambda t: torch.zeros(t.shape, dtype=t.dtype) if t.is_meta else cpu(t))
+    stream = streamed(recognizer, waveform, [1600])
+    assert seen and set(seen) == {"meta"}, set(seen)
+    assert sum(len(p) for p in stream.log_probs) == frames

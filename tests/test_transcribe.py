@@ -157,3 +157,34 @@ def torch_tensor(x):
     import torch
 
     return torch.from_numpy(x.astype("float32"))
+
+
+def test_stderr_silenced_from_overlapping_threads_comes_back(tmp_path):
+    """The page reads audio from several threads at once (its queue): silencing file descriptor 2 in one thread
+    while another does the same must not leave it on /dev/null when both are done (the second saved /dev/null as
+    "the" stderr and restored it last). Entered A, B; left A, B: fd 2 is the original file again."""
+    import os
+    import threading
+
+    from asr.data.audio import native_stderr_silenced
+
+    original = os.fstat(2)
+    entered_b, left_a = threading.Event(), threading.Event()
+
+    def a():
+        with native_stderr_silenced():
+            entered_b.wait(5)
+        left_a.set()
+
+    def b():
+        with native_stderr_silenced():
+            entered_b.set()
+            left_a.wait(5)
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    now = os.fstat(2)
+    assert (now.st_dev, now.st_ino) == (original.st_dev, original.st_ino)

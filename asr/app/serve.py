@@ -98,12 +98,10 @@ def gradient_curve(model: LoadedModel, waveform) -> list[float]:
 
 
 def gradient_figure(curves: dict[str, list[float]], frame_ms: float):
-    import matplotlib
+    from matplotlib.figure import Figure  # not pyplot: it keeps every figure it opens, and is not thread-safe
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig = Figure(figsize=(7, 3.8))
+    ax = fig.subplots()
     for i, (name, curve) in enumerate(curves.items()):
         ax.plot(curve, lw=1.6, color=f"C{i}", label=name)
     ax.set_yscale("log")
@@ -131,6 +129,7 @@ def results_table(rows: list[dict], reference: str) -> str:
 
 def transcribe_all(models: list[LoadedModel], path: Optional[str], typed: str):
     """The page's one action: (status, results table, gradient figure)."""
+    from asr.data.audio import load_audio
     from asr.decode.metrics import error_rates
     from asr.data.text import normalize_transcript
 
@@ -140,7 +139,7 @@ def transcribe_all(models: list[LoadedModel], path: Optional[str], typed: str):
     except ValueError as e:  # AudioError is a ValueError: one clear line, and the server keeps serving
         return f"**error:** {e}", "", None
     reference = normalize_transcript(typed or "")
-    rows, curves = [], {}
+    rows, curves, at_rate = [], {}, {rate: waveform}
     for model in models:
         start = time.perf_counter()
         ((_, transcript, error),) = model.recognizer.transcribe_files([path])
@@ -149,7 +148,10 @@ def transcribe_all(models: list[LoadedModel], path: Optional[str], typed: str):
         ms = 1000 * (time.perf_counter() - start)
         wer = error_rates([reference], [transcript.text])["wer"] if reference else None
         rows.append({"name": model.name, "text": transcript.text, "words": transcript.words, "ms": ms, "wer": wer})
-        curves[model.name] = gradient_curve(model, waveform)
+        own = model.recognizer.extractor.config.sample_rate  # each model hears the recording at its own rate
+        if own not in at_rate:
+            at_rate[own] = load_audio(path, own)
+        curves[model.name] = gradient_curve(model, at_rate[own])
     frame_ms = models[0].recognizer.extractor.config.frame_ms
     seconds = waveform.numel() / rate
     status = f"{seconds:.1f} s of audio, {len(models)} model(s)" + (f"; reference: {reference}" if reference else "")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -25,21 +26,35 @@ class AudioError(UserError):
     """A file that cannot be used, with a reason a user can act on."""
 
 
+_silenced = {"count": 0, "saved": None}  # file descriptor 2 is the whole process's: one redirection for all threads
+_silenced_lock = threading.Lock()
+
+
 @contextlib.contextmanager
 def native_stderr_silenced() -> Iterator[None]:
-    """Sends what C libraries write straight to file descriptor 2 to /dev/null for the duration."""
+    """Sends what C libraries write straight to file descriptor 2 to /dev/null for the duration. Threads overlap
+    (the page's queue): the first to enter redirects, the last to leave restores what the first saved."""
+    with _silenced_lock:
+        if _silenced["count"] == 0:
+            try:
+                saved = os.dup(2)
+            except OSError:  # no stderr at all
+                saved = None
+            if saved is not None:
+                with open(os.devnull, "w") as devnull:
+                    os.dup2(devnull.fileno(), 2)
+            _silenced["saved"] = saved
+        _silenced["count"] += 1
     try:
-        saved = os.dup(2)
-    except OSError:  # no stderr at all
         yield
-        return
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        with _silenced_lock:
+            _silenced["count"] -= 1
+            saved = _silenced["saved"]
+            if _silenced["count"] == 0 and saved is not None:
+                os.dup2(saved, 2)
+                os.close(saved)
+                _silenced["saved"] = None
 
 
 def read_audio(path: str | Path, min_seconds: float = 0.0) -> tuple[np.ndarray, int]:

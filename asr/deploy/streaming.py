@@ -81,6 +81,7 @@ class Stream:
             raise UserError("this model cannot transcribe live: its features are normalised over the whole "
                             "utterance (data.normalize: utterance); streaming needs data.normalize: global")
         self.model, self.extractor = model.eval(), extractor
+        self.device = next(model.parameters()).device  # features are made on the CPU, the model may be elsewhere
         rate = extractor.config.sample_rate
         self.resampler = StreamingResampler(sample_rate, rate) if sample_rate and sample_rate != rate else None
         self.decoder = GreedyDecoder(recognizer.vocabulary)
@@ -107,7 +108,7 @@ class Stream:
             if self.resampler is not None:
                 self.run(self.resampler.finish())
             with torch.no_grad():
-                self.log_probs.append(self.model.finish(self.state)[0].numpy())
+                self.log_probs.append(self.model.finish(self.state)[0].cpu().numpy())
         return self.transcript()
 
     @torch.no_grad()
@@ -127,8 +128,8 @@ class Stream:
             consumed = len(stacked) * self.extractor.config.stride  # the next stacked frame starts there
             self.skip = max(0, consumed - len(self.log_mels))
             self.log_mels = self.log_mels[consumed:]
-            log_probs, self.state = self.model.step(stacked[None], self.state)
-            self.log_probs.append(log_probs[0].numpy())
+            log_probs, self.state = self.model.step(stacked[None].to(self.device), self.state)
+            self.log_probs.append(log_probs[0].cpu().numpy())
 
     def transcript(self) -> Transcript:
         """Greedy CTC over every frame so far (a few hundred frames: decoding them again costs nothing next to the

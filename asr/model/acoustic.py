@@ -235,7 +235,7 @@ class AcousticModel(nn.Module):
         """The end of a stream: the log-probs of the frames still waiting for their lookahead (none without one)."""
         waiting = state[1] if state is not None else None
         if self.lookahead is None or waiting is None:
-            return torch.zeros(1, 0, self.output.out_features)
+            return torch.zeros(1, 0, self.output.out_features, device=self.output.weight.device)
         return self.output(self.lookahead(waiting)).log_softmax(-1)
 
     def can_unroll(self) -> bool:
