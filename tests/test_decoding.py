@@ -67,3 +67,20 @@ def test_bad_decoder_options_say_what_is_wrong(tmp_path):
     with pytest.raises(ValueError, match=r"^--lexicon and --lm need --decoder beam$"):
         make_decoder(VOCABULARY, "greedy", lm=str(arpa), lexicon=None)
 
+
+
+@pytest.mark.parametrize("lexicon", [False, True])
+def test_beam_search_word_times_are_the_frames_where_the_words_are(lexicon, tmp_path):
+    """flashlight's token list holds one entry per frame plus the decoder's start and end: read as one per frame,
+    every word sat one frame late (CAT at 2-7 where its letters are at frames 1-5). On an unambiguous path the
+    beam's words, times and confidences are the greedy decoder's."""
+    emissions = posteriors("_C_A_T_ _D_O_G_")
+    options = {}
+    if lexicon:
+        (tmp_path / "lexicon.txt").write_text("CAT C A T |\nDOG D O G |\n")
+        options["lexicon"] = str(tmp_path / "lexicon.txt")
+    beam = BeamSearchDecoder(VOCABULARY, beam_size=10, **options)(emissions, 0.02, offset=1.0)
+    greedy = GreedyDecoder(VOCABULARY)(emissions, 0.02, 1.0)
+    assert [(w.word, w.start, w.end, w.confidence) for w in beam.words] == \
+           [(w.word, w.start, w.end, w.confidence) for w in greedy.words] == \
+           [("CAT", 1.02, 1.12, 0.9), ("DOG", 1.18, 1.28, 0.9)]

@@ -149,12 +149,12 @@ class BeamSearchDecoder:
         if not results:
             return Transcript("")
         hyp = results[0]
-        tokens = list(hyp.tokens)
+        # flashlight's tokens: the decoder's start, one per frame, then its end; token t + 1 is frame t's
+        tokens = list(hyp.tokens)[1 : frames + 1]
         symbols = []
-        for i, token in enumerate(tokens):  # each run of a symbol, placed at the frame where it starts
-            if token == self.blank or (i > 0 and token == tokens[i - 1]):
+        for t, token in enumerate(tokens):  # each run of a symbol, placed at the frame where it starts
+            if token == self.blank or (t > 0 and token == tokens[t - 1]):
                 continue
-            t = min(i, frames - 1)
             symbols.append((self.vocabulary[token], t, math.exp(float(emissions[t, token]))))
         words = words_from_symbols(symbols, frame_seconds, offset)
         if self.lexicon is not None:
