@@ -74,3 +74,20 @@ def test_an_unbounded_run_is_refused_by_one_cycle_and_ended_by_the_convergence_r
     import torch
 
     assert torch.load(run / "checkpoints/last.ckpt", weights_only=True)["epoch"] == 1  # epochs 0 and 1, then converged
+
+
+@pytest.mark.corpora
+def test_resuming_a_one_cycle_run_with_more_epochs_is_refused_in_one_line(data_dir, tmp_path, capsys):
+    """One-cycle plans its learning rate over the run's length when the run starts; resumed with a larger
+    trainer.max_epochs it stepped past its plan and crashed as a bug in asr. It is the user's to choose: resume
+    with the length the run started with, or start a new run from its weights."""
+    from asr.cli import main
+    from helpers import train_argv
+
+    run = tmp_path / "run"
+    assert main(train_argv("an4_lstm", run, data_dir, "--model.schedule", "onecycle", utterances=16)) == 0
+    capsys.readouterr()
+    resume = ["--trainer.max_epochs", "2", "--ckpt_path", str(run / "checkpoints/last.ckpt")]
+    assert main(train_argv("an4_lstm", run, data_dir, "--model.schedule", "onecycle", *resume, utterances=16)) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("error: ") and "planned for 2 steps" in error and "--model.init_from" in error, error

@@ -170,6 +170,16 @@ class ASRModule(L.LightningModule):
     def on_fit_start(self) -> None:
         torch.set_flush_denormal(True)
 
+    def on_train_start(self) -> None:
+        # after a resume has restored the scheduler: one-cycle's plan is the run's length when it started
+        scheduler = self.lr_schedulers()
+        planned = getattr(scheduler, "total_steps", None)  # OneCycleLR's
+        if planned is not None and planned < self.trainer.estimated_stepping_batches:
+            raise UserError(f"this run's one-cycle schedule was planned for {planned} steps, and this trainer would "
+                            f"take {self.trainer.estimated_stepping_batches}: resume with the trainer.max_epochs the "
+                            "run started with, or train on in a new run from its weights (--model.init_from "
+                            "RUN/checkpoints/last.ckpt)")
+
     def setup(self, stage: str) -> None:
         # before the optimizer is built over the parameters; a resumed run's restore comes after and would win anyway
         datamodule = self.trainer.datamodule if self._trainer is not None else None
