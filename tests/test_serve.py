@@ -2,6 +2,7 @@
 real AN4 audio, waits for the transcripts and the gradient chart, and checks that the page says what
 `asr transcribe` says; bad recordings get a message on the page and the server keeps serving; the Live tab
 streams a (fake) microphone playing an AN4 recording and ends where `asr transcribe --stream` ends."""
+import json
 import os
 import shutil
 import socket
@@ -35,6 +36,9 @@ def server_temp(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("serve-tmp")
 
 
+SERVED: dict = {}  # the server fixture's process
+
+
 @pytest.fixture(scope="module")
 def server(overfit, checkpoint, server_temp):
     port = free_port()
@@ -44,6 +48,7 @@ def server(overfit, checkpoint, server_temp):
                                stdout=log, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(server_temp),
                                     "GRADIO_TEMP_DIR": str(server_temp / "gradio")})
+    SERVED["process"] = process
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
@@ -285,3 +290,61 @@ def test_each_model_gets_the_recording_at_its_own_rate_and_no_figure_is_kept(an4
         assert figure is not None and "2 model(s)" in status
     assert got == {m.name: load_audio(an4_test_wav, m.recognizer.extractor.config.sample_rate).numel() for m in models}
     assert len(plt.get_fignums()) == before
+
+
+def test_live_recordings_beyond_the_bound_are_refused_with_a_message_until_one_ends(overfit, monkeypatch):
+    """Every live recording holds a stream (a model state) per streaming model: the page takes at most
+    MAX_LIVE_STREAMS at once. One more is told so and holds nothing; a recording that ends (stop), or that has
+    sent nothing for LIVE_IDLE_SECONDS (a closed tab), makes room."""
+    import asr.app.serve as serve
+
+    monkeypatch.setattr(serve, "MAX_LIVE_STREAMS", 2)
+    monkeypatch.setattr(serve, "LIVE_STREAMS", serve.LiveStreams())
+    models = serve.load_models([overfit.checkpoint])
+    chunk = str(overfit.utterances[0].path)
+    first = serve.live_chunk(models, chunk, None)[1]
+    second = serve.live_chunk(models, chunk, None)[1]
+    assert first is not None and second is not None
+    table, refused = serve.live_chunk(models, chunk, None)
+    assert refused is None and "2 live recordings" in table and "try again" in table
+    assert serve.live_chunk(models, chunk, first)[1] is first  # the open ones go on
+    serve.live_finish(models, first)
+    third = serve.live_chunk(models, chunk, None)[1]
+    assert third is not None  # a stopped recording made room
+    assert serve.live_chunk(models, chunk, None)[1] is None
+    serve.LIVE_STREAMS.seen[second.key] -= serve.LIVE_IDLE_SECONDS + 1  # abandoned: nothing sent for a while
+    assert serve.live_chunk(models, chunk, None)[1] is not None
+
+
+def test_the_page_answers_every_request_of_a_soak_and_keeps_its_stderr(server, server_temp, data_dir, tmp_path):
+    """benchmarks/serve_soak.py against the served page, bounded: 40 requests from 8 threads at once, recordings
+    and files it must refuse; every one answered, every bad file refused with its message and no recording refused.
+    Afterwards the server's stderr is still its log (overlapping reads used to leave it on /dev/null)."""
+    out = tmp_path / "soak.json"
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "benchmarks/serve_soak.py"),
+                           "--url", server, "--calls", "40", "--data-dir", str(data_dir), "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    soak = json.loads(out.read_text())
+    assert soak["unanswered"] == soak["misjudged"] == 0 and soak["by_kind"] == {"good": 32, "bad": 8}
+    assert os.readlink(f"/proc/{SERVED['process'].pid}/fd/2") == str(server_temp / "server.log")
+
+
+def test_figures_are_drawn_from_many_threads_at_once():
+    """The page's events run on several threads (a recording's chart while another's is drawn, the Live tab's
+    stop): log-scale tick labels written as mathtext went through matplotlib's one shared parser, which is not
+    thread-safe (a ParseException under 8 threads). Each figure built and saved as Gradio saves it, 8 at a time."""
+    import io
+    from concurrent.futures import ThreadPoolExecutor
+
+    import asr.app.serve as serve
+
+    def draw(i: int) -> int:
+        curves = {f"m{j}": list(np.logspace(0, -(i % 7 + j + 3), 120)) for j in range(3)}
+        buffer = io.BytesIO()
+        serve.gradient_figure(curves, 30.0).savefig(buffer, format="png")
+        return len(buffer.getvalue())
+
+    with ThreadPoolExecutor(8) as pool:
+        sizes = list(pool.map(draw, range(64)))
+    assert min(sizes) > 1000

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import html
 import os
+import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -28,6 +30,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 MAX_SECONDS = 60.0  # longer recordings belong to `asr transcribe`, which cuts them at pauses
 MAX_UPLOAD = "30mb"  # a minute of 48 kHz stereo float WAV is 23 MB; bigger uploads are refused by the server
 GRADIENT_FRAMES = 200  # the gradient across time is measured over the last this-many frames of the speech
+MAX_LIVE_STREAMS = 8  # live recordings served at once: each holds a stream (a model state) per streaming model
+LIVE_IDLE_SECONDS = 30.0  # a live recording that sent nothing for this long was abandoned (a closed tab)
 LIVE_CHUNK_SECONDS = 0.1  # how often the page sends microphone audio: what Gradio's recorder makes (each 100 ms)
 SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints"
 
@@ -100,11 +104,17 @@ def gradient_curve(model: LoadedModel, waveform) -> list[float]:
 def gradient_figure(curves: dict[str, list[float]], frame_ms: float):
     from matplotlib.figure import Figure  # not pyplot: it keeps every figure it opens, and is not thread-safe
 
+    from matplotlib.ticker import FuncFormatter
+
     fig = Figure(figsize=(7, 3.8))
     ax = fig.subplots()
     for i, (name, curve) in enumerate(curves.items()):
         ax.plot(curve, lw=1.6, color=f"C{i}", label=name)
     ax.set_yscale("log")
+    # plain tick labels (1e-06): log axes write theirs as mathtext, whose one parser is shared by every thread and
+    # not thread-safe, and the page draws figures from several threads at once
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:.0e}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _: ""))
     ax.set_xlabel(f"frames back from the last frame ({frame_ms:g} ms each)")
     ax.set_ylabel("‖∂ output_T / ∂ input_t‖, relative to k = 0")
     ax.set_title("Your utterance: how far back each model's last output still reaches")
@@ -168,6 +178,33 @@ class LiveSession:
     latencies: dict = field(default_factory=dict)  # model -> seconds per chunk
     audio: list = field(default_factory=list)
     finished: bool = False
+    key: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+class LiveStreams:
+    """The live recordings open now, by key, with when each last sent a chunk. Chunks of different recordings
+    arrive on different threads (the Live tab's events run concurrently)."""
+
+    def __init__(self):
+        self.seen: dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    def admit(self, key: str) -> bool:
+        """Opens recording `key` unless MAX_LIVE_STREAMS are open (abandoned ones no longer count)."""
+        with self.lock:
+            now = time.monotonic()
+            self.seen = {k: t for k, t in self.seen.items() if now - t <= LIVE_IDLE_SECONDS}
+            if key not in self.seen and len(self.seen) >= MAX_LIVE_STREAMS:
+                return False
+            self.seen[key] = now
+            return True
+
+    def close(self, key: str) -> None:
+        with self.lock:
+            self.seen.pop(key, None)
+
+
+LIVE_STREAMS = LiveStreams()
 
 
 def live_models(models: list[LoadedModel]) -> list[LoadedModel]:
@@ -210,8 +247,15 @@ def live_chunk(models: list[LoadedModel], path: Optional[str], session: Optional
     except ValueError:  # an empty chunk (AudioError): nothing to hear
         return live_table(session), session
     if session is None or session.rate != rate:
-        session = LiveSession(rate, {m.name: Stream(m.recognizer, rate) for m in models},
-                              latencies={m.name: [] for m in models})
+        if session is not None:
+            LIVE_STREAMS.close(session.key)
+        session = LiveSession(rate, {}, latencies={m.name: [] for m in models})
+        if not LIVE_STREAMS.admit(session.key):
+            return (f"<p id='live-busy'>The page is transcribing {MAX_LIVE_STREAMS} live recordings, the most it "
+                    "takes at once: try again in a moment.</p>"), None
+        session.streams = {m.name: Stream(m.recognizer, rate) for m in models}
+    elif not LIVE_STREAMS.admit(session.key):  # idle so long that its place went to another recording
+        return "<p id='live-busy'>This recording was idle too long and was closed: record again.</p>", None
     # as 16-bit samples, what the recording keeps: the models hear exactly what the WAV file will hold
     pcm = np.round(data * 32768).clip(-32768, 32767).astype(np.int16)
     session.audio.append(pcm)
@@ -235,6 +279,7 @@ def live_finish(models: list[LoadedModel], session: Optional[LiveSession]):
     if session is None or not session.audio:
         return "**error:** no audio arrived from the microphone", "", None, None, session
     session.finished = True
+    LIVE_STREAMS.close(session.key)
     for model in models:
         session.texts[model.name] = session.streams[model.name].finish().text
     audio = np.concatenate(session.audio)

@@ -1,0 +1,156 @@
+"""`asr serve` under load: hundreds of requests, 8 at a time, and the server's memory as they go.
+
+    .venv/bin/python benchmarks/serve_soak.py --out benchmarks/serve_soak_cpu.json      # the shipped models
+    .venv/bin/python benchmarks/serve_soak.py --url http://127.0.0.1:PORT/ --calls 48   # a running server
+
+Starts `asr serve` (the shipped models, loopback only, one torch thread) unless --url names a running one, then
+sends requests from 8 threads through the page's API (gradio_client), in a fixed mix: AN4 test recordings to
+/transcribe and files the page must refuse (not audio, empty, too short, silence). Every request must come back:
+a transcript, or for a bad file its message. (Live chunks are not in the mix: gradio_client 2 cannot call an event
+with a streaming input, its status map lacks Gradio 6's `process_streaming`; the Live tab is driven by the browser
+test, tests/test_serve.py, and its bound on open recordings tested there too.) The server's resident memory (VmRSS) is read after a
+16-call warm-up, after 200 and after 500 calls; at the end, where its stderr points (it must not be /dev/null).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+REPO = Path(__file__).resolve().parents[1]
+WORKERS = 8
+
+
+def bad_files(folder: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "text.wav").write_text("not audio at all")
+    (folder / "empty.wav").write_bytes(b"")
+    soundfile.write(folder / "short.wav", np.zeros(800, dtype=np.float32), 16000)  # 50 ms
+    soundfile.write(folder / "silence.wav", np.zeros(16000, dtype=np.float32), 16000)
+    return {name: folder / f"{name}.wav" for name in ("text", "empty", "short", "silence")}
+
+
+def request_mix(calls: int, good: list[Path], bad: dict[str, Path]) -> list[tuple[str, Path]]:
+    """Call i's kind and file: of every 10 calls, 8 recordings and 2 bad files."""
+    kinds = ["good", "good", "good", "good", "bad", "good", "good", "good", "good", "bad"]
+    names = sorted(bad)
+    return [(kinds[i % 10], good[i % len(good)] if kinds[i % 10] != "bad" else bad[names[i % len(names)]])
+            for i in range(calls)]
+
+
+def one_call(client, kind: str, path: Path) -> dict:
+    from gradio_client import handle_file
+
+    start = time.perf_counter()
+    status, table, _ = client.predict(handle_file(str(path)), "", api_name="/transcribe")
+    refused = status.startswith("**error:**")
+    return {"kind": kind, "answered": bool(status), "refused": refused, "wrong": refused == (kind == "good"),
+            "seconds": time.perf_counter() - start}
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def run(url: str, calls: int, pid: int | None, good: list[Path], work: Path) -> dict:
+    bad = bad_files(work / "bad")
+    mix = request_mix(calls, good, bad)
+    marks = {16: "after_warmup_16", 200: "after_200", 500: "after_500"}
+    memory, results, lock = {}, [], threading.Lock()
+    clients = threading.local()  # one client (one browser session) per worker thread
+
+    def task(kind: str, path: Path) -> None:
+        from gradio_client import Client
+
+        try:
+            if not hasattr(clients, "client"):
+                clients.client = Client(url, verbose=False)
+            result = one_call(clients.client, kind, path)
+        except Exception as e:  # noqa: BLE001 - an unanswered request is what this measures
+            result = {"kind": kind, "answered": False, "error": f"{type(e).__name__}: {e}"[:300]}
+        with lock:
+            results.append(result)
+            if pid is not None and len(results) in marks:
+                memory[marks[len(results)]] = round(rss_mb(pid), 1)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(WORKERS) as pool:
+        for kind, path in mix:
+            pool.submit(task, kind, path)
+    seconds = time.perf_counter() - started
+    by_kind = {k: sum(r["kind"] == k for r in results) for k in ("good", "bad")}
+    return {"calls": calls, "workers": WORKERS, "seconds": round(seconds, 1), "by_kind": by_kind,
+            "unanswered": sum(not r["answered"] for r in results),
+            "misjudged": sum(bool(r.get("wrong")) for r in results),
+            "errors": [r["error"] for r in results if "error" in r][:5], "rss_mb": memory}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", help="a running `asr serve` (else one is started with the shipped models)")
+    parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--data-dir", default=os.environ.get("ASR_DATA_DIR", "data"))
+    parser.add_argument("--out", help="write the results here as JSON")
+    args = parser.parse_args()
+    from asr.data.corpora import load_split
+
+    good = [u.path for u in load_split("an4", "test", args.data_dir)[:40]]
+    with tempfile.TemporaryDirectory(prefix="serve-soak-") as work:
+        work = Path(work)
+        server, url, log = None, args.url, None
+        if url is None:
+            port, log = free_port(), work / "server.log"
+            server = subprocess.Popen([str(Path(sys.executable).with_name("asr")), "serve", "--port", str(port)],
+                                      stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                                      env={**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(work)})
+            url = f"http://127.0.0.1:{port}/"
+            for _ in range(240):
+                try:
+                    urllib.request.urlopen(url, timeout=2)
+                    break
+                except OSError:
+                    time.sleep(0.5)
+        try:
+            result = run(url, args.calls, server.pid if server else None, good, work)
+            if server is not None:
+                result["stderr_points_to"] = ("the log" if os.readlink(f"/proc/{server.pid}/fd/2") == str(log)
+                                              else os.readlink(f"/proc/{server.pid}/fd/2"))
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait(timeout=30)
+    result["machine"] = f"{platform.machine()}, {os.cpu_count()} cores; server on 1 torch thread"
+    rss = result["rss_mb"]
+    if {"after_warmup_16", "after_200", "after_500"} <= set(rss):
+        result["ratio_500_to_200"] = round(rss["after_500"] / rss["after_200"], 3)
+        result["ratio_500_to_warmup"] = round(rss["after_500"] / rss["after_warmup_16"], 3)
+    print(json.dumps(result, indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    return 0 if result["unanswered"] == 0 and result["misjudged"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
