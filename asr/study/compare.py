@@ -233,7 +233,9 @@ def command(args) -> int:
         return 0
     first, last = args.stage or 1, args.stop_stage or len(stages)
     if not 1 <= first <= last <= len(stages):
-        raise UserError(f"{path} has stages 1 to {len(stages)}: --stage {first} --stop-stage {last} is outside them")
+        given = " ".join(f"--{name} {value}" for name, value in (("stage", args.stage), ("stop-stage", args.stop_stage))
+                         if value is not None)
+        raise UserError(f"{path} has stages 1 to {len(stages)}: {given} is outside them")
     stages = [with_options(stage, args, nested=True) for stage in stages]
     for number in range(first, last + 1):
         print(f"[{path}: stage {number} of {len(stages)}, {stages[number - 1]['study']}]", file=sys.stderr, flush=True)
