@@ -14,16 +14,14 @@ test, tests/test_serve.py, and its bound on open recordings tested there too.) T
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -101,12 +99,6 @@ def run(url: str, calls: int, pid: int | None, good: list[Path], work: Path) -> 
             "errors": [r["error"] for r in results if "error" in r][:5], "rss_mb": memory}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="a running `asr serve` (else one is started with the shipped models)")
@@ -114,33 +106,20 @@ def main() -> int:
     parser.add_argument("--data-dir", default=os.environ.get("ASR_DATA_DIR", "data"))
     parser.add_argument("--out", help="write the results here as JSON")
     args = parser.parse_args()
+    from asr.app.serve import served
     from asr.data.corpora import load_split
 
     good = [u.path for u in load_split("an4", "test", args.data_dir)[:40]]
     with tempfile.TemporaryDirectory(prefix="serve-soak-") as work:
         work = Path(work)
-        server, url, log = None, args.url, None
-        if url is None:
-            port, log = free_port(), work / "server.log"
-            server = subprocess.Popen([str(Path(sys.executable).with_name("asr")), "serve", "--port", str(port)],
-                                      stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                                      env={**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(work)})
-            url = f"http://127.0.0.1:{port}/"
-            for _ in range(240):
-                try:
-                    urllib.request.urlopen(url, timeout=2)
-                    break
-                except OSError:
-                    time.sleep(0.5)
-        try:
+        with contextlib.ExitStack() as stack:
+            url, server, log = args.url, None, work / "server.log"
+            if url is None:
+                url, server = stack.enter_context(served([], log, {"OMP_NUM_THREADS": "1", "TMPDIR": str(work)}))
             result = run(url, args.calls, server.pid if server else None, good, work)
             if server is not None:
-                result["stderr_points_to"] = ("the log" if os.readlink(f"/proc/{server.pid}/fd/2") == str(log)
-                                              else os.readlink(f"/proc/{server.pid}/fd/2"))
-        finally:
-            if server is not None:
-                server.terminate()
-                server.wait(timeout=30)
+                stderr = os.readlink(f"/proc/{server.pid}/fd/2")
+                result["stderr_points_to"] = "the log" if stderr == str(log) else stderr
     result["machine"] = f"{platform.machine()}, {os.cpu_count()} cores; server on 1 torch thread"
     rss = result["rss_mb"]
     if {"after_warmup_16", "after_200", "after_500"} <= set(rss):

@@ -7,31 +7,17 @@ Without checkpoints the page serves the shipped AN4 models (scripts/reproduce_re
 Starts `asr serve` on a free loopback port, drives Debian's Chromium (Playwright) through an upload and a
 click, saves the page, stops the server. (tests/test_serve.py does the same with assertions.)
 """
-import os
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
+import tempfile
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
+from asr.app.serve import served
+
 
 def main(out: str, audio: str, typed: str, *checkpoints: str) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    asr = Path(sys.executable).with_name("asr")
-    server = subprocess.Popen([str(asr), "serve", *checkpoints, "--port", str(port)], env={**os.environ})
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
+    with tempfile.TemporaryDirectory() as work, served(list(checkpoints), Path(work) / "server.log") as (url, _):
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium",
                                         args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
@@ -46,9 +32,6 @@ def main(out: str, audio: str, typed: str, *checkpoints: str) -> None:
             Path(out).parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=out, full_page=True)
             browser.close()
-    finally:
-        server.terminate()
-        server.wait()
     print(out)
 
 

@@ -41,29 +41,13 @@ SERVED: dict = {}  # the server fixture's process
 
 @pytest.fixture(scope="module")
 def server(overfit, checkpoint, server_temp):
-    port = free_port()
-    asr = Path(sys.executable).with_name("asr")
-    log = open(server_temp / "server.log", "w")  # what the server prints, for test_the_server_prints_no_warning
-    process = subprocess.Popen([str(asr), "serve", str(overfit.checkpoint), str(checkpoint), "--port", str(port)],
-                               stdout=log, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(server_temp),
-                                    "GRADIO_TEMP_DIR": str(server_temp / "gradio")})
-    SERVED["process"] = process
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
-    while time.time() < deadline and process.poll() is None:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail(f"asr serve did not come up on {url}:\n{(server_temp / 'server.log').read_text()[-3000:]}")
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
+    from asr.app.serve import served
+
+    env = {"OMP_NUM_THREADS": "1", "TMPDIR": str(server_temp), "GRADIO_TEMP_DIR": str(server_temp / "gradio")}
+    # what the server prints goes to server.log, for test_the_server_prints_no_warning
+    with served([overfit.checkpoint, checkpoint], server_temp / "server.log", env) as (url, process):
+        SERVED["process"] = process
+        yield url
 
 
 def test_the_server_prints_no_warning(server, server_temp):

@@ -14,6 +14,7 @@ No Lightning is imported: the models come from their checkpoints through asr/dep
 """
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import threading
@@ -400,6 +401,38 @@ def live_tab(models: list[LoadedModel]) -> None:
                           concurrency_limit=None)
         microphone.stop_recording(lambda s: live_finish(models, s), inputs=[session],
                                   outputs=[status, table, plot, recording, session])
+
+
+@contextlib.contextmanager
+def served(checkpoints: list, log: Path, env: Optional[dict] = None, timeout: float = 120.0):
+    """`asr serve CHECKPOINTS` started on a free loopback port for a program (a test, a benchmark, the screenshot
+    script), what it prints going to `log`: yields (url, process) once the page answers, stops it afterwards."""
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    asr = Path(sys.executable).with_name("asr")
+    with open(log, "w") as out:
+        process = subprocess.Popen([str(asr), "serve", *map(str, checkpoints), "--port", str(port)], stdout=out,
+                                   stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    url, deadline = f"http://127.0.0.1:{port}/", time.time() + timeout
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                if process.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"asr serve did not come up on {url}:\n{Path(log).read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield url, process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def command(args) -> int:
