@@ -41,12 +41,13 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not corpora"
 
-# tanh RNN vs LSTM on AN4, CPU-sized (GPU when there is one); report in reports/an4_quick/.
-# Uses $$ASR_DATA_DIR when set, else downloads AN4 into data/ (checksummed) on first use.
-# Each demo trains into a new runs/an4_quick-<time>/ folder, so earlier runs are kept.
+# tanh RNN vs LSTM on AN4, CPU-sized (GPU when there is one). Uses $$ASR_DATA_DIR when set, else downloads AN4
+# into data/ (checksummed) on first use. Each demo trains into a new runs/an4_quick-<time>/ folder, its report in
+# runs/an4_quick-<time>/report/: earlier runs are kept, and so is the committed reports/an4_quick/.
 demo: $(STAMP)
 	@if [ -z "$$ASR_DATA_DIR" ]; then $(VENV)/bin/asr download an4 --data-dir data; fi
-	$(VENV)/bin/asr compare -c recipes/studies/an4_quick.yaml --runs-dir runs/an4_quick-$$(date +%Y%m%d-%H%M%S)
+	run=runs/an4_quick-$$(date +%Y%m%d-%H%M%S); \
+	$(VENV)/bin/asr compare -c recipes/studies/an4_quick.yaml --runs-dir $$run --report-dir $$run/report
 
 # The comparison in a browser (http://127.0.0.1:7860): the shipped checkpoints, else the newest demo run's.
 serve: $(STAMP)

@@ -110,3 +110,15 @@ def test_the_tree_is_as_the_docs_describe_it():
                 upward.append(f"{module.relative_to(REPO)} imports asr.{other}")
     assert not upward, upward
     assert len([p for p in (REPO / "recipes").rglob("*") if p.is_file()]) <= 12
+
+
+def test_make_demo_keeps_its_report_with_its_run_and_leaves_the_committed_one_alone():
+    """`make demo` trains into a new runs/an4_quick-<time>/ and writes its report there: the committed
+    reports/an4_quick/ (whose figures docs/results.md states and this file checks) is not replaced by a user's run."""
+    import subprocess
+
+    done = subprocess.run(["make", "-n", "demo", "ASR_DATA_DIR=/nowhere"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    (compare,) = [line for line in done.stdout.splitlines() if " compare " in line]
+    assert "run=runs/an4_quick-" in done.stdout and "--runs-dir $run --report-dir $run/report" in compare, compare
+    assert "reports/" not in compare, compare

@@ -311,7 +311,7 @@ def study_panel(reports: Path) -> tuple[str, Optional[str]]:
 
     report, plot = reports / "report.md", reports / PLOTS["flow"]
     if not report.is_file():
-        return (f"(no study report in {reports}: pass --reports reports/an4_quick after `make demo`, or run "
+        return (f"(no study report in {reports}: pass --reports runs/an4_quick-<time>/report after `make demo`, or run "
                 "scripts/cpu_study.sh)"), None
     lines = report.read_text().splitlines()
     tables, previous = [], ""
