@@ -37,7 +37,8 @@ def test_every_condition_is_the_same_on_every_run(speech, tmp_path):
             f"np.savez({str(tmp_path / 'there.npz')!r}, **{{n: c(x, {RATE}, {uid!r}) for n, c in CONDITIONS.items()}})")
     subprocess.run([sys.executable, "-c", code], check=True)
     there = np.load(tmp_path / "there.npz")
-    assert set(there.files) == set(here) == {"noise_20db", "noise_10db", "speed_0.9", "speed_1.1", "telephone", "reverb"}
+    assert set(there.files) == set(here) == {"noise_20db", "noise_10db", "speed_0.9", "speed_1.1", "telephone", "reverb",
+                                             "quiet_20db", "clipped"}
     for name in here:
         assert np.array_equal(here[name], there[name]), name
     # the noise is seeded by condition and utterance: another utterance gets other noise
@@ -64,6 +65,17 @@ def test_telephone_keeps_only_the_telephone_band(speech):
     assert y.size == x.size
     assert band_power(y, 4100, 8000) < 1e-4 * band_power(y, 300, 3400)  # nothing above the 8 kHz channel's band
     assert band_power(y, 0, 150) < 0.05 * band_power(x, 0, 150)  # the low end cut
+
+
+def test_level_conditions_are_a_quieter_and_a_clipped_recording(speech):
+    uid, x = speech
+    quiet = CONDITIONS["quiet_20db"](x, RATE, uid).astype(np.float64)
+    assert 10 * np.log10(np.mean(quiet ** 2) / np.mean(x.astype(np.float64) ** 2)) == pytest.approx(-20.0, abs=0.01)
+    hot = CONDITIONS["clipped"](x, RATE, uid)
+    assert np.abs(hot).max() == 1.0
+    clipped_share = np.mean(np.abs(hot) == 1.0)
+    assert 0.001 < clipped_share < 0.2  # the loud parts clipped, not the whole recording
+    assert np.mean(hot.astype(np.float64) ** 2) > 10 * np.mean(x.astype(np.float64) ** 2)
 
 
 def test_reverb_is_a_small_room(speech):

@@ -75,6 +75,22 @@ def reverb(x: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarray:
     return wet * np.sqrt(np.mean(x ** 2) / max(np.mean(wet ** 2), 1e-20))  # the clean utterance's level
 
 
+def gain(db: float):
+    """The whole recording louder or quieter, as a microphone set to another level records it."""
+    def distort(x: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarray:
+        return x * 10 ** (db / 20)
+    return distort
+
+
+def clipped(over: float):
+    """Recorded too hot: the gain that puts the utterance's peak `over` times above full scale, then clipped at
+    full scale (+-1), as an overdriven microphone input clips."""
+    def distort(x: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarray:
+        peak = max(float(np.abs(x).max()), 1e-12)
+        return np.clip(x * (over / peak), -1.0, 1.0)
+    return distort
+
+
 @dataclass(frozen=True)
 class Condition:
     name: str
@@ -94,6 +110,8 @@ CONDITIONS = {c.name: c for c in (
     Condition("speed_1.1", "speed 1.1 (faster, higher)", speed(1.1)),
     Condition("telephone", "telephone band (300-3400 Hz, 8 kHz)", telephone),
     Condition("reverb", "small-room reverb (RT60 about 0.3 s)", reverb),
+    Condition("quiet_20db", "20 dB quieter", gain(-20.0)),
+    Condition("clipped", "too loud, clipped (peak 4x full scale)", clipped(4.0)),
 )}
 CLEAN = "clean"
 
