@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(a run's epochs of lowest dev WER), are averaged")
     p.add_argument("output", help="where to write it, e.g. checkpoints/my_lstm.ckpt, or my_lstm.onnx (asr/deploy/export_onnx.py)")
     p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("--quantize", choices=["int8"], help="to a .onnx file: the acoustic model's weights in 8 bits, a "
+                   "quarter of the size, LSTMs and matrix products computed in int8 (asr/deploy/quantize.py)")
 
     p = sub.add_parser("tune-decoder", help="pick LM weight and word score for beam search on the dev split")
     add_checkpoint_corpus_options(p, lm_required=True)

@@ -38,6 +38,7 @@ from asr.decode.decoders import BeamSearchDecoder  # noqa: E402
 from asr.train.checkpoint import export_checkpoint, read_checkpoint  # noqa: E402
 from asr.deploy.export_onnx import export_onnx  # noqa: E402
 from asr.deploy.inference import Recognizer, write_rows  # noqa: E402
+from asr.deploy.onnx_recognizer import OnnxRecognizer  # noqa: E402
 from asr.decode.lm import build  # noqa: E402
 from asr.data.text import is_word_vocabulary  # noqa: E402
 
@@ -181,6 +182,25 @@ def write_model_card(record: dict, path: Path) -> None:
             lines.append(f"| `{m['file']}` | {clean:.1f} | " + " | ".join(
                 f"{m['test_conditions'][c]['wer']:.1f} ({m['test_conditions'][c]['wer'] / clean:.1f}x)"
                 for c in CONDITIONS) + " |")
+    quantized = [m for m in record["models"] if m.get("int8")]
+    if quantized:
+        lines += ["", "Int8: each model also as `NAME.int8.onnx` (`asr export CKPT NAME.int8.onnx --quantize int8`,",
+                  "asr/deploy/quantize.py: LSTM and matrix-product weights in 8 bits computed in int8 by onnxruntime;",
+                  "GRU and tanh RNN weights stored in 8 bits and computed in float32), transcribed as the float32 file is.",
+                  "Test WER %, float32 -> int8 (speed: `benchmarks/int8.py`, benchmarks/README.md):", "",
+                  "| model | int8 file | MB (float32 ONNX) | test greedy | test beam+LM | largest change under a condition |",
+                  "|---|---|---|---|---|---|"]
+        for m in quantized:
+            q = m["int8"]
+            beam = (f"{m['test_beam_lm']['wer']:.1f} -> {q['test_beam_lm']['wer']:.1f}" if q.get("test_beam_lm")
+                    else "n/a")
+            worst = "n/a"
+            if q.get("test_conditions"):  # int8 against float32 under the same condition
+                change = {c: q["test_conditions"][c]["wer"] - m["test_conditions"][c]["wer"] for c in q["test_conditions"]}
+                c = max(change, key=lambda c: abs(change[c]))
+                worst = f"{change[c]:+.1f} ({c})"
+            lines.append(f"| `{m['name']}` | `{q['file']}` | {q['bytes'] / 1e6:.1f} ({m['onnx']['bytes'] / 1e6:.1f}) | "
+                         f"{m['test_greedy']['wer']:.1f} -> {q['test_greedy']['wer']:.1f} | {beam} | {worst} |")
     lines += ["", "## Details", ""]
     for m in record["models"]:
         f = m["features"]
@@ -188,6 +208,12 @@ def write_model_card(record: dict, path: Path) -> None:
                   f"- file `{m['file']}`, {m['bytes']:,} bytes, sha256 `{m['sha256']}`",
                   *([f"- ONNX `{m['onnx']['file']}` (`asr transcribe {m['onnx']['file']} FILES` without torch), "
                      f"{m['onnx']['bytes']:,} bytes, sha256 `{m['onnx']['sha256']}`"] if m.get("onnx") else []),
+                  *([f"- int8 ONNX `{m['int8']['file']}`, {m['int8']['bytes']:,} bytes, sha256 `{m['int8']['sha256']}`; "
+                     f"test greedy WER {m['int8']['test_greedy']['wer']:.2f} %"
+                     + (f", beam+LM {m['int8']['test_beam_lm']['wer']:.2f} %" if m["int8"].get("test_beam_lm") else "")
+                     + (", under each condition: " + ", ".join(f"{c} {r['wer']:.1f}" for c, r in
+                                                               m["int8"]["test_conditions"].items())
+                        if m["int8"].get("test_conditions") else "")] if m.get("int8") else []),
                   f"- data: {m['dataset'].upper()} ({DATA[m['dataset']]}); training split without the dev utterances",
                   f"- input: {f['n_mels']} log-mel bands at {f['sample_rate']} Hz, {f['stack']} frames stacked, "
                   f"{f['hop_ms'] * f['stride']:g} ms per model frame, normalised "
@@ -250,6 +276,60 @@ def ship_onnx(record: dict, out: Path, only: set | None = None) -> None:
         info = export_onnx(out / m["file"], target, overwrite=True)
         m["onnx"] = {"file": target.name, "bytes": info["bytes"], "sha256": info["sha256"]}
         print(f"{target}: {info['bytes'] / 1e6:.1f} MB", flush=True)
+
+
+def ship_int8(record: dict, out: Path, details: Path, only: set | None = None) -> None:
+    """Each shipped .onnx (those named in `only`, if given) also in int8 (`asr export CKPT NAME.int8.onnx --quantize
+    int8`, asr/deploy/quantize.py), measured through onnxruntime as the float32 model is: greedy test WER, beam+LM at the
+    float32 model's LM weight and word score (picked on dev), and greedy under each test condition."""
+    lm = record.get("lm")
+    for m in record["models"]:
+        if only is not None and m["name"] not in only:
+            continue
+        target = out / f"{m['name']}.int8.onnx"
+        info = export_onnx(out / m["file"], target, overwrite=True, quantize="int8")
+        recognizer = OnnxRecognizer(target)
+        summary, rows = recognizer.evaluate(m["dataset"], "test", None)
+        write_rows(rows, details / f"{m['name']}.int8.test.greedy.csv")
+        measured = {"file": target.name, "bytes": info["bytes"], "sha256": info["sha256"],
+                    "made_by": f"asr export checkpoints/{m['file']} checkpoints/{target.name} --quantize int8",
+                    "test_greedy": rates(summary)}
+        if m.get("decoder") and lm:
+            d = m["decoder"]
+            decoder = BeamSearchDecoder(recognizer.vocabulary, d["beam_size"], str(out / lm["lexicon"]),
+                                        str(out / lm["arpa"]), d["lm_weight"], d["word_score"])
+            summary, rows = recognizer.evaluate(m["dataset"], "test", None, decoder=decoder)
+            write_rows(rows, details / f"{m['name']}.int8.test.beam_lm.csv")
+            measured["test_beam_lm"] = rates(summary)
+        if m["dataset"] == "an4":
+            measured["test_conditions"] = {}
+            for condition in CONDITIONS:
+                summary, rows = recognizer.evaluate(m["dataset"], "test", None, condition=condition)
+                write_rows(rows, details / f"{m['name']}.int8.test-{condition}.greedy.csv")
+                measured["test_conditions"][condition] = rates(summary)
+        m["int8"] = measured
+        print(f"{target}: {info['bytes'] / 1e6:.1f} MB, test WER greedy {summary_wer(measured)}", flush=True)
+
+
+def summary_wer(measured: dict) -> str:
+    return f"{measured['test_greedy']['wer']:.2f} %" + (f", beam+LM {measured['test_beam_lm']['wer']:.2f} %"
+                                                        if measured.get("test_beam_lm") else "")
+
+
+def conditions_completed(record: dict, details: Path) -> None:
+    """Test conditions added since a model was shipped (asr/data/conditions.py) measured on its checkpoint, as
+    `measure` does; the conditions it has keep their numbers."""
+    for m in record["models"]:
+        if m["dataset"] != "an4":
+            continue
+        missing = [c for c in CONDITIONS if c not in m.get("test_conditions", {})]
+        if missing:
+            recognizer = Recognizer.from_checkpoint(Path(ROOT / "checkpoints" / m["file"]))
+        for condition in missing:
+            summary, rows = recognizer.evaluate(m["dataset"], "test", None, condition=condition)
+            write_rows(rows, details / f"{m['name']}.test-{condition}.greedy.csv")
+            m.setdefault("test_conditions", {})[condition] = rates(summary)
+            print(f"{m['name']}: test WER under {condition} {summary['wer']:.2f} %", flush=True)
 
 
 DATA = {"an4": "CMU AN4, 16 kHz, BSD-style licence", "fsdd": "Free Spoken Digit Dataset, 8 kHz, CC BY-SA 4.0"}
@@ -328,13 +408,17 @@ def main() -> int:
     parser.add_argument("--word-scores", type=float, nargs="+", default=WORD_SCORES, help="the dev grid's word scores")
     parser.add_argument("--card-only", action="store_true", help="only write README.md again from models.json")
     parser.add_argument("--onnx-only", action="store_true",
-                        help="only export the shipped checkpoints to .onnx again (recorded in models.json and the card)")
+                        help="only export the shipped checkpoints to .onnx and .int8.onnx again, measure the int8 files "
+                        "and any test condition a model has not been measured under (recorded in models.json and the card)")
     args = parser.parse_args()
     out, details = Path(args.out), Path(args.details)
     previous = json.loads((out / "models.json").read_text()) if (out / "models.json").is_file() else {"models": []}
     if args.card_only or args.onnx_only:
         if args.onnx_only:
+            details.mkdir(parents=True, exist_ok=True)
+            conditions_completed(previous, details)
             ship_onnx(previous, out)
+            ship_int8(previous, out, details)
             (out / "models.json").write_text(json.dumps(previous, indent=1) + "\n")
         write_model_card(previous, out / "README.md")
         return 0
@@ -374,6 +458,7 @@ def main() -> int:
                      "made_by": "asr lm build --dataset an4 --order 3 (AN4 training transcripts only)"},
               "models": sorted(models.values(), key=lambda m: ORDER.index(m["name"]) if m["name"] in ORDER else 99)}
     ship_onnx(record, out, only=set(shipped))
+    ship_int8(record, out, details, only=set(shipped))
     (out / "models.json").write_text(json.dumps(record, indent=1) + "\n")
     write_model_card(record, out / "README.md")
     print(f"wrote {out / 'models.json'} and {out / 'README.md'}")

@@ -103,6 +103,57 @@ def test_what_cannot_be_exported_or_loaded_is_refused(tmp_path, capsys):
     assert "missing.onnx not found" in capsys.readouterr().err
 
 
+def test_int8_export_quantizes_the_acoustic_model_through_asr_export(overfit, tmp_path):
+    """`asr export CKPT OUT.onnx --quantize int8`: the LSTM and the matrix products in int8 (onnxruntime's integer
+    kernels), the file says so, and the memorised utterances still come out word for word."""
+    import onnx as onnx_format
+
+    float32, int8 = tmp_path / "m.onnx", tmp_path / "m.int8.onnx"
+    assert main(["export", str(overfit.checkpoint), str(float32)]) == 0
+    assert main(["export", str(overfit.checkpoint), str(int8), "--quantize", "int8"]) == 0
+    ops = {n.op_type for n in onnx_format.load(str(int8)).graph.node}
+    assert {"DynamicQuantizeLSTM", "MatMulInteger"} <= ops and "LSTM" not in ops
+    assert int8.stat().st_size < float32.stat().st_size / 2
+    exact, quantized = OnnxRecognizer(float32), OnnxRecognizer(int8)
+    assert (exact.quantized, quantized.quantized) == (None, "int8")
+    waveforms = [exact.read(u.path) for u in overfit.utterances]
+    texts = [t.text for _, t, _ in quantized.transcribe_files([u.path for u in overfit.utterances])]
+    assert texts == [u.text for u in overfit.utterances]
+    a, b = np.concatenate(exact.log_probs(waveforms)), np.concatenate(quantized.log_probs(waveforms))
+    assert np.mean(a.argmax(-1) == b.argmax(-1)) > 0.97 and np.abs(a - b).max() > 0  # close, and really other weights
+    assert main(["export", str(overfit.checkpoint), str(tmp_path / "m.ckpt"), "--quantize", "int8"]) == 2
+
+
+@pytest.mark.parametrize("cell", ["rnn_tanh", "gru"])
+def test_int8_stores_gru_and_rnn_weights_in_8_bits(cell, tmp_path):
+    """onnxruntime has no integer GRU/RNN kernel: their weights are kept in int8 and dequantised in the graph."""
+    import onnx as onnx_format
+
+    from asr.deploy.quantize import quantize_int8
+
+    recognizer = tiny_recognizer(cell, bidirectional=True)
+    write_onnx(recognizer, tmp_path / "m.onnx")
+    quantize_int8(tmp_path / "m.onnx", tmp_path / "q.onnx")
+    graph = onnx_format.load(str(tmp_path / "q.onnx")).graph
+    recurrent = [n for n in graph.node if n.op_type in ("GRU", "RNN")]
+    floats = {i.name for i in graph.initializer if i.data_type == onnx_format.TensorProto.FLOAT}
+    assert len(recurrent) == 4 and all(n.input[1] not in floats and n.input[2] not in floats for n in recurrent)
+    assert sum(i.data_type == onnx_format.TensorProto.INT8 for i in graph.initializer) >= 8
+    rng = np.random.default_rng(3)
+    waveforms = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (16000, 7000)]
+    a = np.concatenate(OnnxRecognizer(tmp_path / "m.onnx").log_probs(waveforms))
+    b = np.concatenate(OnnxRecognizer(tmp_path / "q.onnx").log_probs(waveforms))
+    assert 0 < np.abs(a - b).max() < 0.05
+
+
+def test_onnxruntime_takes_its_thread_count_from_omp_num_threads_as_torch_does(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert OnnxRecognizer(SHIPPED / "fsdd_lstm.onnx").session.get_session_options().intra_op_num_threads == 1
+    assert OnnxRecognizer(SHIPPED / "fsdd_lstm.onnx", threads=2).session.get_session_options().intra_op_num_threads == 2
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert OnnxRecognizer(SHIPPED / "fsdd_lstm.onnx").session.get_session_options().intra_op_num_threads == 0  # all
+
+
 def shipped_models() -> list[dict]:
     return [m for m in json.loads((SHIPPED / "models.json").read_text())["models"] if m.get("onnx")]
 
@@ -124,6 +175,23 @@ def test_shipped_onnx_models_match_their_checkpoints(model, data_dir):
     summary, _ = onnx.evaluate(model["dataset"], "test", str(data_dir))
     for key in ("wer", "cer", "substitutions", "deletions", "insertions"):
         assert summary[key] == model["test_greedy"][key], key  # the recorded greedy WER, to the last digit
+
+
+@pytest.mark.parametrize("model", [m for m in shipped_models() if m.get("int8")], ids=lambda m: m["name"])
+def test_shipped_int8_models_are_a_third_of_the_size_and_reproduce_their_records(model, data_dir):
+    """Every shipped model also ships in int8 (scripts/ship_checkpoints.py): at most a third of the float32 file, its
+    recorded test WERs reproduced, and within half a point of the float32 model's greedy WER (1.5 under a condition)."""
+    q = model["int8"]
+    path = SHIPPED / q["file"]
+    assert path.stat().st_size == q["bytes"] and sha256(path) == q["sha256"]
+    assert q["bytes"] <= model["onnx"]["bytes"] / 3
+    recognizer = OnnxRecognizer(path)
+    summary, _ = recognizer.evaluate(model["dataset"], "test", str(data_dir))
+    for key in ("wer", "cer", "substitutions", "deletions", "insertions"):
+        assert summary[key] == q["test_greedy"][key], key
+    assert q["test_greedy"]["wer"] <= model["test_greedy"]["wer"] + 0.5
+    for condition, rates in q.get("test_conditions", {}).items():
+        assert abs(rates["wer"] - model["test_conditions"][condition]["wer"]) <= 1.5, condition
 
 
 def run_isolated(python: str, args: list[str], env_extra: dict | None = None) -> dict:
@@ -180,3 +248,6 @@ def test_an_environment_without_torch_installs_the_package_and_transcribes(data_
     assert done.returncode == 0, done.stderr[-2000:]
     expected = Recognizer.from_checkpoint(SHIPPED / "an4_lstm.ckpt").transcribe_files([data_dir / WAV])[0][1].text
     assert done.stdout.strip() == expected
+    done = subprocess.run([str(venv / "bin/asr"), "transcribe", str(SHIPPED / "an4_lstm.int8.onnx"), str(data_dir / WAV)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)  # int8 needs nothing more
+    assert done.returncode == 0 and done.stdout.strip() == expected, done.stderr[-2000:]

@@ -6,8 +6,8 @@ in samples, and gives each utterance's per-frame log-probabilities and its numbe
 
     waveforms (batch, samples) float32, lengths (batch,) int64  ->  log_probs (batch, frames, symbols), frames (batch,)
 
-Inside: the log-mel features as asr/data/features.py computes them (the short-time Fourier transform as a product
-of each window with the windowed DFT basis, the mel filterbank, log, normalisation (per utterance over the
+Inside: the log-mel features as asr/data/features.py computes them (the short-time Fourier transform as a strided
+convolution with the windowed DFT basis, the mel filterbank, log, normalisation (per utterance over the
 utterance's own frames, or by the training statistics the checkpoint carries), frame stacking), then the acoustic model, each recurrent layer and direction as its own
 ONNX RNN/LSTM/GRU node, the right-to-left ones over each utterance reversed within its own length (as
 asr/model/recurrence.py does). Batch and time axes are dynamic. The vocabulary, the feature settings and the frame
@@ -33,10 +33,11 @@ OPSET = 17
 
 
 class FeatureGraph(nn.Module):
-    """asr/data/features.py's log-mel, normalisation and stacking on a padded batch of waveforms. The spectrum is a
-    product of each window with the windowed DFT basis (float32: one matrix product, the fast kernel), then
-    everything from the power spectrum to the normalised log-mel in float64: done in float32, the log and the
-    normalisation alone moved log-probabilities by more than 1e-4 from PyTorch's (tests/test_onnx.py)."""
+    """asr/data/features.py's log-mel, normalisation and stacking on a padded batch of waveforms. The spectrum is one
+    strided convolution of the waveform with the windowed DFT basis (framing and DFT in one float32 kernel), the power
+    and the mel bands in float32, the log and the normalisation in float64: done in float32, those two alone moved
+    log-probabilities by more than 1e-4 from PyTorch's (tests/test_onnx.py). The DFT basis is not stored: the file
+    holds the window, and the graph computes the basis from it (`basis_computed_in_graph`), 640 kB less a file."""
 
     def __init__(self, extractor: FeatureExtractor):
         super().__init__()
@@ -45,13 +46,13 @@ class FeatureGraph(nn.Module):
         self.win = spectrogram.win_length
         if spectrogram.win_length != n_fft or spectrogram.center:
             raise UserError("ONNX export supports the project's features only (one window per FFT, no centring)")
-        k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[None]
-        n = torch.arange(n_fft, dtype=torch.float64)[:, None]
-        window = spectrogram.window.double()[:, None]
+        k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[:, None]
+        n = torch.arange(n_fft, dtype=torch.float64)[None]
         angle = 2 * torch.pi * k * n / n_fft
-        basis = torch.cat([torch.cos(angle), -torch.sin(angle)], dim=1) * window
-        self.register_buffer("basis", basis.float())  # (n_fft, 2 * bins)
-        self.register_buffer("filterbank", mel.fb.double())  # (bins, n_mels)
+        basis = torch.cat([torch.cos(angle), -torch.sin(angle)], dim=0) * spectrogram.window.double()[None]
+        self.register_buffer("basis", basis.float()[:, None])  # (2 * bins, 1, n_fft): convolution kernels
+        self.register_buffer("window", spectrogram.window.float())
+        self.register_buffer("filterbank", mel.fb.float())  # (bins, n_mels)
         self.stack, self.stride = extractor.config.stack, extractor.config.stride
         self.normalize = extractor.config.normalize
         if self.normalize == "global":  # the training split's statistics, constants of the graph
@@ -61,11 +62,9 @@ class FeatureGraph(nn.Module):
             self.register_buffer("std", extractor.std.double())
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        total = torch.div(waveforms.shape[1] - self.win, self.hop, rounding_mode="floor") + 1
-        starts = torch.arange(total)[:, None] * self.hop + torch.arange(self.win)[None]
-        spectrum = (waveforms[:, starts] @ self.basis).double()  # (batch, frames, 2 * bins)
-        real, imag = spectrum.chunk(2, dim=2)
-        feats = torch.log((real * real + imag * imag) @ self.filterbank + 1e-6)
+        spectrum = nn.functional.conv1d(waveforms[:, None], self.basis, stride=self.hop).transpose(1, 2)
+        real, imag = spectrum.chunk(2, dim=2)  # (batch, frames, bins) each
+        feats = torch.log(((real * real + imag * imag) @ self.filterbank).double() + 1e-6)
         frames = torch.div(lengths - self.win, self.hop, rounding_mode="floor") + 1
         if self.normalize == "global":
             feats = ((feats - self.mean) / (self.std + 1e-5)).float()
@@ -79,6 +78,43 @@ class FeatureGraph(nn.Module):
         n_out = torch.div(feats.shape[1] - k, s, rounding_mode="floor") + 1
         stacked = torch.cat([feats[:, i : i + s * n_out : s] for i in range(k)], dim=2)
         return stacked, torch.div(frames - k, s, rounding_mode="floor") + 1
+
+
+def basis_computed_in_graph(model, window) -> None:
+    """Replaces the stored DFT basis (the feature convolution's kernels, 2 x 201 x 400 floats) by the nodes that compute
+    it from the window: cos and -sin of 2 pi (k n mod N) / N (the modulo keeps the angle below 2 pi, so float32 loses
+    nothing), times the window. onnxruntime folds them into a constant when it loads the file."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    conv = next(n for n in model.graph.node if n.op_type == "Conv" and n.name.startswith("/features/"))
+    stored = next(i for i in model.graph.initializer if i.name == conv.input[1])
+    model.graph.initializer.remove(stored)
+    n_fft = window.numel()
+    bins = n_fft // 2 + 1
+    const = {"dft.window": window.numpy().astype(np.float32)[None], "dft.n": np.array(n_fft, dtype=np.int64),
+             "dft.bins": np.array(bins, dtype=np.int64), "dft.zero": np.array(0, dtype=np.int64),
+             "dft.one": np.array(1, dtype=np.int64), "dft.step": np.array(2 * np.pi / n_fft, dtype=np.float32),
+             "dft.axis0": np.array([0], dtype=np.int64), "dft.axis1": np.array([1], dtype=np.int64)}
+    model.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in const.items())
+    nodes = [("Range", ["dft.zero", "dft.n", "dft.one"], ["dft.n_range"], {}),
+             ("Range", ["dft.zero", "dft.bins", "dft.one"], ["dft.k_range"], {}),
+             ("Unsqueeze", ["dft.k_range", "dft.axis1"], ["dft.k_col"], {}),
+             ("Unsqueeze", ["dft.n_range", "dft.axis0"], ["dft.n_row"], {}),
+             ("Mul", ["dft.k_col", "dft.n_row"], ["dft.kn"], {}),
+             ("Mod", ["dft.kn", "dft.n"], ["dft.kn_mod"], {}),
+             ("Cast", ["dft.kn_mod"], ["dft.kn_float"], {"to": 1}),
+             ("Mul", ["dft.kn_float", "dft.step"], ["dft.angle"], {}),
+             ("Cos", ["dft.angle"], ["dft.cos"], {}),
+             ("Sin", ["dft.angle"], ["dft.sin"], {}),
+             ("Neg", ["dft.sin"], ["dft.minus_sin"], {}),
+             ("Concat", ["dft.cos", "dft.minus_sin"], ["dft.cos_sin"], {"axis": 0}),
+             ("Mul", ["dft.cos_sin", "dft.window"], ["dft.windowed"], {}),
+             ("Unsqueeze", ["dft.windowed", "dft.axis1"], [conv.input[1]], {})]
+    made = [helper.make_node(op, inputs, outputs, name=f"/features/dft/{i}", **attrs)
+            for i, (op, inputs, outputs, attrs) in enumerate(nodes)]
+    for node in reversed(made):  # before every node that reads them
+        model.graph.node.insert(0, node)
 
 
 class AcousticGraph(nn.Module):
@@ -131,14 +167,26 @@ class RecognizerGraph(nn.Module):
         return self.acoustic(features, frames), frames
 
 
-def export_onnx(checkpoint: str | Path, target: str | Path, overwrite: bool = False) -> dict:
-    """Writes the ONNX graph of `checkpoint` to `target` (never over an existing file unless overwrite) and
-    returns its size and sha256."""
+def export_onnx(checkpoint: str | Path, target: str | Path, overwrite: bool = False, quantize: str | None = None) -> dict:
+    """Writes the ONNX graph of `checkpoint` to `target` (never over an existing file unless overwrite), its weights
+    in 8 bits if `quantize` is "int8", and returns its size and sha256."""
     checkpoint, target = Path(checkpoint), Path(target)
     if target.exists() and not overwrite:
         raise UserError(f"{target} exists; nothing was written. Pass --force to replace it, or choose another name.")
     recognizer = Recognizer.from_saved(read_training_checkpoint(checkpoint))
-    write_onnx(recognizer, target, {"exported_from": json.dumps({"file": checkpoint.name, "sha256": sha256(checkpoint)})})
+    origin = {"exported_from": json.dumps({"file": checkpoint.name, "sha256": sha256(checkpoint)})}
+    if quantize is None:
+        write_onnx(recognizer, target, origin)
+    else:
+        from asr.deploy.quantize import quantize_int8
+
+        staged = target.with_name(target.name + ".float32.tmp")
+        try:
+            write_onnx(recognizer, staged, origin)
+            quantize_int8(staged, target.with_name(target.name + ".tmp"))
+            target.with_name(target.name + ".tmp").replace(target)
+        finally:
+            staged.unlink(missing_ok=True)
     return {"file": str(target), "bytes": target.stat().st_size, "sha256": sha256(target)}
 
 
@@ -160,11 +208,14 @@ def write_onnx(recognizer: Recognizer, target: Path, extra_metadata: dict | None
         warnings.filterwarnings("ignore", message="The feature will be removed", module="torch.onnx")
         # nn.RNN's own shape checks, traced as constants: the shapes they check are fixed by the weights
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module="torch.nn.modules.rnn")
+        # the frame stacking's strided slices stay Slice nodes: nothing to fold there
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1 can be constant folded")
         torch.onnx.export(graph, example, str(tmp), input_names=["waveforms", "lengths"],
                           output_names=["log_probs", "frames"], opset_version=OPSET, dynamo=False,
                           dynamic_axes={"waveforms": {0: "batch", 1: "samples"}, "lengths": {0: "batch"},
                                         "log_probs": {0: "batch", 1: "frames"}, "frames": {0: "batch"}})
     model = onnx.load(str(tmp))
+    basis_computed_in_graph(model, graph.features.window)
     meta = {"vocabulary": json.dumps(recognizer.vocabulary),
             "features": json.dumps(recognizer.extractor.config.as_dict()),
             "frame_ms": str(recognizer.extractor.config.frame_ms),

@@ -10,6 +10,7 @@ polyphase filter, not torchaudio's: the same within a resampler's accuracy, not 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -37,6 +38,12 @@ def resample(waveform: np.ndarray, rate: int, target: int) -> np.ndarray:
     return resample_poly(waveform, target // g, rate // g).astype(np.float32)
 
 
+def threads_from_environment() -> Optional[int]:
+    """OMP_NUM_THREADS, which torch obeys, for onnxruntime too (it would otherwise take every core)."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
 class OnnxRecognizer:
     """An exported recogniser: waveforms in, per-frame log-probabilities out, on onnxruntime's CPU provider."""
 
@@ -49,6 +56,7 @@ class OnnxRecognizer:
         if not path.is_file():
             raise UserError(f"model file {path} not found")
         options = ort.SessionOptions()
+        threads = threads or threads_from_environment()
         if threads:
             options.intra_op_num_threads = threads
         try:
@@ -63,6 +71,7 @@ class OnnxRecognizer:
         self.frame_seconds = float(meta["frame_ms"]) / 1000
         self.min_samples = int(meta["min_samples"])
         self.dataset = meta.get("dataset")
+        self.quantized = meta.get("quantized")  # "int8" for `asr export --quantize int8`, None for float32
 
     def read(self, path: str | Path) -> np.ndarray:
         waveform, rate = read_audio(path, MIN_SECONDS)
