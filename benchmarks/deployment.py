@@ -74,6 +74,42 @@ def command_seconds(model: Path, wav: Path, threads: int, repeats: int) -> dict:
     return {"median": statistics.median(runs), "runs": runs}
 
 
+def summarize(rows: list[dict]) -> dict:
+    """Per model and thread count, the ratios the targets are about: ONNX float32 against torch, int8 against ONNX
+    float32 (real-time factor, file size)."""
+    at = {(r["model"], r["threads"], r["path"]): r for r in rows}
+    out: dict = {}
+    for model, threads, _ in at:
+        torch_row, exact, int8 = (at.get((model, threads, p)) for p in PATHS)
+        if torch_row and exact and int8:
+            out.setdefault(model, {})[str(threads)] = {
+                "onnx_float32_over_torch_rtf": round(exact["real_time_factor"] / torch_row["real_time_factor"], 2),
+                "int8_over_float32_rtf": round(int8["real_time_factor"] / exact["real_time_factor"], 2),
+                "int8_over_float32_size": round(int8["megabytes"] / exact["megabytes"], 2)}
+    return out
+
+
+def table(result: dict) -> str:
+    """The Markdown table of benchmarks/README.md."""
+    lines = ["| model | threads | real-time factor: torch / ONNX float32 / ONNX int8 | ONNX / torch | int8 / float32 | "
+             "peak MB: torch / ONNX / int8 | one file, s: torch / ONNX / int8 | MB: torch / ONNX / int8 |",
+             "|---|---|---|---|---|---|---|---|"]
+    at = {(r["model"], r["threads"], r["path"]): r for r in result["rows"]}
+    for model, by_threads in result["summary"].items():
+        for threads, ratios in by_threads.items():
+            rows = [at[(model, int(threads), p)] for p in PATHS]
+
+            def three(value, digits: int) -> str:
+                return " / ".join(f"{value(r):.{digits}f}" for r in rows)
+
+            lines.append(" | ".join([
+                f"| `{model}`", threads, three(lambda r: r["real_time_factor"], 5),
+                f"{ratios['onnx_float32_over_torch_rtf']:.2f}", f"{ratios['int8_over_float32_rtf']:.2f}",
+                three(lambda r: r["peak_rss_mb"], 0), three(lambda r: r["one_file_command_seconds"]["median"], 2),
+                three(lambda r: r["megabytes"], 1)]) + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -106,8 +142,10 @@ def main() -> int:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "command": "python benchmarks/deployment.py " + " ".join(sys.argv[1:]),
         "rows": rows,
+        "summary": summarize(rows),
     }
     Path(args.output).write_text(json.dumps(result, indent=1) + "\n")
+    print(table(result))
     return 0
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from asr.data.augment import AugmentConfig, add_noise, augment, change_speed, coloured_noise, synthetic_room
+from asr.data.augment import (AugmentConfig, add_noise, augment, change_speed, coloured_noise, saturate,
+                               synthetic_room)
 from asr.data.datamodule import ASRDataModule
 from asr.base.errors import UserError
 
@@ -66,6 +67,20 @@ def test_every_draw_comes_from_the_generator():
     assert torch.equal(a, b) and not torch.equal(a, c)
     torch.manual_seed(0)  # the global generator plays no part
     assert torch.equal(augment(x, RATE, config, torch.Generator().manual_seed(5)), a)
+
+
+def test_saturation_drives_the_peak_past_full_scale_and_clips_it_softly():
+    x = tone(300.0) * 0.05
+    y = saturate(x, 12.0)
+    assert float(y.abs().max()) == pytest.approx(math.tanh(10 ** (12 / 20)), abs=1e-6) and float(y.abs().max()) < 1
+    assert float((y.abs() > 0.9).float().mean()) > 0.3  # the louder half of each period is flattened
+    config = AugmentConfig(reverb=0.0, band=0.0, noise=0.0, gain_db=(0.0, 0.0))
+    plain = augment(x, RATE, config, torch.Generator().manual_seed(7))
+    assert torch.equal(augment(x, RATE, AugmentConfig(reverb=0.0, band=0.0, noise=0.0, gain_db=(0.0, 0.0), saturate=0.0),
+                               torch.Generator().manual_seed(7)), plain)  # off by default: the same draws as before
+    hot = augment(x, RATE, AugmentConfig(reverb=0.0, band=0.0, noise=0.0, gain_db=(0.0, 0.0), saturate=1.0),
+                  torch.Generator().manual_seed(7))
+    assert float(hot.abs().max()) > 0.9 > 10 * float(plain.abs().max())
 
 
 def test_recipe_settings_are_read_and_unknown_ones_refused():

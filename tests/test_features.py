@@ -1,7 +1,9 @@
+import numpy as np
 import pytest
 import torch
 import yaml
 
+from asr.base.errors import UserError
 from asr.data.datamodule import Collate, Example
 from asr.data.features import FeatureConfig, FeatureExtractor, SpecAugment
 
@@ -58,7 +60,7 @@ def test_spec_augment_takes_its_mask_settings_from_the_recipe(data_dir, tmp_path
     frame), where the default's frequency bands cut across frames; an unknown or negative setting is refused."""
     from asr.cli import main
     from asr.data.datamodule import ASRDataModule
-    from asr.base.errors import UserError
+
     from helpers import REPO
 
     def zero_counts(spec_augment):
@@ -122,3 +124,25 @@ def test_global_normalisation_uses_the_training_splits_statistics_everywhere(dat
     fixed = CorpusFeatures("an4", str(data_dir), FeatureConfig(normalize="global"), str(tmp_path / "cache"),
                            max_utterances=8, feature_stats=given)
     assert torch.allclose(fixed.load("dev").examples[0].log_mel, dev_raw / (1 + 1e-5))
+
+
+def test_online_normalisation_forgets_a_level_offset_as_the_frames_come():
+    """RunningMean: a recording 20 dB quieter (every log-mel band lower by the same amount) is normalised to the same
+    features but for a remainder that shrinks as prior / (prior + frames seen); chunked or whole, the same."""
+    from asr.data.features import ONLINE_PRIOR_FRAMES, FeatureConfig, FeatureExtractor, RunningMean
+
+    torch.manual_seed(0)
+    stats = {"mean": torch.randn(80).tolist(), "std": (torch.rand(80) + 0.5).tolist()}
+    extractor = FeatureExtractor(FeatureConfig(normalize="online"), stats)
+    frames = torch.randn(400, 80) + torch.tensor(stats["mean"])
+    offset = float(np.log(0.01))  # 20 dB quieter: the power, hence the mel energies, times 0.01
+    clean, quiet = extractor.normalize_frames(frames), extractor.normalize_frames(frames + offset)
+    t = torch.arange(1, 401, dtype=torch.float64)[:, None]
+    remainder = offset * ONLINE_PRIOR_FRAMES / (ONLINE_PRIOR_FRAMES + t) / (torch.tensor(stats["std"]) + 1e-5)
+    torch.testing.assert_close((quiet - clean).double(), remainder, atol=1e-4, rtol=1e-4)
+    assert bool(((quiet - clean)[-1].abs() < 0.1 * (quiet - clean)[0].abs()).all())  # after 4 s, 93 % of it gone
+    running = RunningMean(torch.tensor(stats["mean"]))
+    chunked = torch.cat([running(frames[a:b]) for a, b in ((0, 1), (1, 1), (1, 170), (170, 400))])
+    torch.testing.assert_close(chunked, RunningMean(torch.tensor(stats["mean"]))(frames))
+    with pytest.raises(UserError, match="online feature normalisation needs the training split's statistics"):
+        FeatureExtractor(FeatureConfig(normalize="online")).normalize_frames(frames)

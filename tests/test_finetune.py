@@ -26,6 +26,17 @@ def test_a_run_given_init_from_starts_from_that_checkpoints_weights(checkpoint, 
         assert all(torch.allclose(weights[k], source[k], atol=1e-6) for k in source) is same, name
 
 
+def test_init_from_may_move_a_model_to_another_normalisation(checkpoint, data_dir, tmp_path):
+    """The same log-mel features normalised another way (here per utterance there, online here): a fine-tune that
+    moves a model to level-proof features starts from its weights."""
+    run = tmp_path / "online"
+    still = ["--model.learning_rate", "1e-10", "--model.weight_decay", "0", "--data.normalize", "online"]
+    assert main(train_argv("an4_lstm", run, data_dir, *still, "--model.init_from", str(checkpoint), utterances=16,
+                           batch_size=None)) == 0
+    source, weights = model_weights(checkpoint), model_weights(run / "checkpoints/last.ckpt")
+    assert all(torch.allclose(weights[k], source[k], atol=1e-6) for k in source)
+
+
 @pytest.mark.parametrize("change, named", [(["--model.hidden_size", "24"], "its weights do not fit"),
                                            (["--data.stack", "2"], "data.stack 3 there, 2 here")])
 def test_init_from_a_checkpoint_of_another_shape_or_features_is_refused_in_one_line(

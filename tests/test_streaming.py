@@ -44,6 +44,27 @@ def test_a_stream_gives_the_offline_log_probs_and_transcript_at_any_chunk_size(o
                    [(w.word, w.start, w.end) for w in transcript.words]
 
 
+def online(recognizer) -> Recognizer:
+    """The recogniser with its features normalised online (data.normalize: online) from the same statistics."""
+    from dataclasses import replace
+
+    from asr.data.features import FeatureExtractor
+
+    extractor = FeatureExtractor(replace(recognizer.extractor.config, normalize="online"), recognizer.extractor.stats)
+    return Recognizer(recognizer.model, recognizer.tokenizer, extractor, recognizer.data_hparams, recognizer.device)
+
+
+def test_online_normalisation_streams_to_the_offline_log_probs(overfit, an4_test_wav):
+    """The running mean carried from chunk to chunk gives what normalising the whole recording at once gives."""
+    recognizer = online(Recognizer.from_checkpoint(overfit.checkpoint))
+    for path in [overfit.utterances[0].path, an4_test_wav]:
+        waveform = load_audio(path, 16000).numpy()
+        expected = recognizer.log_probs([recognizer.extractor(torch.from_numpy(waveform))])[0].numpy()
+        for sizes in ([160], [2560], list(np.random.default_rng(1).integers(1, 9000, 20))):
+            got = np.concatenate(streamed(recognizer, waveform, sizes).log_probs)
+            assert got.shape == expected.shape and np.abs(got - expected).max() < 1e-4
+
+
 def looking_ahead(recognizer, context: int) -> Recognizer:
     """The recogniser's model with a lookahead of `context` frames added: the trained weights, and a row convolution
     that mixes in the frames ahead (mostly the frame itself, so that it still says words)."""
@@ -136,7 +157,7 @@ def test_what_cannot_stream_is_refused_with_the_reason(checkpoint, overfit, tmp_
     # unidirectional, but each utterance normalised by its own statistics: the first frame needs the last
     recognizer = Recognizer.from_checkpoint(overfit.checkpoint)
     recognizer.extractor.config = type(recognizer.extractor.config)(normalize="utterance")
-    with pytest.raises(ValueError, match="data.normalize: global"):
+    with pytest.raises(ValueError, match="data.normalize: online or global"):
         Stream(recognizer)
 
 

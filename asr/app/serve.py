@@ -3,7 +3,7 @@ model (tanh RNN, LSTM, GRU, ...) transcribes it side by side, and the page plots
 how strongly each model's output at the last frame still depends on every earlier frame: the gradient
 across time of asr/model/gradients.py, the seed's mechanism measured on your own voice.
 
-The Live tab streams the microphone to the models that can transcribe live (unidirectional, globally normalised:
+The Live tab streams the microphone to the models that can transcribe live (unidirectional, features normalised causally:
 asr/deploy/streaming.py): each one's partial transcript grows as you speak, with the time each chunk took; when you stop,
 the final transcripts, the gradient across time of what you said, and the recording itself (what the models heard,
 to replay with `asr transcribe --stream`).
@@ -378,7 +378,7 @@ def live_tab(models: list[LoadedModel]) -> None:
 
     with gr.Tab("Live", elem_id="live-tab"):
         if not models:
-            gr.Markdown("No loaded model can transcribe live: that needs a unidirectional model with globally "
+            gr.Markdown("No loaded model can transcribe live: that needs a unidirectional model with online or globally "
                         "normalised features, e.g. `asr serve checkpoints/an4_lstm_stream.ckpt "
                         "checkpoints/an4_tanh_rnn_clipped_stream.ckpt`.")
             return

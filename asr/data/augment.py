@@ -12,7 +12,9 @@ data module seeds from (seed, epoch, utterance), so that workers, DDP ranks and 
   4. additive noise (probability `noise`): generated white, pink (1/f) or brown (1/f^2) noise at an SNR drawn
      from `snr_db` (no noise corpus is reachable offline; generated colours stand in for one);
   5. gain drawn from `gain_db` (the features are normalised per utterance, so gain alone changes little; it
-     moves the level against the log's floor).
+     moves the level against the log's floor; for global or online normalisation it is the microphone's level);
+  6. saturation (probability `saturate`, off by default): an input driven `drive_db` past full scale and soft-
+     clipped, as a microphone set too hot records.
 Dev and test audio is never augmented. The distortions of the robustness evaluation (asr/data/conditions.py) are
 separate code with fixed settings, so the evaluation does not test the training code against itself.
 """
@@ -39,6 +41,8 @@ class AugmentConfig:
     noise: float = 0.5
     snr_db: tuple = (5.0, 30.0)
     gain_db: tuple = (-6.0, 6.0)
+    saturate: float = 0.0  # off unless a recipe sets it (then drive_db above full scale, tanh's soft clipping)
+    drive_db: tuple = (3.0, 15.0)
 
     @classmethod
     def of(cls, setting) -> "AugmentConfig | None":
@@ -124,4 +128,14 @@ def augment(waveform: torch.Tensor, sample_rate: int, config: AugmentConfig,
     if chance(generator, config.noise):
         colour = int(torch.randint(3, (), generator=generator))
         x = add_noise(x, coloured_noise(generator, x.numel(), colour), uniform(generator, *config.snr_db))
-    return x * 10 ** (uniform(generator, *config.gain_db) / 20)
+    x = x * 10 ** (uniform(generator, *config.gain_db) / 20)
+    if config.saturate > 0 and chance(generator, config.saturate):  # no draw when off: older recipes draw as before
+        x = saturate(x, uniform(generator, *config.drive_db))
+    return x
+
+
+def saturate(waveform: torch.Tensor, drive_db: float) -> torch.Tensor:
+    """An input stage driven past full scale: the peak raised to `drive_db` above full scale, then tanh's soft
+    clipping at +-1 (the test condition `clipped` clips hard: asr/data/conditions.py)."""
+    peak = waveform.abs().max().clamp(min=1e-12)
+    return torch.tanh(waveform * (10 ** (drive_db / 20) / peak))

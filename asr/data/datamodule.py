@@ -153,7 +153,7 @@ class ASRDataModule(L.LightningDataModule):
         data_dir: folder holding the corpus (default: $ASR_DATA_DIR, else ./data).
         batch_size: utterances per batch, grouped by length.
         sample_rate, n_mels, win_ms, hop_ms, stack, stride, normalize: the features (see asr/data/features.py).
-        feature_stats: the statistics of global normalisation (normalize: global); None: computed from the
+        feature_stats: the statistics of global and online normalisation (normalize: global|online); None: computed from the
             training split at setup, then kept here, so that every checkpoint carries them to inference.
         spec_augment: mask frequency bands and time spans of training batches: true for asr/data/features.py's
             SpecAugment defaults, or a mapping of its arguments (freq_masks, freq_width, time_masks, time_width).
@@ -262,7 +262,7 @@ class ASRDataModule(L.LightningDataModule):
 
             index = read_index(self.shards())
             self.unemittable["train"] = index["unemittable"]
-            if self.feature_config.normalize == "global" and self.extractor.stats is None:
+            if self.feature_config.uses_training_stats and self.extractor.stats is None:
                 self.extractor.set_stats(index["stats"])  # before dev is read: its normalisation needs them
             splits = tuple(s for s in splits if s != "train")
         for split in splits:

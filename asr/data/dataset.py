@@ -132,7 +132,7 @@ class CorpusFeatures:
         self.dataset, self.data_dir, self.cache_dir, self.cache_dtype = dataset, data_dir, cache_dir, cache_dtype
         self.max_utterances, self.bad_audio = max_utterances, bad_audio
         self.distortion = distortion_of(condition)  # a test condition: every split's audio distorted by it
-        if self.distortion and feature_config.normalize == "global" and feature_stats is None:
+        if self.distortion and feature_config.uses_training_stats and feature_stats is None:
             # the statistics would come from the distorted training split: the model was trained on clean ones
             raise UserError(f"condition {condition!r} with global normalisation needs the trained model's feature "
                              "statistics (feature_stats): they must come from the clean training audio")
@@ -151,11 +151,11 @@ class CorpusFeatures:
         if split in self.datasets:
             return self.datasets[split]
         utts, feats = self.utterance_features(split)
-        if self.feature_config.normalize == "global":
+        if self.feature_config.uses_training_stats:
             if self.extractor.stats is None:
                 train = feats if split == "train" else self.utterance_features("train")[1]
                 self.extractor.set_stats(feature_stats([f for f in train if f is not None]))
-            feats = [None if f is None else self.extractor.normalize_globally(f) for f in feats]
+            feats = [None if f is None else self.extractor.normalize_frames(f) for f in feats]
         examples, unemittable = [], []
         for u, f in zip(utts, feats):
             if f is None:  # skipped unreadable file (bad_audio: skip), already reported

@@ -1,12 +1,17 @@
 """Acoustic features: waveform -> normalised log-mel frames -> stacked, subsampled frames.
 
 80 log-mel energies every 10 ms over 25 ms windows is the standard input of CTC acoustic models.
-They are normalised to zero mean / unit variance per mel band, in one of two ways (`normalize`):
+They are normalised to zero mean / unit variance per mel band, in one of three ways (`normalize`):
 - utterance: by the utterance's own statistics. Removes channel and level differences between speakers,
   but needs the whole recording before the first frame can be normalised.
 - global: by statistics of the whole training split (computed once, carried in the checkpoint), as ESPnet's
   GlobalMVN does. Each frame is normalised on its own, the moment it exists: what a streaming model needs
-  (asr/deploy/streaming.py), at the price of keeping the channel differences that per-utterance statistics remove.
+  (asr/deploy/streaming.py), at the price of keeping the channel and level differences that per-utterance
+  statistics remove: a microphone 20 dB quieter than the training audio shifts every feature by the same amount.
+- online: causal mean normalisation, as streaming recognisers do it (Kaldi's online CMN): each frame minus the
+  mean of the frames so far, that mean starting from the training mean as if it had been seen for ONLINE_PRIOR_FRAMES
+  frames (`RunningMean`), then divided by the training standard deviation. A level or channel offset is gone once a
+  few seconds have been heard, and a frame still needs only the frames before it: it streams.
 Then `stack` neighbouring frames are concatenated and only every `stride`-th kept: the recurrence then runs
 over 20 ms steps, which halves the number of times the gradient must pass through W_rec on its way back in time.
 """
@@ -24,7 +29,8 @@ from asr.base.errors import UserError
 # Part of every feature cache's key: raise it whenever a change to this file changes the features a
 # configuration yields, so that no run reads features made by older code.
 FEATURES_VERSION = 1
-NORMALIZATIONS = ("utterance", "global")
+NORMALIZATIONS = ("utterance", "global", "online")
+ONLINE_PRIOR_FRAMES = 30  # online normalisation: the weight of the training mean, in frames (0.3 s at 10 ms)
 
 
 def feature_stats(log_mels: list[torch.Tensor]) -> dict[str, list[float]]:
@@ -47,6 +53,12 @@ class FeatureConfig:
     def __post_init__(self):
         if self.normalize not in NORMALIZATIONS:
             raise UserError(f"data.normalize must be one of {', '.join(NORMALIZATIONS)}, got {self.normalize!r}")
+
+    @property
+    def uses_training_stats(self) -> bool:
+        """Whether frames are normalised with the training split's statistics (carried in the checkpoint): global
+        and online normalisation. Such features stream; per-utterance ones do not."""
+        return self.normalize in ("global", "online")
 
     @property
     def frame_ms(self) -> float:
@@ -105,17 +117,28 @@ class FeatureExtractor:
             return (feats - feats.mean(0)) / (feats.std(0) + 1e-5)
         return feats
 
-    def normalize_globally(self, feats: torch.Tensor) -> torch.Tensor:
-        """utterance_log_mel's output -> normalised features (global normalisation; unchanged otherwise)."""
+    def frame_normalizer(self):
+        """A function from the next raw log-mel frames of one recording to their normalised values (global or
+        online normalisation), keeping what it needs between calls: a stream calls it chunk by chunk and gets
+        what one call on the whole recording gives."""
+        if self.stats is None:
+            raise UserError(f"{self.config.normalize} feature normalisation needs the training split's statistics, "
+                            "and none were given")
+        if self.config.normalize == "global":
+            return lambda feats: (feats - self.mean) / (self.std + 1e-5)
+        running = RunningMean(self.mean)
+        return lambda feats: (feats - running(feats)) / (self.std + 1e-5)
+
+    def normalize_frames(self, feats: torch.Tensor) -> torch.Tensor:
+        """utterance_log_mel's output -> normalised features (global or online normalisation, from the recording's
+        first frame on; already normalised per utterance: unchanged)."""
         if self.config.normalize == "utterance":
             return feats
-        if self.stats is None:
-            raise UserError("global feature normalisation needs the training split's statistics, and none were given")
-        return (feats - self.mean) / (self.std + 1e-5)
+        return self.frame_normalizer()(feats)
 
     def log_mel(self, waveform: torch.Tensor) -> torch.Tensor:
         """(samples,) float waveform at config.sample_rate -> (frames, n_mels), normalised."""
-        return self.normalize_globally(self.utterance_log_mel(waveform))
+        return self.normalize_frames(self.utterance_log_mel(waveform))
 
     def stack(self, feats: torch.Tensor) -> torch.Tensor:
         """(frames, n_mels) -> (stacked_frames, n_mels * stack), keeping every `stride`-th frame."""
@@ -128,6 +151,23 @@ class FeatureExtractor:
 
     def __call__(self, waveform: torch.Tensor) -> torch.Tensor:
         return self.stack(self.log_mel(waveform))
+
+
+class RunningMean:
+    """The causal mean of a recording's raw log-mel frames, per band: after frame t,
+    (prior_frames * prior + sum of frames 0..t) / (prior_frames + t + 1), in float64. Called on consecutive blocks
+    of frames, it returns each frame's mean (the frame itself included) and carries the sum and count on."""
+
+    def __init__(self, prior: torch.Tensor, prior_frames: int = ONLINE_PRIOR_FRAMES):
+        self.total = prior.double() * prior_frames
+        self.count = prior_frames
+
+    def __call__(self, feats: torch.Tensor) -> torch.Tensor:
+        sums = self.total + torch.cumsum(feats.double(), dim=0)
+        counts = self.count + torch.arange(1, len(feats) + 1, dtype=torch.float64)[:, None]
+        if len(feats):
+            self.total, self.count = sums[-1], self.count + len(feats)
+        return (sums / counts).to(feats.dtype)
 
 
 class SpecAugment(torch.nn.Module):

@@ -270,8 +270,8 @@ class ShardedExamples(Dataset):
         examples = []
         for cut, seed in batch:
             log_mel = torch.from_numpy(cut.load_custom("log_mel")).float()
-            if self.extractor.config.normalize == "global":
-                log_mel = self.extractor.normalize_globally(log_mel)
+            if self.extractor.config.uses_training_stats:
+                log_mel = self.extractor.normalize_frames(log_mel)
             text = cut.supervisions[0].text
             waveform = torch.from_numpy(cut.load_audio()[0]) if cut.has_recording else None
             examples.append(Example(cut.id, text, log_mel, self.tokenizer.encode(text), seed, waveform))

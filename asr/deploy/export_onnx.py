@@ -25,7 +25,7 @@ from torch import nn
 from asr.base.files import sha256
 from asr.train.checkpoint import read_training_checkpoint
 from asr.base.errors import UserError
-from asr.data.features import FeatureExtractor
+from asr.data.features import ONLINE_PRIOR_FRAMES, FeatureExtractor
 from asr.deploy.inference import Recognizer
 from asr.model.recurrence import reverse_within_lengths, valid_frames
 
@@ -55,7 +55,7 @@ class FeatureGraph(nn.Module):
         self.register_buffer("filterbank", mel.fb.float())  # (bins, n_mels)
         self.stack, self.stride = extractor.config.stack, extractor.config.stride
         self.normalize = extractor.config.normalize
-        if self.normalize == "global":  # the training split's statistics, constants of the graph
+        if extractor.config.uses_training_stats:  # the training split's statistics, constants of the graph
             if extractor.stats is None:
                 raise UserError("this checkpoint's features are normalised globally, but it carries no statistics")
             self.register_buffer("mean", extractor.mean.double())
@@ -68,6 +68,10 @@ class FeatureGraph(nn.Module):
         frames = torch.div(lengths - self.win, self.hop, rounding_mode="floor") + 1
         if self.normalize == "global":
             feats = ((feats - self.mean) / (self.std + 1e-5)).float()
+        elif self.normalize == "online":  # RunningMean: padding comes after each utterance's frames, so no matter
+            seen = torch.arange(1, feats.shape[1] + 1, dtype=feats.dtype)[None, :, None] + ONLINE_PRIOR_FRAMES
+            running = (self.mean * ONLINE_PRIOR_FRAMES + torch.cumsum(feats, dim=1)) / seen
+            feats = ((feats - running) / (self.std + 1e-5)).float()
         else:
             mask = valid_frames(frames, feats.shape[1])[..., None].to(feats.dtype)
             count = frames[:, None, None].to(feats.dtype)

@@ -59,6 +59,10 @@ class OnnxRecognizer:
         threads = threads or threads_from_environment()
         if threads:
             options.intra_op_num_threads = threads
+        # An int8 file's GRU/RNN weights are int8 behind DequantizeLinear nodes (asr/deploy/quantize.py); without
+        # this, onnxruntime keeps those nodes for QDQ fusion and dequantises on every call (16 % slower, the GRU);
+        # with it, it folds them into float32 weights once, at load. Graphs without such nodes are unaffected.
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - not an ONNX file, or a damaged one

@@ -1,10 +1,10 @@
 """Live transcription: audio in chunks as it arrives, a partial transcript after each chunk.
 
 A model can stream when it looks only backwards in time (a unidirectional recurrence, `AcousticModel.can_stream`)
-and its features are normalised frame by frame (data.normalize: global, asr/data/features.py). Then every stage of the
+and its features are normalised from the frames so far (data.normalize: online or global, asr/data/features.py). Then every stage of the
 offline pipeline runs on what has arrived so far, each output computed once, as soon as its last input is in:
 
-    samples -> a 25 ms window every 10 ms -> log-mel, normalised by the training statistics -> stacked frames
+    samples -> a 25 ms window every 10 ms -> log-mel, normalised (running mean / training statistics) -> stacked frames
     -> the recurrence, its state carried from chunk to chunk -> (lookahead) -> log-probs -> greedy CTC
 
 So the stream ends with the offline log-probs (up to rounding) and the offline transcript: tests/test_streaming.py
@@ -62,7 +62,7 @@ class StreamingResampler:
 
 def streamable(recognizer) -> bool:
     """Whether a model can transcribe live: a unidirectional recurrence over globally normalised features."""
-    return recognizer.model.can_stream() and recognizer.extractor.config.normalize == "global"
+    return recognizer.model.can_stream() and recognizer.extractor.config.uses_training_stats
 
 
 class Stream:
@@ -77,9 +77,9 @@ class Stream:
             raise UserError("this model cannot transcribe live: streaming needs a unidirectional rnn_tanh, rnn_relu, "
                             "lstm or gru model (it must not look at audio still to come); the shipped streaming "
                             "models are checkpoints/*_stream.ckpt")
-        if extractor.config.normalize != "global":
+        if not extractor.config.uses_training_stats:
             raise UserError("this model cannot transcribe live: its features are normalised over the whole "
-                            "utterance (data.normalize: utterance); streaming needs data.normalize: global")
+                            "utterance (data.normalize: utterance); streaming needs data.normalize: online or global")
         self.model, self.extractor = model.eval(), extractor
         self.device = next(model.parameters()).device  # features are made on the CPU, the model may be elsewhere
         rate = extractor.config.sample_rate
@@ -90,6 +90,7 @@ class Stream:
         self.samples = torch.zeros(0)  # at the model's rate, from the start of the next window on
         self.log_mels = torch.zeros(0, extractor.config.n_mels)  # normalised, from the next stacked frame's first on
         self.skip = 0  # log-mel frames still to come that no stacked frame covers (stride > stack), dropped on arrival
+        self.normalize = extractor.frame_normalizer()  # online normalisation carries its running mean on
         self.state = None  # the recurrence's, after the frames run so far
         self.log_probs: list[np.ndarray] = []
         self.ended = False
@@ -118,7 +119,7 @@ class Stream:
         windows = (len(self.samples) - self.window) // self.hop + 1 if len(self.samples) >= self.window else 0
         if windows > 0:
             used = self.samples[: (windows - 1) * self.hop + self.window]
-            new = self.extractor.normalize_globally(self.extractor.raw_log_mel(used))
+            new = self.normalize(self.extractor.raw_log_mel(used))
             self.samples = self.samples[windows * self.hop :]
             dropped = min(self.skip, len(new))
             self.skip -= dropped
