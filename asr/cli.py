@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "with data.normalize: online or global, e.g. checkpoints/an4_lstm_stream.ckpt)")
     p.add_argument("--chunk-ms", type=float, default=160, help="with --stream: audio per chunk (default %(default)s ms)")
     p.add_argument("--realtime", action="store_true", help="with --stream: no faster than the audio would be spoken")
+    p.add_argument("--no-endpoint", action="store_true", help="with --stream: one segment for the whole file (by "
+                   "default the stream starts a new segment, its state from zero, after a pause: 1.2 s of silence "
+                   "after a word, asr/deploy/streaming.py's Endpoint)")
     add_decoder_options(p)
 
     p = sub.add_parser("serve", help="a web page that compares the models on your own recordings (Gradio, local)")

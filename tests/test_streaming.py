@@ -1,6 +1,8 @@
 """Live transcription (asr/deploy/streaming.py): audio fed in chunks of any size gives the offline log-probs and the
 offline transcript; `asr transcribe --stream` prints what `asr transcribe` prints; models that cannot stream are
 refused with a message that says why."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile
@@ -10,7 +12,9 @@ import torchaudio
 from asr.data.audio import load_audio
 from asr.cli import main
 from asr.deploy.inference import Recognizer
-from asr.deploy.streaming import Stream, StreamingResampler, chunks
+from asr.deploy.streaming import Endpoint, Stream, StreamingResampler, chunks
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def streamed(recognizer, waveform: np.ndarray, sizes, rate=None) -> Stream:
@@ -248,3 +252,42 @@ def test_a_stream_feeds_the_model_on_its_own_device_and_brings_results_back(over
     stream = streamed(recognizer, waveform, [1600])
     assert seen and set(seen) == {"meta"}, set(seen)
     assert sum(len(p) for p in stream.log_probs) == frames
+
+
+def test_endpoint_rules_read_the_models_own_silence():
+    frame = 0.03
+    rules = Endpoint(after_words=1.2, before_words=2.4, longest=20.0)
+    said = np.array([0, 0, 5, 5, 0, 7] + [0] * 39)  # a word, then 39 blank frames: 1.17 s
+    assert not rules.reached(said, frame) and rules.reached(np.append(said, 0), frame)  # 1.2 s
+    assert not rules.reached(np.zeros(79, int), frame) and rules.reached(np.zeros(80, int), frame)  # nothing said
+    assert rules.reached(np.ones(667, int), frame) and not rules.reached(np.ones(666, int), frame)  # 20 s
+
+
+def test_a_long_recording_streams_in_segments_cut_at_its_pauses(data_dir):
+    """Thirty AN4 test utterances one after another, a second's pause between each two, through the shipped live
+    model: with the endpoint rules every pause ends a segment (its state from zero), the words come out in order,
+    each inside its utterance's span of the recording, and the WER stays near the model's on the utterances one by
+    one (scripts/long_recording.py measures the whole test set)."""
+    from asr.data.conditions import joined_recording
+    from asr.data.corpora import load_split
+    from asr.decode.metrics import error_rates
+
+    recognizer = Recognizer.from_checkpoint(REPO / "checkpoints/an4_lstm_stream.ckpt")
+    utterances = load_split("an4", "test", str(data_dir))[:30]
+    waveforms = [load_audio(u.path, 16000).numpy() for u in utterances]
+    recording, starts = joined_recording(waveforms, 16000, pause_seconds=1.0)
+
+    def streamed_text(waveform, endpoint):
+        stream = Stream(recognizer, endpoint=endpoint)
+        for chunk in chunks(waveform, 16000, 160):
+            stream.accept(chunk)
+        return stream, stream.finish()
+
+    stream, final = streamed_text(recording, Endpoint())
+    assert len(stream.segments) >= len(utterances)
+    spans = [(s - 0.1, s + len(w) / 16000 + 0.3) for s, w in zip(starts, waveforms)]
+    assert all(any(a <= w.start < w.end <= b for a, b in spans) for w in final.words)
+    assert [w.start for w in final.words] == sorted(w.start for w in final.words)
+    one_by_one = error_rates([u.text for u in utterances], [streamed_text(w, Endpoint())[1].text for w in waveforms])
+    joined = error_rates([" ".join(u.text for u in utterances)], [final.text])
+    assert joined["wer"] <= one_by_one["wer"] + 3.0, (joined["wer"], one_by_one["wer"])

@@ -239,7 +239,7 @@ def live_chunk(models: list[LoadedModel], path: Optional[str], session: Optional
     import numpy as np
 
     from asr.data.audio import read_audio
-    from asr.deploy.streaming import Stream
+    from asr.deploy.streaming import Endpoint, Stream
 
     if not path or (session is not None and session.finished):
         return live_table(session), session
@@ -254,7 +254,7 @@ def live_chunk(models: list[LoadedModel], path: Optional[str], session: Optional
         if not LIVE_STREAMS.admit(session.key):
             return (f"<p id='live-busy'>The page is transcribing {MAX_LIVE_STREAMS} live recordings, the most it "
                     "takes at once: try again in a moment.</p>"), None
-        session.streams = {m.name: Stream(m.recognizer, rate) for m in models}
+        session.streams = {m.name: Stream(m.recognizer, rate, Endpoint()) for m in models}  # a segment per pause
     elif not LIVE_STREAMS.admit(session.key):  # idle so long that its place went to another recording
         return "<p id='live-busy'>This recording was idle too long and was closed: record again.</p>", None
     # as 16-bit samples, what the recording keeps: the models hear exactly what the WAV file will hold

@@ -117,17 +117,13 @@ class FeatureExtractor:
             return (feats - feats.mean(0)) / (feats.std(0) + 1e-5)
         return feats
 
-    def frame_normalizer(self):
-        """A function from the next raw log-mel frames of one recording to their normalised values (global or
-        online normalisation), keeping what it needs between calls: a stream calls it chunk by chunk and gets
-        what one call on the whole recording gives."""
+    def frame_normalizer(self) -> "FrameNormalizer":
+        """Normalises the next raw log-mel frames of one recording (global or online normalisation), keeping what it
+        needs between calls: a stream calls it chunk by chunk and gets what one call on the whole recording gives."""
         if self.stats is None:
             raise UserError(f"{self.config.normalize} feature normalisation needs the training split's statistics, "
                             "and none were given")
-        if self.config.normalize == "global":
-            return lambda feats: (feats - self.mean) / (self.std + 1e-5)
-        running = RunningMean(self.mean)
-        return lambda feats: (feats - running(feats)) / (self.std + 1e-5)
+        return FrameNormalizer(self.mean, self.std, online=self.config.normalize == "online")
 
     def normalize_frames(self, feats: torch.Tensor) -> torch.Tensor:
         """utterance_log_mel's output -> normalised features (global or online normalisation, from the recording's
@@ -168,6 +164,30 @@ class RunningMean:
         if len(feats):
             self.total, self.count = sums[-1], self.count + len(feats)
         return (sums / counts).to(feats.dtype)
+
+    def current(self) -> torch.Tensor:
+        """The mean after the frames seen so far."""
+        return (self.total / self.count).float()
+
+
+class FrameNormalizer:
+    """Raw log-mel frames -> normalised ones: minus the training mean (global) or the running mean (online), over the
+    training standard deviation."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, online: bool):
+        self.mean, self.std = mean, std
+        self.running = RunningMean(mean) if online else None
+
+    def __call__(self, feats: torch.Tensor) -> torch.Tensor:
+        centre = self.running(feats) if self.running is not None else self.mean
+        return (feats - centre) / (self.std + 1e-5)
+
+    def restart(self) -> None:
+        """A new segment of the same recording (after an endpoint, asr/deploy/streaming.py): the running mean starts
+        again at the prior's weight, from where it stands rather than from the training mean (the microphone's level
+        stays what it was)."""
+        if self.running is not None:
+            self.running = RunningMean(self.running.current())
 
 
 class SpecAugment(torch.nn.Module):

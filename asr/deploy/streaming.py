@@ -14,6 +14,8 @@ have run through the network (benchmarks/streaming.py measures how long that tak
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -60,18 +62,40 @@ class StreamingResampler:
         return self.blocks()[: max(0, total - produced)]
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """When a stream ends a segment, by sherpa-onnx's endpoint rules over the model's own output: blank frames at the
+    segment's end count as silence. The segment ends after `after_words` seconds of silence that follow a word, after
+    `before_words` seconds in which nothing was said, or at `longest` seconds. Then the recurrent state starts again
+    from zero, as at the start of a training utterance: a model trained on utterances of seconds is never asked to
+    carry its state over minutes."""
+    after_words: float = 1.2
+    before_words: float = 2.4
+    longest: float = 20.0
+
+    def reached(self, best: np.ndarray, frame_seconds: float) -> bool:
+        """best: the segment's most likely symbol per frame so far (0 = blank)."""
+        spoken = np.flatnonzero(best)
+        silence = (len(best) - 1 - spoken[-1] if len(spoken) else len(best)) * frame_seconds
+        return (silence >= (self.after_words if len(spoken) else self.before_words)
+                or len(best) * frame_seconds >= self.longest)
+
+
 def streamable(recognizer) -> bool:
     """Whether a model can transcribe live: a unidirectional recurrence over globally normalised features."""
     return recognizer.model.can_stream() and recognizer.extractor.config.uses_training_stats
 
 
 class Stream:
-    """One utterance, fed in chunks: `accept(samples)` -> the transcript so far; `finish()` -> the final one.
+    """One recording, fed in chunks: `accept(samples)` -> the transcript so far; `finish()` -> the final one.
 
     Samples are float waveform values at `sample_rate` (default: the model's; any other is resampled on the way,
-    as `load_audio` resamples a file), in chunks of any size."""
+    as `load_audio` resamples a file), in chunks of any size. With an `endpoint`, the recording is cut into segments
+    at its pauses as it streams (`Endpoint`); the transcript is the segments' words in order, with their times in the
+    recording. Without one, the whole recording is one segment, and the stream gives what offline transcription
+    gives."""
 
-    def __init__(self, recognizer, sample_rate: int | None = None):
+    def __init__(self, recognizer, sample_rate: int | None = None, endpoint: Endpoint | None = None):
         model, extractor = recognizer.model, recognizer.extractor
         if not model.can_stream():
             raise UserError("this model cannot transcribe live: streaming needs a unidirectional rnn_tanh, rnn_relu, "
@@ -91,14 +115,21 @@ class Stream:
         self.log_mels = torch.zeros(0, extractor.config.n_mels)  # normalised, from the next stacked frame's first on
         self.skip = 0  # log-mel frames still to come that no stacked frame covers (stride > stack), dropped on arrival
         self.normalize = extractor.frame_normalizer()  # online normalisation carries its running mean on
-        self.state = None  # the recurrence's, after the frames run so far
-        self.log_probs: list[np.ndarray] = []
+        self.endpoint = endpoint
+        self.state = None  # the recurrence's, after the current segment's frames so far
+        self.log_probs: list[np.ndarray] = []  # every frame's, in order
+        self.segment: list[np.ndarray] = []  # the current segment's
+        self.segments: list[Transcript] = []  # the segments ended so far, their times in the recording
+        self.segment_start = 0  # the current segment's first frame in the recording
         self.ended = False
 
     def accept(self, samples) -> Transcript:
         """Takes the next chunk of audio; returns the transcript of everything heard so far."""
         samples = torch.as_tensor(np.asarray(samples, dtype=np.float32))
         self.run(self.resampler(samples) if self.resampler is not None else samples)
+        if self.endpoint is not None and self.segment:
+            if self.endpoint.reached(np.concatenate(self.segment).argmax(-1), self.frame_seconds):
+                self.end_segment()
         return self.transcript()
 
     def finish(self) -> Transcript:
@@ -108,9 +139,20 @@ class Stream:
             self.ended = True
             if self.resampler is not None:
                 self.run(self.resampler.finish())
-            with torch.no_grad():
-                self.log_probs.append(self.model.finish(self.state)[0].cpu().numpy())
+            self.end_segment()
         return self.transcript()
+
+    @torch.no_grad()
+    def end_segment(self) -> None:
+        """The frames a lookahead holds back decoded with nothing after them, the segment's words kept, and the
+        recurrent state (and an online normalisation's weight of evidence) started again."""
+        held = self.model.finish(self.state)[0].cpu().numpy()
+        self.log_probs.append(held)
+        scores = np.concatenate([*self.segment, held])
+        self.segments.append(self.decoder(scores, self.frame_seconds, self.segment_start * self.frame_seconds))
+        self.segment_start += len(scores)
+        self.state, self.segment = None, []
+        self.normalize.restart()
 
     @torch.no_grad()
     def run(self, samples: torch.Tensor) -> None:
@@ -131,13 +173,18 @@ class Stream:
             self.log_mels = self.log_mels[consumed:]
             log_probs, self.state = self.model.step(stacked[None].to(self.device), self.state)
             self.log_probs.append(log_probs[0].cpu().numpy())
+            self.segment.append(self.log_probs[-1])
 
     def transcript(self) -> Transcript:
-        """Greedy CTC over every frame so far (a few hundred frames: decoding them again costs nothing next to the
-        network, and merges repeats across chunk edges exactly as the offline decoder does)."""
-        if not self.log_probs:
-            return Transcript("")
-        return self.decoder(np.concatenate(self.log_probs), self.frame_seconds)
+        """The ended segments' words, then greedy CTC over every frame of the current one so far (a few hundred
+        frames: decoding them again costs nothing next to the network, and merges repeats across chunk edges exactly
+        as the offline decoder does)."""
+        parts = list(self.segments)
+        if self.segment:
+            parts.append(self.decoder(np.concatenate(self.segment), self.frame_seconds,
+                                      self.segment_start * self.frame_seconds))
+        words = [w for part in parts for w in part.words]
+        return Transcript(" ".join(w.word for w in words), words)
 
     @property
     def frames(self) -> int:
@@ -152,10 +199,12 @@ def chunks(waveform: np.ndarray, sample_rate: int, chunk_ms: float):
         yield waveform[start : start + size]
 
 
-def stream_file(recognizer, path, chunk_ms: float, on_partial=None, realtime: bool = False) -> tuple[Transcript, list[float]]:
+def stream_file(recognizer, path, chunk_ms: float, on_partial=None, realtime: bool = False,
+                endpoint: Endpoint | None = None) -> tuple[Transcript, list[float]]:
     """A file transcribed as if it were live: read as offline transcription reads it, fed chunk by chunk
-    (`realtime`: no faster than it would be spoken); on_partial(transcript) after every chunk. Returns the final
-    transcript and each chunk's latency, seconds from the chunk's arrival to its partial transcript."""
+    (`realtime`: no faster than it would be spoken), cut at its pauses if given an `endpoint`; on_partial(transcript)
+    after every chunk. Returns the final transcript and each chunk's latency, seconds from the chunk's arrival to its
+    partial transcript."""
     import time
 
     from asr.data.audio import load_audio
@@ -165,7 +214,7 @@ def stream_file(recognizer, path, chunk_ms: float, on_partial=None, realtime: bo
         raise UserError(f"--chunk-ms must be positive, got {chunk_ms}")
     rate = recognizer.extractor.config.sample_rate
     waveform = load_audio(path, rate, min_seconds=MIN_SECONDS).numpy()
-    stream, latencies, start = Stream(recognizer), [], time.perf_counter()
+    stream, latencies, start = Stream(recognizer, endpoint=endpoint), [], time.perf_counter()
     for index, chunk in enumerate(chunks(waveform, rate, chunk_ms)):
         if realtime:  # the chunk arrives when its last sample has been spoken
             time.sleep(max(0.0, start + (index * chunk_ms / 1000 + len(chunk) / rate) - time.perf_counter()))

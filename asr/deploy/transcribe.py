@@ -73,11 +73,12 @@ def command(args) -> int:
 
 
 def transcribe_live(args) -> int:
-    """`asr transcribe --stream`: each file fed to the model chunk by chunk as if live (asr/deploy/streaming.py). On a
-    terminal the partial transcript is rewritten in place after every chunk; otherwise one final line per file."""
+    """`asr transcribe --stream`: each file fed to the model chunk by chunk as if live (asr/deploy/streaming.py), a new
+    segment after each pause unless --no-endpoint. On a terminal the partial transcript is rewritten in place after
+    every chunk; otherwise one final line per file."""
     from asr.data.audio import AudioError
     from asr.deploy.inference import Recognizer
-    from asr.deploy.streaming import stream_file
+    from asr.deploy.streaming import Endpoint, stream_file
 
     if str(args.checkpoint).endswith(".onnx"):
         raise UserError("--stream runs PyTorch checkpoints (.ckpt), not .onnx files")
@@ -93,7 +94,8 @@ def transcribe_live(args) -> int:
         prefix = f"{path}\t" if args.with_names else ""
         show = (lambda t: print(f"\r\033[K{prefix}{t.text}", end="", flush=True)) if live else None
         try:
-            final, _ = stream_file(recognizer, path, args.chunk_ms, show, args.realtime)
+            final, _ = stream_file(recognizer, path, args.chunk_ms, show, args.realtime,
+                                   None if args.no_endpoint else Endpoint())
         except AudioError as e:
             failures += 1
             print(f"error: {path}: {e}", file=sys.stderr)
