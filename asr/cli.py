@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--quantize", choices=["int8"], help="to a .onnx file: the acoustic model's weights in 8 bits, a "
                    "quarter of the size, LSTMs and matrix products computed in int8 (asr/deploy/quantize.py)")
+    p.add_argument("--stream", action="store_true", help="to a .onnx file: the step graph of a streaming model, for "
+                   "`asr transcribe --stream FILE.onnx` without torch (asr/deploy/onnx_stream.py)")
 
     p = sub.add_parser("tune-decoder", help="pick LM weight and word score for beam search on the dev split")
     add_checkpoint_corpus_options(p, lm_required=True)

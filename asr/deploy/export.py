@@ -16,13 +16,20 @@ def command(args) -> int:
         if len(args.checkpoint) > 1 or Path(args.checkpoint[0]).is_dir():
             raise UserError("an .onnx file is exported from one checkpoint: average into a .ckpt first "
                             "(`asr export RUN/checkpoints/top averaged.ckpt`), then export that")
-        info = export_onnx(args.checkpoint[0], args.output, overwrite=args.force, quantize=args.quantize)
+        info = export_onnx(args.checkpoint[0], args.output, overwrite=args.force, quantize=args.quantize,
+                           stream=args.stream)
+        if args.stream:
+            print(f"{info['file']}: {info['bytes'] / 1e6:.1f} MB ONNX{' int8' if args.quantize else ''} step graph "
+                  f"(stream it with `asr transcribe --stream {info['file']} FILES`, no torch needed), sha256 "
+                  f"{info['sha256']}")
+            return 0
         print(f"{info['file']}: {info['bytes'] / 1e6:.1f} MB ONNX{' int8' if args.quantize else ''} (features and "
               f"acoustic model; transcribe it with "
               f"`asr transcribe {info['file']} FILES`, no torch needed), sha256 {info['sha256']}")
         return 0
-    if args.quantize:
-        raise UserError("--quantize int8 applies to an ONNX export: name an OUT.onnx file")
+    if args.quantize or args.stream:
+        raise UserError(f"{'--quantize int8' if args.quantize else '--stream'} applies to an ONNX export: name an "
+                        "OUT.onnx file")
     from asr.train.checkpoint import export_checkpoint
 
     info = export_checkpoint(list(args.checkpoint), args.output, overwrite=args.force)

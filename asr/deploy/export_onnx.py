@@ -171,22 +171,109 @@ class RecognizerGraph(nn.Module):
         return self.acoustic(features, frames), frames
 
 
-def export_onnx(checkpoint: str | Path, target: str | Path, overwrite: bool = False, quantize: str | None = None) -> dict:
-    """Writes the ONNX graph of `checkpoint` to `target` (never over an existing file unless overwrite), its weights
-    in 8 bits if `quantize` is "int8", and returns its size and sha256."""
+class StepGraph(nn.Module):
+    """One step of a stream (AcousticModel.step) as a graph of fixed-shape tensors, for asr/deploy/onnx_stream.py:
+
+        features (1, T, inputs), h (layers, 1, hidden)[, c (layers, 1, hidden) for an LSTM][, waiting (1, K, hidden),
+        appended (1, A, hidden) with a lookahead of K frames]  ->  log_probs (1, T + A, symbols), the next h[, c]
+        [, the next waiting]
+
+    The lookahead's waiting frames are always K: they start as zeros, whose K outputs the stream drops; at the end
+    the stream appends K zero frames (T = 0) for the frames still waiting, as the offline graph pads them."""
+
+    def __init__(self, model):
+        super().__init__()
+        if not model.can_stream() or model.truncate_bptt:
+            raise UserError("a step graph is exported from a model that streams: unidirectional rnn_tanh, rnn_relu, "
+                            "lstm or gru, without truncate_bptt")
+        self.input_projection, self.rnn, self.output, self.lookahead = (model.input_projection, model.rnn, model.output,
+                                                                         model.lookahead)
+        self.lstm = isinstance(model.rnn, nn.LSTM)
+
+    def forward(self, features: torch.Tensor, h: torch.Tensor, *rest: torch.Tensor):
+        rest = list(rest)
+        state = (h, rest.pop(0)) if self.lstm else h
+        hidden, state = self.rnn(self.input_projection(features), state)
+        states = list(state) if self.lstm else [state]
+        if self.lookahead is None:
+            return (self.output(hidden).log_softmax(-1), *states)
+        waiting, appended = rest
+        every = torch.cat([waiting, hidden, appended], dim=1)
+        ahead = self.lookahead(every, final=False)  # frame t's output, once its K frames ahead are in
+        return (self.output(ahead).log_softmax(-1), *states, every[:, every.shape[1] - self.lookahead.context :])
+
+
+def step_io(model) -> tuple[list[str], list[str]]:
+    """The step graph's input and output names."""
+    lstm, ahead = model.cell == "lstm", model.lookahead is not None
+    inputs = ["features", "h", *(["c"] if lstm else []), *(["waiting", "appended"] if ahead else [])]
+    outputs = ["log_probs", "next_h", *(["next_c"] if lstm else []), *(["next_waiting"] if ahead else [])]
+    return inputs, outputs
+
+
+def write_step_onnx(recognizer: Recognizer, target: Path, extra_metadata: dict | None = None) -> None:
+    """The step graph of a streaming recogniser, its metadata set (what asr/deploy/onnx_stream.py needs to make the
+    features in numpy and to decode), written to a temporary file and renamed into place."""
+    import onnx
+
+    from asr.deploy.streaming import streamable
+
+    if not streamable(recognizer):
+        raise UserError("--stream exports the step graph of a model that streams: a unidirectional model whose "
+                        "features are normalised online or globally (data.normalize); this one cannot")
+    model = recognizer.model.eval()
+    graph = StepGraph(model).eval()
+    layers, hidden = model.config.num_layers, model.config.hidden_size
+    inputs, outputs = step_io(model)
+    example = [torch.randn(1, 5, model.config.input_dim), torch.zeros(layers, 1, hidden)]
+    if graph.lstm:
+        example.append(torch.zeros(layers, 1, hidden))
+    if model.lookahead is not None:
+        example += [torch.zeros(1, model.lookahead.context, hidden), torch.zeros(1, 0, hidden)]
+    tmp = target.with_name(target.name + ".tmp")
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
+        warnings.filterwarnings("ignore", message="The feature will be removed", module="torch.onnx")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module="torch.nn.modules.rnn")
+        # its batch is 1 and its initial states are inputs, which is what this warning asks for
+        warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1")
+        torch.onnx.export(graph, tuple(example), str(tmp), input_names=inputs, output_names=outputs,
+                          opset_version=OPSET, dynamo=False,
+                          dynamic_axes={"features": {1: "frames"}, "log_probs": {1: "frames_out"},
+                                        **({"appended": {1: "appended"}} if "appended" in inputs else {})})
+    saved = onnx.load(str(tmp))
+    extractor = recognizer.extractor
+    meta = {"graph": "stream_step", "vocabulary": json.dumps(recognizer.vocabulary),
+            "features": json.dumps(extractor.config.as_dict()), "feature_stats": json.dumps(extractor.stats),
+            "frame_ms": str(extractor.config.frame_ms), "min_samples": str(extractor.min_samples()),
+            "model": json.dumps(vars(model.config)), "cell": model.cell, "layers": str(layers), "hidden": str(hidden),
+            "lookahead": str(model.lookahead.context if model.lookahead is not None else 0),
+            "online_prior_frames": str(ONLINE_PRIOR_FRAMES if extractor.config.normalize == "online" else 0),
+            "dataset": str(recognizer.dataset), **(extra_metadata or {})}
+    onnx.helper.set_model_props(saved, meta)
+    onnx.save(saved, str(tmp))
+    tmp.replace(target)
+
+
+def export_onnx(checkpoint: str | Path, target: str | Path, overwrite: bool = False, quantize: str | None = None,
+                stream: bool = False) -> dict:
+    """Writes the ONNX graph of `checkpoint` to `target` (never over an existing file unless overwrite): the whole-
+    recording graph, or with `stream` the step graph of a streaming model; its weights in 8 bits if `quantize` is
+    "int8". Returns its size and sha256."""
     checkpoint, target = Path(checkpoint), Path(target)
     if target.exists() and not overwrite:
         raise UserError(f"{target} exists; nothing was written. Pass --force to replace it, or choose another name.")
     recognizer = Recognizer.from_saved(read_training_checkpoint(checkpoint))
     origin = {"exported_from": json.dumps({"file": checkpoint.name, "sha256": sha256(checkpoint)})}
+    write = write_step_onnx if stream else write_onnx
     if quantize is None:
-        write_onnx(recognizer, target, origin)
+        write(recognizer, target, origin)
     else:
         from asr.deploy.quantize import quantize_int8
 
         staged = target.with_name(target.name + ".float32.tmp")
         try:
-            write_onnx(recognizer, staged, origin)
+            write(recognizer, staged, origin)
             quantize_int8(staged, target.with_name(target.name + ".tmp"))
             target.with_name(target.name + ".tmp").replace(target)
         finally:

@@ -27,7 +27,8 @@ def quantize_int8(source: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model = onnx.load(str(source))
-    acoustic = [n for n in model.graph.node if n.name.startswith("/acoustic/")]
+    # the whole-recording graph's acoustic model (/acoustic/...), or all of a step graph (its nodes have no prefix)
+    acoustic = [n for n in model.graph.node if not n.name.startswith("/features/")]
     integer = [n.name for n in acoustic if n.op_type in ("MatMul", "LSTM")]
     with tempfile.TemporaryDirectory() as tmp, _advice_silenced():
         staged = Path(tmp) / "quantized.onnx"

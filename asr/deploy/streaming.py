@@ -14,12 +14,11 @@ have run through the network (benchmarks/streaming.py measures how long that tak
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 from asr.decode.decoders import GreedyDecoder, Transcript
+from asr.deploy.live import Endpoint, chunks, joined  # noqa: F401 - chunks: part of this module's interface
 from asr.base.errors import UserError
 
 
@@ -60,25 +59,6 @@ class StreamingResampler:
         self.pending = torch.cat([self.pending, torch.zeros(self.width + self.step)])
         total = -(-self.block * self.received // self.step)  # ceil(new * length / orig), as torchaudio
         return self.blocks()[: max(0, total - produced)]
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """When a stream ends a segment, by sherpa-onnx's endpoint rules over the model's own output: blank frames at the
-    segment's end count as silence. The segment ends after `after_words` seconds of silence that follow a word, after
-    `before_words` seconds in which nothing was said, or at `longest` seconds. Then the recurrent state starts again
-    from zero, as at the start of a training utterance: a model trained on utterances of seconds is never asked to
-    carry its state over minutes."""
-    after_words: float = 1.2
-    before_words: float = 2.4
-    longest: float = 20.0
-
-    def reached(self, best: np.ndarray, frame_seconds: float) -> bool:
-        """best: the segment's most likely symbol per frame so far (0 = blank)."""
-        spoken = np.flatnonzero(best)
-        silence = (len(best) - 1 - spoken[-1] if len(spoken) else len(best)) * frame_seconds
-        return (silence >= (self.after_words if len(spoken) else self.before_words)
-                or len(best) * frame_seconds >= self.longest)
 
 
 def streamable(recognizer) -> bool:
@@ -179,24 +159,14 @@ class Stream:
         """The ended segments' words, then greedy CTC over every frame of the current one so far (a few hundred
         frames: decoding them again costs nothing next to the network, and merges repeats across chunk edges exactly
         as the offline decoder does)."""
-        parts = list(self.segments)
-        if self.segment:
-            parts.append(self.decoder(np.concatenate(self.segment), self.frame_seconds,
-                                      self.segment_start * self.frame_seconds))
-        words = [w for part in parts for w in part.words]
-        return Transcript(" ".join(w.word for w in words), words)
+        current = [self.decoder(np.concatenate(self.segment), self.frame_seconds,
+                                self.segment_start * self.frame_seconds)] if self.segment else []
+        return joined([*self.segments, *current])
 
     @property
     def frames(self) -> int:
         """Output frames computed so far."""
         return sum(len(p) for p in self.log_probs)
-
-
-def chunks(waveform: np.ndarray, sample_rate: int, chunk_ms: float):
-    """The waveform cut into consecutive chunks of chunk_ms (the last one shorter), as a microphone delivers it."""
-    size = max(1, round(sample_rate * chunk_ms / 1000))
-    for start in range(0, len(waveform), size):
-        yield waveform[start : start + size]
 
 
 def stream_file(recognizer, path, chunk_ms: float, on_partial=None, realtime: bool = False,

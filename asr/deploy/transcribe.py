@@ -77,14 +77,26 @@ def transcribe_live(args) -> int:
     segment after each pause unless --no-endpoint. On a terminal the partial transcript is rewritten in place after
     every chunk; otherwise one final line per file."""
     from asr.data.audio import AudioError
-    from asr.deploy.inference import Recognizer
-    from asr.deploy.streaming import Endpoint, stream_file
+    from asr.deploy.live import Endpoint
 
-    if str(args.checkpoint).endswith(".onnx"):
-        raise UserError("--stream runs PyTorch checkpoints (.ckpt), not .onnx files")
     if args.decoder != "greedy" or args.format != "text":
         raise UserError("--stream decodes greedily and prints text: leave out --decoder/--lexicon/--lm and --format")
-    recognizer = Recognizer.from_checkpoint(args.checkpoint, args.device)
+    endpoint = None if args.no_endpoint else Endpoint()
+    if str(args.checkpoint).endswith(".onnx"):  # a step graph, through onnxruntime: no torch
+        from asr.deploy import onnx_stream
+
+        model = onnx_stream.StepModel(args.checkpoint)
+
+        def stream(path, show):
+            return onnx_stream.stream_file(model, path, args.chunk_ms, show, endpoint)
+    else:
+        from asr.deploy.inference import Recognizer
+        from asr.deploy.streaming import stream_file
+
+        recognizer = Recognizer.from_checkpoint(args.checkpoint, args.device)
+
+        def stream(path, show):
+            return stream_file(recognizer, path, args.chunk_ms, show, args.realtime, endpoint)[0]
     paths, empty = expand_inputs(args.files)
     for folder in empty:
         print(f"error: no audio files in {folder} (looked for {', '.join(sorted(AUDIO_SUFFIXES))})", file=sys.stderr)
@@ -94,8 +106,7 @@ def transcribe_live(args) -> int:
         prefix = f"{path}\t" if args.with_names else ""
         show = (lambda t: print(f"\r\033[K{prefix}{t.text}", end="", flush=True)) if live else None
         try:
-            final, _ = stream_file(recognizer, path, args.chunk_ms, show, args.realtime,
-                                   None if args.no_endpoint else Endpoint())
+            final = stream(path, show)
         except AudioError as e:
             failures += 1
             print(f"error: {path}: {e}", file=sys.stderr)

@@ -1,0 +1,73 @@
+"""Live transcription through onnxruntime (asr/deploy/onnx_stream.py): a streaming model's step graph
+(`asr export CKPT NAME.step.onnx --stream`) with numpy features streams every AN4 test file to the torch stream's
+transcript, and `asr transcribe --stream NAME.step.onnx` imports no torch."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchaudio
+
+from asr.cli import main
+from asr.data.audio import load_audio
+from asr.data.corpora import load_split
+from asr.deploy.inference import Recognizer
+from asr.deploy.live import Endpoint, chunks
+from asr.deploy.onnx_stream import OnnxStream, StepModel, mel_filterbank
+from asr.deploy.streaming import Stream
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "checkpoints"
+
+
+@pytest.mark.parametrize("rate, n_mels", [(16000, 80), (8000, 40)])
+def test_the_numpy_mel_filterbank_is_torchaudios(rate, n_mels):
+    n_freqs = round(rate * 0.025) // 2 + 1
+    theirs = torchaudio.functional.melscale_fbanks(n_freqs, 0.0, rate / 2, n_mels, rate).numpy()
+    assert np.abs(mel_filterbank(n_freqs, n_mels, rate) - theirs).max() < 1e-5  # theirs in float32
+
+
+def both_streams(recognizer, model, waveform, endpoint):
+    torch_stream, onnx_stream = Stream(recognizer, endpoint=endpoint), OnnxStream(model, endpoint)
+    for chunk in chunks(waveform, 16000, 160):
+        torch_stream.accept(chunk)
+        onnx_stream.accept(chunk)
+    return torch_stream, torch_stream.finish(), onnx_stream, onnx_stream.finish()
+
+
+@pytest.mark.parametrize("name", ["an4_lstm_stream", "an4_tanh_rnn_clipped_stream"])
+def test_the_step_graph_streams_every_test_file_to_the_torch_streams_transcript(name, data_dir, tmp_path):
+    """Transcript for transcript, times included, on all 130 AN4 test files, with the endpoint rules on."""
+    assert main(["export", str(SHIPPED / f"{name}.ckpt"), str(tmp_path / "m.step.onnx"), "--stream"]) == 0
+    recognizer, model = Recognizer.from_checkpoint(SHIPPED / f"{name}.ckpt"), StepModel(tmp_path / "m.step.onnx")
+    utterances = load_split("an4", "test", str(data_dir))
+    for u in utterances:
+        waveform = load_audio(u.path, 16000).numpy()
+        torch_stream, expected, onnx_stream, got = both_streams(recognizer, model, waveform, Endpoint())
+        assert got.text == expected.text, u.id
+        assert [(w.word, w.start, w.end) for w in got.words] == [(w.word, w.start, w.end) for w in expected.words]
+        a, b = np.concatenate(onnx_stream.log_probs), np.concatenate(torch_stream.log_probs)
+        assert a.shape == b.shape and np.abs(a - b).max() < 2e-3, (u.id, np.abs(a - b).max())
+
+
+def test_a_whole_recording_graph_or_a_checkpoint_of_another_kind_is_refused_for_streaming(tmp_path, capsys):
+    wav = str(tmp_path / "x.wav")
+    assert main(["transcribe", "--stream", str(SHIPPED / "an4_lstm_stream.onnx"), wav]) == 2
+    assert "transcribes whole recordings; to stream through onnxruntime export" in capsys.readouterr().err
+    assert main(["export", str(SHIPPED / "an4_lstm.ckpt"), str(tmp_path / "bi.step.onnx"), "--stream"]) == 2
+    assert "exports the step graph of a model that streams" in capsys.readouterr().err
+    assert not (tmp_path / "bi.step.onnx").exists()
+
+
+def test_streaming_through_onnxruntime_imports_no_torch(data_dir, tmp_path):
+    from test_onnx import run_isolated
+
+    assert main(["export", str(SHIPPED / "an4_lstm_stream.ckpt"), str(tmp_path / "m.step.onnx"), "--stream"]) == 0
+    wav = data_dir / "an4/wav/an4test_clstk/fcaw/an406-fcaw-b.wav"
+    done = run_isolated(sys.executable, ["transcribe", "--stream", str(tmp_path / "m.step.onnx"), str(wav)])
+    assert done["status"] == 0 and done["torch"] == []
+    expected = Stream(Recognizer.from_checkpoint(SHIPPED / "an4_lstm_stream.ckpt"), endpoint=Endpoint())
+    for chunk in chunks(load_audio(wav, 16000).numpy(), 16000, 160):
+        expected.accept(chunk)
+    assert done["out"].strip() == expected.finish().text
