@@ -1,4 +1,6 @@
-"""Live transcription's speed (asr/deploy/streaming.py), measured in one run on this machine, one torch thread:
+"""Live transcription's speed, measured in one run on this machine on one thread: each streaming model through PyTorch
+(asr/deploy/streaming.py) and its step graph through onnxruntime, float32 and int8 (asr/deploy/onnx_stream.py,
+`asr export CKPT NAME.step.onnx --stream [--quantize int8]`), with the endpoint rules on, as users stream:
 
 - latency: for every chunk of every AN4 test file fed as a microphone would (chunks of --chunk-ms), the time from
   the chunk's arrival to its partial transcript (features, network, greedy decoding of everything so far);
@@ -31,12 +33,12 @@ sys.path.insert(0, str(REPO))
 MODELS = ("checkpoints/an4_lstm_stream.ckpt", "checkpoints/an4_tanh_rnn_clipped_stream.ckpt")
 
 
-def measure(recognizer, waveforms: list[np.ndarray], rate: int, chunk_ms: float) -> dict:
-    from asr.deploy.streaming import Stream, chunks
+def measure(new_stream, waveforms: list[np.ndarray], rate: int, chunk_ms: float) -> dict:
+    from asr.deploy.live import chunks
 
     latencies, busy = [], 0.0
     for waveform in waveforms:
-        stream = Stream(recognizer)
+        stream = new_stream()
         for chunk in chunks(waveform, rate, chunk_ms):
             start = time.perf_counter()
             stream.accept(chunk)
@@ -61,25 +63,40 @@ def main() -> int:
     parser.add_argument("--output", default=str(REPO / "benchmarks/streaming_cpu.json"))
     args = parser.parse_args()
 
+    import tempfile
+
     import torch
 
     from asr.data.audio import load_audio
     from asr.data.corpora import load_split
+    from asr.deploy.export_onnx import export_onnx
     from asr.deploy.inference import Recognizer
+    from asr.deploy.live import Endpoint
+    from asr.deploy.onnx_stream import OnnxStream, StepModel
+    from asr.deploy.streaming import Stream
 
     torch.set_num_threads(1)
     results = []
+    work = Path(tempfile.mkdtemp(prefix="streaming-bench-"))
     for path in args.models:
         recognizer = Recognizer.from_checkpoint(path)
         rate = recognizer.extractor.config.sample_rate
         utterances = load_split("an4", "test", args.data_dir)[: args.files]
         waveforms = [load_audio(u.path, rate).numpy() for u in utterances]
-        measure(recognizer, waveforms[:4], rate, 160)  # warm up (first calls allocate)
-        for chunk_ms in args.chunk_ms:
-            lookahead_ms = recognizer.model.config.lookahead * recognizer.extractor.config.frame_ms
-            row = {"model": Path(path).stem, "lookahead_ms": lookahead_ms, **measure(recognizer, waveforms, rate, chunk_ms)}
-            results.append(row)
-            print(json.dumps(row), flush=True)
+        streams = {"torch": lambda: Stream(recognizer, endpoint=Endpoint())}
+        for name, quantize in (("onnx", None), ("onnx_int8", "int8")):
+            step = work / f"{Path(path).stem}.{name}.step.onnx"
+            export_onnx(path, step, overwrite=True, quantize=quantize, stream=True)
+            model = StepModel(step, threads=1)
+            streams[name] = lambda model=model: OnnxStream(model, Endpoint())
+        lookahead_ms = recognizer.model.config.lookahead * recognizer.extractor.config.frame_ms
+        for runtime, new_stream in streams.items():
+            measure(new_stream, waveforms[:4], rate, 160)  # warm up (first calls allocate)
+            for chunk_ms in args.chunk_ms:
+                row = {"model": Path(path).stem, "runtime": runtime, "lookahead_ms": lookahead_ms,
+                       **measure(new_stream, waveforms, rate, chunk_ms)}
+                results.append(row)
+                print(json.dumps(row), flush=True)
     report = {"machine": f"{platform.machine()} {platform.processor()}, {os.cpu_count()} cores",
               "torch": torch.__version__, "threads": torch.get_num_threads(), "command": " ".join(sys.argv),
               "results": results}
