@@ -155,6 +155,7 @@ def write_model_card(record: dict, path: Path) -> None:
         "    asr serve                      # the AN4 models side by side in a browser",
         "    asr transcribe checkpoints/an4_lstm.onnx recording.wav   # the same model through onnxruntime, no torch",
         "    asr transcribe --stream checkpoints/an4_lstm_stream.ckpt recording.wav   # live: audio in 160 ms chunks",
+        "    asr transcribe --stream checkpoints/an4_lstm_stream.step.onnx recording.wav   # live, no torch",
         "",
         "(W and S: each model's tuned values in the table of details.) WER in %, word errors over the reference",
         "words of the whole split; greedy = best path; beam+LM = beam 50 with the word 3-gram of `lm/an4/`",
@@ -208,6 +209,9 @@ def write_model_card(record: dict, path: Path) -> None:
                   f"- file `{m['file']}`, {m['bytes']:,} bytes, sha256 `{m['sha256']}`",
                   *([f"- ONNX `{m['onnx']['file']}` (`asr transcribe {m['onnx']['file']} FILES` without torch), "
                      f"{m['onnx']['bytes']:,} bytes, sha256 `{m['onnx']['sha256']}`"] if m.get("onnx") else []),
+                  *([f"- ONNX step graph `{m['step_onnx']['file']}` (`asr transcribe --stream {m['step_onnx']['file']} "
+                     f"FILES` without torch), {m['step_onnx']['bytes']:,} bytes, sha256 `{m['step_onnx']['sha256']}`"]
+                    if m.get("step_onnx") else []),
                   *([f"- int8 ONNX `{m['int8']['file']}`, {m['int8']['bytes']:,} bytes, sha256 `{m['int8']['sha256']}`; "
                      f"test greedy WER {m['int8']['test_greedy']['wer']:.2f} %"
                      + (f", beam+LM {m['int8']['test_beam_lm']['wer']:.2f} %" if m["int8"].get("test_beam_lm") else "")
@@ -217,7 +221,7 @@ def write_model_card(record: dict, path: Path) -> None:
                   f"- data: {m['dataset'].upper()} ({DATA[m['dataset']]}); training split without the dev utterances",
                   f"- input: {f['n_mels']} log-mel bands at {f['sample_rate']} Hz, {f['stack']} frames stacked, "
                   f"{f['hop_ms'] * f['stride']:g} ms per model frame, normalised "
-                  f"{'by the training split statistics (it streams: `asr transcribe --stream`)' if f.get('normalize') == 'global' else 'per utterance'}; "
+                  f"{NORMALISED[f.get('normalize', 'utterance')]}; "
                   f"SpecAugment in training: {f['spec_augment']}; "
                   f"waveform augmentation (asr/data/augment.py): {f.get('augment') or False}",
                   f"- network: {m['model']['num_layers']} x {m['model']['hidden_size']} {m['model']['cell']}, "
@@ -278,6 +282,22 @@ def ship_onnx(record: dict, out: Path, only: set | None = None) -> None:
         print(f"{target}: {info['bytes'] / 1e6:.1f} MB", flush=True)
 
 
+def ship_step(record: dict, out: Path, only: set | None = None) -> None:
+    """Each shipped model that streams (those named in `only`, if given) also as its step graph, NAME.step.onnx
+    (`asr export CKPT NAME.step.onnx --stream`): live transcription through onnxruntime without torch
+    (asr/deploy/onnx_stream.py; tests/test_onnx_stream.py checks it against the torch stream)."""
+    for m in record["models"]:
+        if only is not None and m["name"] not in only:
+            continue
+        if m["model"]["bidirectional"] or m["features"].get("normalize", "utterance") == "utterance":
+            m.pop("step_onnx", None)
+            continue
+        target = out / f"{m['name']}.step.onnx"
+        info = export_onnx(out / m["file"], target, overwrite=True, stream=True)
+        m["step_onnx"] = {"file": target.name, "bytes": info["bytes"], "sha256": info["sha256"]}
+        print(f"{target}: {info['bytes'] / 1e6:.1f} MB", flush=True)
+
+
 def ship_int8(record: dict, out: Path, details: Path, only: set | None = None) -> None:
     """Each shipped .onnx (those named in `only`, if given) also in int8 (`asr export CKPT NAME.int8.onnx --quantize
     int8`, asr/deploy/quantize.py), measured through onnxruntime as the float32 model is: greedy test WER, beam+LM at the
@@ -334,6 +354,10 @@ def conditions_completed(record: dict, details: Path) -> None:
             print(f"{m['name']}: test WER under {condition} {summary['wer']:.2f} %", flush=True)
 
 
+NORMALISED = {"utterance": "per utterance",
+              "global": "by the training split statistics (it streams: `asr transcribe --stream`)",
+              "online": "online, by a running mean that starts from the training mean (it streams, and forgets the "
+                        "microphone's level: `asr transcribe --stream`)"}
 DATA = {"an4": "CMU AN4, 16 kHz, BSD-style licence", "fsdd": "Free Spoken Digit Dataset, 8 kHz, CC BY-SA 4.0"}
 
 
@@ -420,6 +444,7 @@ def main() -> int:
             details.mkdir(parents=True, exist_ok=True)
             conditions_completed(previous, details)
             ship_onnx(previous, out)
+            ship_step(previous, out)
             ship_int8(previous, out, details)
             (out / "models.json").write_text(json.dumps(previous, indent=1) + "\n")
         write_model_card(previous, out / "README.md")
@@ -460,6 +485,7 @@ def main() -> int:
                      "made_by": "asr lm build --dataset an4 --order 3 (AN4 training transcripts only)"},
               "models": sorted(models.values(), key=lambda m: ORDER.index(m["name"]) if m["name"] in ORDER else 99)}
     ship_onnx(record, out, only=set(shipped))
+    ship_step(record, out, only=set(shipped))
     ship_int8(record, out, details, only=set(shipped))
     (out / "models.json").write_text(json.dumps(record, indent=1) + "\n")
     write_model_card(record, out / "README.md")

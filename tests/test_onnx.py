@@ -266,3 +266,6 @@ def test_an_environment_without_torch_installs_the_package_and_transcribes(data_
     done = subprocess.run([str(venv / "bin/asr"), "transcribe", str(SHIPPED / "an4_lstm.int8.onnx"), str(data_dir / WAV)],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)  # int8 needs nothing more
     assert done.returncode == 0 and done.stdout.strip() == expected, done.stderr[-2000:]
+    done = subprocess.run([str(venv / "bin/asr"), "transcribe", "--stream", str(SHIPPED / "an4_lstm_stream.step.onnx"),
+                           str(data_dir / WAV)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.strip(), done.stderr[-2000:]  # live, without torch

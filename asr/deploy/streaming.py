@@ -1,14 +1,16 @@
 """Live transcription: audio in chunks as it arrives, a partial transcript after each chunk.
 
 A model can stream when it looks only backwards in time (a unidirectional recurrence, `AcousticModel.can_stream`)
-and its features are normalised from the frames so far (data.normalize: online or global, asr/data/features.py). Then every stage of the
-offline pipeline runs on what has arrived so far, each output computed once, as soon as its last input is in:
+and its features are normalised from the frames so far (data.normalize: online or global, asr/data/features.py).
+Then every stage of the offline pipeline runs on what has arrived so far, each output computed once, as soon as
+its last input is in:
 
     samples -> a 25 ms window every 10 ms -> log-mel, normalised (running mean / training statistics) -> stacked frames
     -> the recurrence, its state carried from chunk to chunk -> (lookahead) -> log-probs -> greedy CTC
 
-So the stream ends with the offline log-probs (up to rounding) and the offline transcript: tests/test_streaming.py
-checks this on every AN4 test file, at several chunk sizes. A chunk's partial transcript is ready when its frames
+So the stream of one utterance ends with the offline log-probs (up to rounding) and the offline transcript:
+tests/test_streaming.py checks this on every AN4 test file, at several chunk sizes. A long recording is cut into
+segments at its pauses (endpoint rules, asr/deploy/live.py), each run from a zero state. A chunk's partial transcript is ready when its frames
 have run through the network (benchmarks/streaming.py measures how long that takes); a model with a lookahead
 (asr/model/acoustic.py) holds its last `lookahead` frames back until the frames after them arrive, or the stream ends.
 """
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 
 from asr.decode.decoders import GreedyDecoder, Transcript
-from asr.deploy.live import Endpoint, chunks, joined  # noqa: F401 - chunks: part of this module's interface
+from asr.deploy.live import Endpoint, chunks, joined
 from asr.base.errors import UserError
 
 
@@ -62,7 +64,7 @@ class StreamingResampler:
 
 
 def streamable(recognizer) -> bool:
-    """Whether a model can transcribe live: a unidirectional recurrence over globally normalised features."""
+    """Whether a model can transcribe live: a unidirectional recurrence over features normalised online or globally."""
     return recognizer.model.can_stream() and recognizer.extractor.config.uses_training_stats
 
 
