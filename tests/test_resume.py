@@ -225,3 +225,23 @@ def test_a_study_killed_at_any_point_ends_as_an_uninterrupted_one(tmp_path, data
         flows = [json.loads((Path(r["run_dir"]) / "gradient_flow.json").read_text()) for r in (a, b)]
         assert flows[0]["curves"] == flows[1]["curves"]
         assert [c["epoch"] for c in flows[1]["curves"]] == [-1, 0, 1, 2, 3]  # initialisation kept, once
+
+
+def test_a_run_that_converged_trains_no_further_when_resumed(tmp_path, data_dir):
+    """A study killed after a run's convergence rule ended it but before its result was written resumes that run
+    from last.ckpt: it must not train another epoch (which could move best.ckpt and the run's results)."""
+    from asr.cli import main
+    from asr.train.checkpoint import read_checkpoint
+
+    run = tmp_path / "run"
+    rule = ["--model.schedule", "plateau", "--model.plateau_patience", "1", "--model.plateau_halvings", "0",
+            "--model.plateau_min_delta", "1000", "--model.plateau_below", "1000"]  # converges at epoch 1
+    assert main(train_argv("an4_lstm", run, data_dir, *rule, utterances=16, epochs=5)) == 0
+    last = run / "checkpoints/last.ckpt"
+    before = read_checkpoint(last)
+    assert before["plateau"]["converged_epoch"] == 1 and before["epoch"] == 1
+    best = (run / "checkpoints/best.ckpt").read_bytes()
+    assert main(train_argv("an4_lstm", run, data_dir, *rule, "--ckpt_path", str(last), utterances=16, epochs=5)) == 0
+    after = read_checkpoint(last)
+    assert after["global_step"] == before["global_step"] and after["epoch"] == before["epoch"]
+    assert (run / "checkpoints/best.ckpt").read_bytes() == best

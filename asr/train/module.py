@@ -171,6 +171,8 @@ class ASRModule(L.LightningModule):
         torch.set_flush_denormal(True)
 
     def on_train_start(self) -> None:
+        if self.plateau.converged_epoch is not None:  # resumed after the rule ended the run: nothing left to train
+            self.trainer.should_stop = True
         # after a resume has restored the scheduler: one-cycle's plan is the run's length when it started
         scheduler = self.lr_schedulers()
         planned = getattr(scheduler, "total_steps", None)  # OneCycleLR's
