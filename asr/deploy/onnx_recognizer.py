@@ -44,29 +44,34 @@ def threads_from_environment() -> Optional[int]:
     return int(value) if value.isdigit() and int(value) > 0 else None
 
 
+def onnx_session(path: Path, threads: Optional[int] = None):
+    """An onnxruntime session on the CPU for an `asr export` file, or the reason there can be none."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise UserError("running an .onnx model needs onnxruntime: pip install '.[onnx]'") from None
+    if not path.is_file():
+        raise UserError(f"model file {path} not found")
+    options = ort.SessionOptions()
+    threads = threads or threads_from_environment()
+    if threads:
+        options.intra_op_num_threads = threads
+    # An int8 file's GRU/RNN weights are int8 behind DequantizeLinear nodes (asr/deploy/quantize.py); without
+    # this, onnxruntime keeps those nodes for QDQ fusion and dequantises on every call (16 % slower, the GRU);
+    # with it, it folds them into float32 weights once, at load. Graphs without such nodes are unaffected.
+    options.add_session_config_entry("session.disable_quant_qdq", "1")
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - not an ONNX file, or a damaged one
+        raise UserError(f"{path} is not a model onnxruntime can load ({str(e).splitlines()[0][:200]})") from None
+
+
 class OnnxRecognizer:
     """An exported recogniser: waveforms in, per-frame log-probabilities out, on onnxruntime's CPU provider."""
 
     def __init__(self, path: str | Path, threads: Optional[int] = None):
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise UserError("transcribing an .onnx model needs onnxruntime: pip install '.[onnx]'") from None
         path = Path(path)
-        if not path.is_file():
-            raise UserError(f"model file {path} not found")
-        options = ort.SessionOptions()
-        threads = threads or threads_from_environment()
-        if threads:
-            options.intra_op_num_threads = threads
-        # An int8 file's GRU/RNN weights are int8 behind DequantizeLinear nodes (asr/deploy/quantize.py); without
-        # this, onnxruntime keeps those nodes for QDQ fusion and dequantises on every call (16 % slower, the GRU);
-        # with it, it folds them into float32 weights once, at load. Graphs without such nodes are unaffected.
-        options.add_session_config_entry("session.disable_quant_qdq", "1")
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # noqa: BLE001 - not an ONNX file, or a damaged one
-            raise UserError(f"{path} is not a model onnxruntime can load ({str(e).splitlines()[0][:200]})") from None
+        self.session = onnx_session(path, threads)
         meta = self.session.get_modelmeta().custom_metadata_map
         if "vocabulary" not in meta:
             raise UserError(f"{path} is an ONNX file, but not one `asr export` made (no vocabulary in its metadata)")

@@ -41,24 +41,10 @@ class StepModel:
     """A step graph and what its metadata says: the features, their statistics, the symbols, the state's shapes."""
 
     def __init__(self, path: str | Path, threads: Optional[int] = None):
-        from asr.deploy.onnx_recognizer import threads_from_environment
+        from asr.deploy.onnx_recognizer import onnx_session
 
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise UserError("streaming an .onnx model needs onnxruntime: pip install '.[onnx]'") from None
         path = Path(path)
-        if not path.is_file():
-            raise UserError(f"model file {path} not found")
-        options = ort.SessionOptions()
-        threads = threads or threads_from_environment()
-        if threads:
-            options.intra_op_num_threads = threads
-        options.add_session_config_entry("session.disable_quant_qdq", "1")  # as OnnxRecognizer (int8 GRU/RNN)
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # noqa: BLE001 - not an ONNX file, or a damaged one
-            raise UserError(f"{path} is not a model onnxruntime can load ({str(e).splitlines()[0][:200]})") from None
+        self.session = onnx_session(path, threads)
         meta = self.session.get_modelmeta().custom_metadata_map
         if meta.get("graph") != "stream_step":
             raise UserError(f"{path} transcribes whole recordings; to stream through onnxruntime export the model's "
