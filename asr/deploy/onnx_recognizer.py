@@ -38,6 +38,12 @@ def resample(waveform: np.ndarray, rate: int, target: int) -> np.ndarray:
     return resample_poly(waveform, target // g, rate // g).astype(np.float32)
 
 
+def read_at(path: str | Path, sample_rate: int) -> np.ndarray:
+    """An audio file as offline transcription reads it (asr/data/audio.py), resampled to `sample_rate` with scipy."""
+    waveform, rate = read_audio(path, MIN_SECONDS)
+    return resample(waveform, rate, sample_rate)
+
+
 def threads_from_environment() -> Optional[int]:
     """OMP_NUM_THREADS, which torch obeys, for onnxruntime too (it would otherwise take every core)."""
     value = os.environ.get("OMP_NUM_THREADS", "")
@@ -83,8 +89,7 @@ class OnnxRecognizer:
         self.quantized = meta.get("quantized")  # "int8" for `asr export --quantize int8`, None for float32
 
     def read(self, path: str | Path) -> np.ndarray:
-        waveform, rate = read_audio(path, MIN_SECONDS)
-        return resample(waveform, rate, self.sample_rate)
+        return read_at(path, self.sample_rate)
 
     def log_probs(self, waveforms: list[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
         """Per-frame log-probabilities of each waveform, batched by length."""

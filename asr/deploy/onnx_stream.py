@@ -45,6 +45,7 @@ class StepModel:
 
         path = Path(path)
         self.session = onnx_session(path, threads)
+        self.outputs = [o.name for o in self.session.get_outputs()]  # log_probs, then next_h[, next_c][, next_waiting]
         meta = self.session.get_modelmeta().custom_metadata_map
         if meta.get("graph") != "stream_step":
             raise UserError(f"{path} transcribes whole recordings; to stream through onnxruntime export the model's "
@@ -72,12 +73,9 @@ class StepModel:
         return np.log((power @ self.filterbank).astype(np.float32) + np.float32(1e-6))
 
     def read(self, path: str | Path) -> np.ndarray:
-        from asr.data.audio import read_audio
-        from asr.deploy.onnx_recognizer import resample
-        from asr.deploy.transcription import MIN_SECONDS
+        from asr.deploy.onnx_recognizer import read_at
 
-        waveform, rate = read_audio(path, MIN_SECONDS)
-        return resample(waveform, rate, self.sample_rate)
+        return read_at(path, self.sample_rate)
 
     def zero_state(self) -> dict:
         state = {"h": np.zeros((self.layers, 1, self.hidden), np.float32)}
@@ -91,11 +89,8 @@ class StepModel:
         feeds = {"features": stacked[None].astype(np.float32), **state}
         if self.lookahead:
             feeds["appended"] = np.zeros((1, appended, self.hidden), np.float32)
-        names = ["log_probs", "next_h", *(["next_c"] if self.lstm else []), *(["next_waiting"] if self.lookahead else [])]
-        out = dict(zip(names, self.session.run(names, feeds)))
-        following = {"h": out["next_h"], **({"c": out["next_c"]} if self.lstm else {}),
-                     **({"waiting": out["next_waiting"]} if self.lookahead else {})}
-        return out["log_probs"][0], following
+        log_probs, *following = self.session.run(self.outputs, feeds)
+        return log_probs[0], {name.removeprefix("next_"): value for name, value in zip(self.outputs[1:], following)}
 
 
 class OnnxStream:
