@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="a web page that compares the models on your own recordings (Gradio, local)")
     p.add_argument("checkpoints", nargs="*", help="checkpoints to compare (default: the shipped ones in checkpoints/, "
-                   "else the newest `make demo` run's)")
+                   "else the newest `make demo` run's), or exported .onnx files, served through onnxruntime without "
+                   "torch (a step graph, NAME.step.onnx, also streams on the Live tab)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--reports", default="reports/an4_cpu", help="study report shown beside the results (default: the "

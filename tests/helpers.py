@@ -56,3 +56,16 @@ def librispeech_layout(root: Path, subset: str, utterances: list, speakers: int 
         soundfile.write(folder / f"{uid}.flac", audio, rate)
         with open(folder / f"{speaker}-{chapter}.trans.txt", "a") as f:
             f.write(f"{uid} {u.text}\n")
+
+
+def without_torch(folder: Path) -> dict:
+    """Environment variables under which a Python process cannot import torch, torchaudio or Lightning (a
+    sitecustomize.py in `folder` refuses them): the deployment without torch, in the test's own environment."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(
+        "import sys\n\n\nclass NoTorch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'torchaudio', 'lightning'):\n"
+        "            raise ImportError(f'{name} is not installed here')\n\n\n"
+        "sys.meta_path.insert(0, NoTorch())\n")
+    return {"PYTHONPATH": str(folder)}

@@ -67,6 +67,9 @@ def test_a_whole_recording_graph_or_a_checkpoint_of_another_kind_is_refused_for_
     wav = str(tmp_path / "x.wav")
     assert main(["transcribe", "--stream", str(SHIPPED / "an4_lstm_stream.onnx"), wav]) == 2
     assert "transcribes whole recordings; to stream through onnxruntime export" in capsys.readouterr().err
+    # and the other way round: a step graph without --stream says how to use it (it failed inside onnxruntime)
+    assert main(["transcribe", str(SHIPPED / "an4_lstm_stream.step.onnx"), wav]) == 2
+    assert "step graph: transcribe with it live, `asr transcribe --stream" in capsys.readouterr().err
     assert main(["export", str(SHIPPED / "an4_lstm.ckpt"), str(tmp_path / "bi.step.onnx"), "--stream"]) == 2
     assert "exports the step graph of a model that streams" in capsys.readouterr().err
     assert not (tmp_path / "bi.step.onnx").exists()
@@ -83,3 +86,26 @@ def test_streaming_through_onnxruntime_imports_no_torch(data_dir, tmp_path):
     for chunk in chunks(load_audio(wav, 16000).numpy(), 16000, 160):
         expected.accept(chunk)
     assert done["out"].strip() == expected.finish().text
+
+
+def test_a_microphone_at_48_khz_streams_through_the_step_graph_as_through_torch(data_dir, tmp_path):
+    """A browser's microphone runs at 48 kHz: the step graph's stream resamples chunk by chunk (numpy) and gives the
+    torch stream's transcripts; and a 48 kHz file reads, without torch, as load_audio reads it (torchaudio's
+    filter: the ONNX path used scipy's, a different filter)."""
+    import soundfile
+
+    from asr.deploy.onnx_recognizer import read_at
+
+    model = StepModel(SHIPPED / "an4_lstm_stream.step.onnx")
+    recognizer = Recognizer.from_checkpoint(SHIPPED / "an4_lstm_stream.ckpt")
+    for u in load_split("an4", "test", data_dir)[:6]:
+        high = torchaudio.functional.resample(load_audio(u.path, 16000), 16000, 48000).numpy()
+        onnx_stream, torch_stream = OnnxStream(model, Endpoint(), 48000), Stream(recognizer, 48000, Endpoint())
+        for chunk in chunks(high, 48000, 100):
+            assert onnx_stream.accept(chunk).text == torch_stream.accept(chunk).text, u.id
+        assert onnx_stream.finish().text == torch_stream.finish().text, u.id
+        a, b = np.concatenate(onnx_stream.log_probs), np.concatenate(torch_stream.log_probs)
+        assert a.shape == b.shape and np.abs(a - b).max() < 2e-3, (u.id, np.abs(a - b).max())
+    wav = tmp_path / "48k.wav"
+    soundfile.write(wav, high, 48000, subtype="FLOAT")
+    assert np.abs(read_at(wav, 16000) - load_audio(wav, 16000).numpy()).max() < 1e-5

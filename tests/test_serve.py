@@ -332,3 +332,49 @@ def test_figures_are_drawn_from_many_threads_at_once():
     with ThreadPoolExecutor(8) as pool:
         sizes = list(pool.map(draw, range(64)))
     assert min(sizes) > 1000
+
+
+def test_the_page_serves_exported_models_where_torch_cannot_be_imported(playwright, an4_test_wav, tmp_path, capsys):
+    """`asr serve` on the shipped step graphs and a whole-recording graph, in a process that cannot import torch: the
+    Live tab streams the fake microphone (an AN4 test recording) through onnxruntime and ends where
+    `asr transcribe --stream NAME.step.onnx` ends on the recording the page offers, and the Recording tab (its API)
+    gives what `asr transcribe` gives (a step graph: the file as one stream, one segment)."""
+    from gradio_client import Client, handle_file
+
+    from asr.app.serve import served
+    from helpers import without_torch
+
+    env = {"OMP_NUM_THREADS": "1", **without_torch(tmp_path / "site")}
+    refused = subprocess.run([sys.executable, "-c", "import torch"], env={**os.environ, **env}, capture_output=True)
+    assert refused.returncode != 0 and b"not installed here" in refused.stderr
+    shipped = Path(__file__).resolve().parents[1] / "checkpoints"
+    live, tanh, whole = (shipped / f"{n}.onnx" for n in ("an4_lstm_stream.step", "an4_tanh_rnn_clipped_stream.step",
+                                                           "an4_lstm"))
+    with served([live, tanh, whole], tmp_path / "server.log", env) as (url, _):
+        status, table, figure = Client(url, verbose=False).predict(handle_file(str(an4_test_wav)), "",
+                                                                   api_name="/transcribe")
+        microphone = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                      f"--use-file-for-fake-audio-capture={an4_test_wav}"]
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + microphone)
+        page = chromium.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(url)
+        page.get_by_role("tab", name="Live").click()
+        page.locator("#live-audio button", has_text="Record").first.click()
+        lstm = "#live-table [data-model='an4_lstm_stream.step'] .transcript"
+        page.wait_for_function(f"(document.querySelector(\"{lstm}\") || {{}}).innerText?.trim()", timeout=60000)
+        page.wait_for_timeout(5000)  # the 4 s file plays in a loop: all of it at least once
+        page.locator("#live-audio button", has_text="Stop").first.click()
+        page.wait_for_selector("#live-table[data-state='final']", timeout=60000)
+        final = page.inner_text(lstm).strip()
+        href = page.locator("#live-recording a").first.get_attribute("href")
+        recording = tmp_path / "recording.wav"
+        recording.write_bytes(urllib.request.urlopen(urllib.parse.urljoin(url, href), timeout=30).read())
+        chromium.close()
+    log = (tmp_path / "server.log").read_text()
+    assert "Traceback" not in log, log[-3000:]
+    assert "3 model(s)" in status and figure is None  # no gradient chart without torch
+    for model, whole_file in ((live, ["--stream", "--no-endpoint"]), (tanh, ["--stream", "--no-endpoint"]), (whole, [])):
+        assert main(["transcribe", *whole_file, str(model), str(an4_test_wav)]) == 0  # a step graph: one segment
+        assert f"<td class='transcript'>{capsys.readouterr().out.strip()}</td>" in table
+    assert final and main(["transcribe", "--stream", str(live), str(recording)]) == 0
+    assert capsys.readouterr().out.strip() == final

@@ -10,7 +10,10 @@ to replay with `asr transcribe --stream`).
 
 Gradio does the page (upload, microphone, layout, a queue for concurrent requests). The server listens on
 127.0.0.1 unless told otherwise; analytics are off and no share link is made: nothing leaves the machine.
-No Lightning is imported: the models come from their checkpoints through asr/deploy/inference.py.
+No Lightning is imported: the models come from their checkpoints through asr/deploy/inference.py. Exported models
+serve too, through onnxruntime and without torch (`asr serve checkpoints/an4_lstm_stream.step.onnx`): a step graph
+(`asr export --stream`) on both tabs, a whole-recording graph on the Recording tab; the gradient charts, which
+differentiate the network, are drawn for checkpoints only.
 """
 from __future__ import annotations
 
@@ -39,9 +42,58 @@ SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints"
 
 @dataclass
 class LoadedModel:
+    """A model on the page, and what the page asks of it, whichever way it runs: a checkpoint through PyTorch
+    (asr/deploy/inference.py), or an exported file through onnxruntime, a whole-recording graph
+    (asr/deploy/onnx_recognizer.py) or a streaming model's step graph (asr/deploy/onnx_stream.py)."""
     name: str
     path: Path
-    recognizer: object  # asr.deploy.inference.Recognizer
+    recognizer: object  # Recognizer, OnnxRecognizer or StepModel
+
+    @property
+    def torch(self) -> bool:
+        return hasattr(self.recognizer, "extractor")
+
+    @property
+    def sample_rate(self) -> int:
+        return self.recognizer.extractor.config.sample_rate if self.torch else self.recognizer.sample_rate
+
+    @property
+    def frame_ms(self) -> float:
+        return 1000 * self.recognizer.frame_seconds
+
+    def can_stream(self) -> bool:
+        if self.torch:
+            from asr.deploy.streaming import streamable
+
+            return streamable(self.recognizer)
+        return hasattr(self.recognizer, "step")  # a step graph; a whole-recording graph cannot stream
+
+    def stream(self, rate: int):
+        """A stream of audio at `rate`, cut at its pauses (asr/deploy/live.py's Endpoint)."""
+        from asr.deploy.live import Endpoint
+
+        if self.torch:
+            from asr.deploy.streaming import Stream
+
+            return Stream(self.recognizer, rate, Endpoint())
+        from asr.deploy.onnx_stream import OnnxStream
+
+        return OnnxStream(self.recognizer, Endpoint(), rate)
+
+    def transcribe(self, path: str):
+        """(transcript, None) or (None, what is wrong with the file)."""
+        if hasattr(self.recognizer, "transcribe_files"):
+            ((_, transcript, error),) = self.recognizer.transcribe_files([path])
+            return transcript, error
+        from asr.deploy.onnx_stream import OnnxStream  # a step graph: the whole file as one stream, one segment
+
+        try:
+            waveform = self.recognizer.read(path)
+        except ValueError as e:
+            return None, str(e)
+        stream = OnnxStream(self.recognizer)
+        stream.accept(waveform)
+        return stream.finish(), None
 
 
 def default_checkpoints() -> list[Path]:
@@ -54,43 +106,53 @@ def default_checkpoints() -> list[Path]:
     return sorted(demos[-1].glob("*/seed0/checkpoints/best.ckpt")) if demos else []
 
 
-def model_name(path: Path, hparams: dict) -> str:
+def model_name(path: Path) -> str:
     """'lstm' for runs/.../lstm/seed0/checkpoints/best.ckpt, the file name for a shipped one."""
     if path.parent.name == "checkpoints" and path.parent.parent.name.startswith("seed"):
         return path.parent.parent.parent.name
-    return path.stem or hparams.get("cell", "model")
+    return path.name.removesuffix(".onnx") if path.suffix == ".onnx" else path.stem
+
+
+def load_model(path: Path):
+    """A checkpoint's Recognizer, or for a .onnx file its OnnxRecognizer or (a step graph) its StepModel."""
+    if path.suffix != ".onnx":
+        from asr.deploy.inference import Recognizer
+
+        return Recognizer.from_checkpoint(path)
+    from asr.deploy.onnx_recognizer import OnnxRecognizer, onnx_session
+    from asr.deploy.onnx_stream import StepModel
+
+    graph = onnx_session(path).get_modelmeta().custom_metadata_map.get("graph")
+    return StepModel(path) if graph == "stream_step" else OnnxRecognizer(path)
 
 
 def load_models(paths: list[Path]) -> list[LoadedModel]:
-    from asr.deploy.inference import Recognizer
-
     models = []
-    for path in paths:
-        recognizer = Recognizer.from_checkpoint(path)
-        name = model_name(Path(path), {"cell": recognizer.model.cell})
+    for path in map(Path, paths):
+        name = model_name(path)
         if name in {m.name for m in models}:
-            name = f"{name} ({Path(path).parent})"
-        models.append(LoadedModel(name, Path(path), recognizer))
+            name = f"{name} ({path.parent})"
+        models.append(LoadedModel(name, path, load_model(path)))
     return models
 
 
-def check_recording(path: Optional[str], sample_rate: int):
-    """The waveform of an uploaded or recorded file, or an AudioError / ValueError saying what is wrong."""
-    from asr.data.audio import load_audio
+def check_recording(path: Optional[str]) -> tuple[int, float]:
+    """(sample rate, seconds) of an uploaded or recorded file, or an AudioError / ValueError saying what is wrong."""
+    from asr.data.audio import read_audio
     from asr.decode.segment import window_energy_db
 
     if not path:
         raise UserError("no audio yet: upload a file or record one with the microphone, then press Transcribe")
-    waveform = load_audio(path, sample_rate, min_seconds=0.3)
-    seconds = waveform.numel() / sample_rate
+    waveform, rate = read_audio(path, min_seconds=0.3)
+    seconds = len(waveform) / rate
     if seconds > MAX_SECONDS:
         raise UserError(f"too long for this page: {seconds:.0f} s of audio, at most {MAX_SECONDS:.0f} s here "
                          f"(`asr transcribe CKPT {Path(path).name}` takes recordings of any length)")
-    energy = window_energy_db(waveform, sample_rate)
+    energy = window_energy_db(waveform, rate)
     if float(energy.max()) < -60 or float(energy.max() - energy.min()) < 6:
         raise UserError("no speech found: the recording is silent (or one steady sound). Check the microphone "
                          "level, or upload another file")
-    return waveform
+    return rate, seconds
 
 
 def gradient_curve(model: LoadedModel, waveform) -> list[float]:
@@ -139,34 +201,33 @@ def results_table(rows: list[dict], reference: str) -> str:
 
 
 def transcribe_all(models: list[LoadedModel], path: Optional[str], typed: str):
-    """The page's one action: (status, results table, gradient figure)."""
-    from asr.data.audio import load_audio
+    """The page's one action: (status, results table, gradient figure; None without a checkpoint among the models)."""
     from asr.decode.metrics import error_rates
     from asr.data.text import normalize_transcript
 
     try:
-        rate = models[0].recognizer.extractor.config.sample_rate
-        waveform = check_recording(path, rate)
+        _, seconds = check_recording(path)
     except ValueError as e:  # AudioError is a ValueError: one clear line, and the server keeps serving
         return f"**error:** {e}", "", None
     reference = normalize_transcript(typed or "")
-    rows, curves, at_rate = [], {}, {rate: waveform}
+    rows, curves, at_rate = [], {}, {}
     for model in models:
         start = time.perf_counter()
-        ((_, transcript, error),) = model.recognizer.transcribe_files([path])
+        transcript, error = model.transcribe(path)
         if error:
             return f"**error:** {error}", "", None
         ms = 1000 * (time.perf_counter() - start)
         wer = error_rates([reference], [transcript.text])["wer"] if reference else None
         rows.append({"name": model.name, "text": transcript.text, "words": transcript.words, "ms": ms, "wer": wer})
-        own = model.recognizer.extractor.config.sample_rate  # each model hears the recording at its own rate
-        if own not in at_rate:
-            at_rate[own] = load_audio(path, own)
-        curves[model.name] = gradient_curve(model, at_rate[own])
-    frame_ms = models[0].recognizer.extractor.config.frame_ms
-    seconds = waveform.numel() / rate
+        if model.torch:  # each model hears the recording at its own rate
+            from asr.data.audio import load_audio
+
+            if model.sample_rate not in at_rate:
+                at_rate[model.sample_rate] = load_audio(path, model.sample_rate)
+            curves[model.name] = gradient_curve(model, at_rate[model.sample_rate])
     status = f"{seconds:.1f} s of audio, {len(models)} model(s)" + (f"; reference: {reference}" if reference else "")
-    return status, results_table(rows, reference), gradient_figure(curves, frame_ms)
+    figure = gradient_figure(curves, models[0].frame_ms) if curves else None
+    return status, results_table(rows, reference), figure
 
 
 @dataclass
@@ -209,10 +270,8 @@ LIVE_STREAMS = LiveStreams()
 
 
 def live_models(models: list[LoadedModel]) -> list[LoadedModel]:
-    """The loaded models that can transcribe live (asr/deploy/streaming.py)."""
-    from asr.deploy.streaming import streamable
-
-    return [m for m in models if streamable(m.recognizer)]
+    """The loaded models that can transcribe live (asr/deploy/streaming.py, asr/deploy/onnx_stream.py)."""
+    return [m for m in models if m.can_stream()]
 
 
 def live_table(session: Optional[LiveSession], final: bool = False) -> str:
@@ -239,7 +298,6 @@ def live_chunk(models: list[LoadedModel], path: Optional[str], session: Optional
     import numpy as np
 
     from asr.data.audio import read_audio
-    from asr.deploy.streaming import Endpoint, Stream
 
     if not path or (session is not None and session.finished):
         return live_table(session), session
@@ -254,7 +312,7 @@ def live_chunk(models: list[LoadedModel], path: Optional[str], session: Optional
         if not LIVE_STREAMS.admit(session.key):
             return (f"<p id='live-busy'>The page is transcribing {MAX_LIVE_STREAMS} live recordings, the most it "
                     "takes at once: try again in a moment.</p>"), None
-        session.streams = {m.name: Stream(m.recognizer, rate, Endpoint()) for m in models}  # a segment per pause
+        session.streams = {m.name: m.stream(rate) for m in models}  # a segment per pause
     elif not LIVE_STREAMS.admit(session.key):  # idle so long that its place went to another recording
         return "<p id='live-busy'>This recording was idle too long and was closed: record again.</p>", None
     # as 16-bit samples, what the recording keeps: the models hear exactly what the WAV file will hold
@@ -274,8 +332,6 @@ def live_finish(models: list[LoadedModel], session: Optional[LiveSession]):
 
     import numpy as np
     import soundfile
-    import torch
-    import torchaudio
 
     if session is None or not session.audio:
         return "**error:** no audio arrived from the microphone", "", None, None, session
@@ -293,36 +349,44 @@ def live_finish(models: list[LoadedModel], session: Optional[LiveSession]):
     soundfile.write(recording, audio, session.rate, subtype="PCM_16")
     seconds = len(audio) / session.rate
     curves, figure = {}, None
-    waveform = torch.from_numpy(audio.astype(np.float32) / 32768)
     for model in models:
-        rate = model.recognizer.extractor.config.sample_rate
+        if not model.torch:  # the chart differentiates the network: checkpoints only
+            continue
+        import torch
+        import torchaudio
+
+        waveform = torch.from_numpy(audio.astype(np.float32) / 32768)
+        rate = model.sample_rate
         at_rate = torchaudio.functional.resample(waveform, session.rate, rate) if rate != session.rate else waveform
         if at_rate.numel() >= model.recognizer.extractor.min_samples():
             curves[model.name] = gradient_curve(model, at_rate)
     if curves:
-        figure = gradient_figure(curves, models[0].recognizer.extractor.config.frame_ms)
+        figure = gradient_figure(curves, models[0].frame_ms)
     status = f"{seconds:.1f} s of audio streamed in {len(session.audio)} chunks, {len(models)} model(s)"
     return status, live_table(session, final=True), figure, recording, session
 
 
 def study_panel(reports: Path) -> tuple[str, Optional[str]]:
-    """The study's table (markdown) and its gradient-across-time plot, from reports/<study>/."""
-    from asr.study.plots import PLOTS
+    """The study's table (markdown) and its gradient-across-time plot, the one report.md shows, from reports/<study>/.
+    (Read from the report, not from asr/study/plots.py, which imports torch and Lightning.)"""
+    import re
 
-    report, plot = reports / "report.md", reports / PLOTS["flow"]
+    report = reports / "report.md"
     if not report.is_file():
         return (f"(no study report in {reports}: pass --reports runs/an4_quick-<time>/report after `make demo`, or run "
                 "scripts/cpu_study.sh)"), None
-    lines = report.read_text().splitlines()
+    text = report.read_text()
     tables, previous = [], ""
-    for line in lines:  # the report's tables, each kept apart
+    for line in text.splitlines():  # the report's tables, each kept apart
         if line.startswith("|"):
             if not previous.startswith("|"):
                 tables.append("")
             tables.append(line)
         previous = line
     title = f"### The study on AN4 test (`{reports}/report.md`)"
-    return "\n".join([title, *tables]), str(plot) if plot.is_file() else None
+    shown = re.search(r"!\[gradient flow\]\(([^)]+)\)", text)
+    plot = reports / shown[1] if shown else None
+    return "\n".join([title, *tables]), str(plot) if plot and plot.is_file() else None
 
 
 # The models learned from unprocessed close-talking recordings: the page asks the browser for the microphone's own
@@ -380,7 +444,8 @@ def live_tab(models: list[LoadedModel]) -> None:
         if not models:
             gr.Markdown("No loaded model can transcribe live: that needs a unidirectional model with online or globally "
                         "normalised features, e.g. `asr serve checkpoints/an4_lstm_stream.ckpt "
-                        "checkpoints/an4_tanh_rnn_clipped_stream.ckpt`.")
+                        "checkpoints/an4_tanh_rnn_clipped_stream.ckpt`, or its step graph, "
+                        "`asr serve checkpoints/an4_lstm_stream.step.onnx`.")
             return
         gr.Markdown("Press record and speak: each model's transcript grows as you talk, a chunk of audio at a "
                     "time (the table gives each chunk's length and how long each model took for it). Stop to see "

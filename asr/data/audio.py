@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 import warnings
@@ -107,3 +108,61 @@ def load_audio(path: str | Path, sample_rate: int, min_seconds: float = 0.0) -> 
     if rate != sample_rate:
         waveform = torchaudio.functional.resample(waveform, rate, sample_rate)
     return waveform
+
+
+def sinc_kernel(step: int, block: int, lowpass_filter_width: int = 6, rolloff: float = 0.99) -> tuple[np.ndarray, int]:
+    """torchaudio's resampling kernel (sinc_interp_hann, its defaults) from `step` input samples to `block` output
+    samples (the rates divided by their gcd): (block, 2 * width + step) and width."""
+    base = min(step, block) * rolloff
+    width = math.ceil(lowpass_filter_width * step / base)
+    t = (np.arange(0, -block, -1)[:, None] / block + np.arange(-width, width + step)[None] / step) * base
+    t = np.clip(t, -lowpass_filter_width, lowpass_filter_width)
+    window = np.cos(t * math.pi / lowpass_filter_width / 2) ** 2
+    t = t * math.pi
+    kernel = np.where(t == 0, 1.0, np.sin(t) / np.where(t == 0, 1.0, t)) * window * base / step
+    return kernel.astype(np.float32), width
+
+
+class StreamingResampler:
+    """torchaudio's resampling (what load_audio applies to a whole file) on a stream, in numpy: each output
+    sample as soon as every input sample it depends on has arrived, the same values as resampling the whole recording
+    at once (up to rounding). torchaudio computes output block b (new/gcd samples) from input samples
+    [b*step - width, (b+1)*step + width), step = orig/gcd, zero-padded at both ends; so does this, block by block."""
+
+    def __init__(self, orig_freq: int, new_freq: int):
+        gcd = math.gcd(orig_freq, new_freq)
+        self.step, self.block = orig_freq // gcd, new_freq // gcd
+        self.kernel, self.width = sinc_kernel(self.step, self.block)
+        self.pending = np.zeros(self.width, np.float32)  # input from the next block's first sample minus width
+        self.received = 0
+
+    def blocks(self) -> np.ndarray:
+        span = 2 * self.width + self.step  # input samples one block reads
+        count = (len(self.pending) - span) // self.step + 1 if len(self.pending) >= span else 0
+        if count == 0:
+            return np.zeros(0, np.float32)
+        windows = np.lib.stride_tricks.sliding_window_view(self.pending, span)[: (count - 1) * self.step + 1 : self.step]
+        self.pending = self.pending[count * self.step :]
+        return (windows @ self.kernel.T).reshape(-1)
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        """The next input samples -> the output samples they complete."""
+        self.received += len(samples)
+        self.pending = np.concatenate([self.pending, np.asarray(samples, np.float32)])
+        return self.blocks()
+
+    def finish(self) -> np.ndarray:
+        """The rest of the output, the end zero-padded as torchaudio pads it, cut to its length."""
+        produced = (self.received + self.width - len(self.pending)) // self.step * self.block
+        self.pending = np.concatenate([self.pending, np.zeros(self.width + self.step, np.float32)])
+        total = -(-self.block * self.received // self.step)  # ceil(new * length / orig), as torchaudio
+        return self.blocks()[: max(0, total - produced)]
+
+
+def resample(waveform: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """A whole waveform from `rate` to `target` as load_audio's torchaudio resamples it (up to rounding), in numpy:
+    what the paths without torch use (asr/deploy/onnx_recognizer.py, onnx_stream.py)."""
+    if rate == target:
+        return waveform
+    resampler = StreamingResampler(rate, target)
+    return np.concatenate([resampler(waveform), resampler.finish()])

@@ -1,11 +1,11 @@
 """Transcription and evaluation with an exported model (`asr export CKPT model.onnx`, asr/deploy/export_onnx.py) through
-onnxruntime: numpy, soundfile, scipy (resampling) and onnxruntime only. Nothing here imports torch or
+onnxruntime: numpy, soundfile and onnxruntime only. Nothing here imports torch or
 Lightning (`pip install .[onnx]` is all a deployment needs).
 
 The graph holds feature extraction and the acoustic model; the file's metadata holds the vocabulary, the sample
 rate and the frame duration. Reading, cutting long recordings and decoding are the torch path's own code
-(asr/data/audio.py, asr/deploy/transcription.py, asr/decode/decoders.py). Audio at another rate is resampled with scipy's
-polyphase filter, not torchaudio's: the same within a resampler's accuracy, not bit for bit.
+(asr/data/audio.py, asr/deploy/transcription.py, asr/decode/decoders.py). Audio at another rate is resampled with
+torchaudio's filter rebuilt in numpy (asr/data/audio.py's resample): what the torch path hears, up to rounding.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from asr.data.audio import read_audio
+from asr.data.audio import read_audio, resample
 from asr.data.conditions import CLEAN
 from asr.data.conditions import condition as distortion_of
 from asr.data.corpora import load_split
@@ -27,19 +27,8 @@ from asr.base.progress import progress
 from asr.deploy.transcription import MIN_SECONDS, length_batches, transcribe_files
 
 
-def resample(waveform: np.ndarray, rate: int, target: int) -> np.ndarray:
-    if rate == target:
-        return waveform
-    from math import gcd
-
-    from scipy.signal import resample_poly
-
-    g = gcd(rate, target)
-    return resample_poly(waveform, target // g, rate // g).astype(np.float32)
-
-
 def read_at(path: str | Path, sample_rate: int) -> np.ndarray:
-    """An audio file as offline transcription reads it (asr/data/audio.py), resampled to `sample_rate` with scipy."""
+    """An audio file as offline transcription reads it (asr/data/audio.py): at `sample_rate`, without torch."""
     waveform, rate = read_audio(path, MIN_SECONDS)
     return resample(waveform, rate, sample_rate)
 
@@ -81,6 +70,9 @@ class OnnxRecognizer:
         meta = self.session.get_modelmeta().custom_metadata_map
         if "vocabulary" not in meta:
             raise UserError(f"{path} is an ONNX file, but not one `asr export` made (no vocabulary in its metadata)")
+        if meta.get("graph") == "stream_step":
+            raise UserError(f"{path} is a streaming model's step graph: transcribe with it live, `asr transcribe --stream "
+                            f"{path} FILES`, or export the whole-recording graph, `asr export CKPT NAME.onnx`")
         self.vocabulary = json.loads(meta["vocabulary"])
         self.sample_rate = int(json.loads(meta["features"])["sample_rate"])
         self.frame_seconds = float(meta["frame_ms"]) / 1000

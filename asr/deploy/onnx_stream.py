@@ -20,6 +20,7 @@ import numpy as np
 
 from asr.base.errors import UserError
 from asr.decode.decoders import GreedyDecoder, Transcript
+from asr.data.audio import StreamingResampler
 from asr.deploy.live import Endpoint, chunks, joined
 
 
@@ -95,10 +96,13 @@ class StepModel:
 
 class OnnxStream:
     """asr/deploy/streaming.py's Stream on a step graph: `accept(samples)` -> the transcript so far, `finish()` -> the
-    final one; samples at the model's rate."""
+    final one; samples at `sample_rate` (default: the model's; any other is resampled on the way, as the torch
+    stream resamples it)."""
 
-    def __init__(self, model: StepModel, endpoint: Endpoint | None = None):
+    def __init__(self, model: StepModel, endpoint: Endpoint | None = None, sample_rate: int | None = None):
         self.model, self.endpoint = model, endpoint
+        rate = model.sample_rate
+        self.resampler = StreamingResampler(sample_rate, rate) if sample_rate and sample_rate != rate else None
         self.decoder = GreedyDecoder(model.vocabulary)
         self.stack, self.stride = model.features["stack"], model.features["stride"]
         self.samples = np.zeros(0, np.float32)
@@ -155,7 +159,8 @@ class OnnxStream:
             self.emit(log_probs)
 
     def accept(self, samples) -> Transcript:
-        self.run(np.asarray(samples, dtype=np.float32))
+        samples = np.asarray(samples, dtype=np.float32)
+        self.run(self.resampler(samples) if self.resampler is not None else samples)
         if self.endpoint is not None and self.segment:
             if self.endpoint.reached(np.concatenate(self.segment).argmax(-1), self.model.frame_seconds):
                 self.end_segment()
@@ -164,6 +169,8 @@ class OnnxStream:
     def finish(self) -> Transcript:
         if not self.ended:
             self.ended = True
+            if self.resampler is not None:
+                self.run(self.resampler.finish())
             self.end_segment()
         return self.transcript()
 

@@ -20,47 +20,9 @@ import numpy as np
 import torch
 
 from asr.decode.decoders import GreedyDecoder, Transcript
+from asr.data.audio import StreamingResampler
 from asr.deploy.live import Endpoint, chunks, joined
 from asr.base.errors import UserError
-
-
-class StreamingResampler:
-    """torchaudio's resampling (what `load_audio` applies to a whole file) on a stream: each output sample as soon
-    as every input sample it depends on has arrived, the same values as resampling the whole recording at once
-    (up to rounding). torchaudio computes output block b (new/gcd samples) from input samples
-    [b*step - width, (b+1)*step + width), step = orig/gcd, zero-padded at both ends; so does this, block by block."""
-
-    def __init__(self, orig_freq: int, new_freq: int):
-        import torchaudio
-
-        resample = torchaudio.transforms.Resample(orig_freq, new_freq)
-        self.kernel, self.width = resample.kernel, resample.width
-        self.step, self.block = orig_freq // resample.gcd, new_freq // resample.gcd
-        self.pending = torch.zeros(self.width)  # input from the next block's first sample minus width (zeros at the start)
-        self.received = 0
-
-    def blocks(self) -> torch.Tensor:
-        span = 2 * self.width + self.step  # input samples one block reads
-        count = (len(self.pending) - span) // self.step + 1 if len(self.pending) >= span else 0
-        if count == 0:
-            return torch.zeros(0)
-        out = torch.nn.functional.conv1d(self.pending[: (count - 1) * self.step + span][None, None], self.kernel,
-                                         stride=self.step)
-        self.pending = self.pending[count * self.step :]
-        return out[0].T.reshape(-1)
-
-    def __call__(self, samples: torch.Tensor) -> torch.Tensor:
-        """The next input samples -> the output samples they complete."""
-        self.received += len(samples)
-        self.pending = torch.cat([self.pending, samples])
-        return self.blocks()
-
-    def finish(self) -> torch.Tensor:
-        """The rest of the output, the end zero-padded as torchaudio pads it, cut to its length."""
-        produced = (self.received + self.width - len(self.pending)) // self.step * self.block
-        self.pending = torch.cat([self.pending, torch.zeros(self.width + self.step)])
-        total = -(-self.block * self.received // self.step)  # ceil(new * length / orig), as torchaudio
-        return self.blocks()[: max(0, total - produced)]
 
 
 def streamable(recognizer) -> bool:
@@ -107,8 +69,8 @@ class Stream:
 
     def accept(self, samples) -> Transcript:
         """Takes the next chunk of audio; returns the transcript of everything heard so far."""
-        samples = torch.as_tensor(np.asarray(samples, dtype=np.float32))
-        self.run(self.resampler(samples) if self.resampler is not None else samples)
+        samples = np.asarray(samples, dtype=np.float32)
+        self.run(torch.from_numpy(self.resampler(samples) if self.resampler is not None else samples))
         if self.endpoint is not None and self.segment:
             if self.endpoint.reached(np.concatenate(self.segment).argmax(-1), self.frame_seconds):
                 self.end_segment()
@@ -120,7 +82,7 @@ class Stream:
         if not self.ended:
             self.ended = True
             if self.resampler is not None:
-                self.run(self.resampler.finish())
+                self.run(torch.from_numpy(self.resampler.finish()))
             self.end_segment()
         return self.transcript()
 
