@@ -185,6 +185,18 @@ def test_an_upload_over_the_limit_is_refused_with_a_message(server, tmp_path):
     assert f"exceeds the maximum file size of {30 * 2 ** 20} bytes" in str(refused.value), str(refused.value)
 
 
+def recording_live(playwright, url: str, wav: Path):
+    """A Chromium whose fake microphone plays `wav` in a loop, on the page's Live tab, recording: (browser, page)."""
+    microphone = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                  f"--use-file-for-fake-audio-capture={wav}"]
+    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + microphone)
+    page = chromium.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(url)
+    page.get_by_role("tab", name="Live").click()
+    page.locator("#live-audio button", has_text="Record").first.click()
+    return chromium, page
+
+
 def test_the_live_tab_streams_the_microphone_and_ends_where_the_command_line_ends(server, playwright, overfit, tmp_path,
                                                                                  capsys, server_temp):
     """Chromium's fake microphone plays an utterance the streaming model memorised: the partial transcript grows
@@ -193,13 +205,7 @@ def test_the_live_tab_streams_the_microphone_and_ends_where_the_command_line_end
     import re
 
     utterance = overfit.utterances[2]
-    microphone = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                  f"--use-file-for-fake-audio-capture={utterance.path}"]
-    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + microphone)
-    page = chromium.new_page(viewport={"width": 1280, "height": 1000})
-    page.goto(server)
-    page.get_by_role("tab", name="Live").click()
-    page.locator("#live-audio button", has_text="Record").first.click()
+    chromium, page = recording_live(playwright, server, utterance.path)
     partials, deadline = [], time.time() + 60
     while len(partials) < 3 and time.time() < deadline:  # three different partial transcripts, then stop
         if page.locator("#live-table [data-model='overfit'] .transcript").count():
@@ -353,13 +359,7 @@ def test_the_page_serves_exported_models_where_torch_cannot_be_imported(playwrig
     with served([live, tanh, whole], tmp_path / "server.log", env) as (url, _):
         status, table, figure = Client(url, verbose=False).predict(handle_file(str(an4_test_wav)), "",
                                                                    api_name="/transcribe")
-        microphone = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                      f"--use-file-for-fake-audio-capture={an4_test_wav}"]
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + microphone)
-        page = chromium.new_page(viewport={"width": 1280, "height": 1000})
-        page.goto(url)
-        page.get_by_role("tab", name="Live").click()
-        page.locator("#live-audio button", has_text="Record").first.click()
+        chromium, page = recording_live(playwright, url, an4_test_wav)
         lstm = "#live-table [data-model='an4_lstm_stream.step'] .transcript"
         page.wait_for_function(f"(document.querySelector(\"{lstm}\") || {{}}).innerText?.trim()", timeout=60000)
         page.wait_for_timeout(5000)  # the 4 s file plays in a loop: all of it at least once
