@@ -81,6 +81,14 @@ def test_saturation_drives_the_peak_past_full_scale_and_clips_it_softly():
     hot = augment(x, RATE, AugmentConfig(reverb=0.0, band=0.0, noise=0.0, gain_db=(0.0, 0.0), saturate=1.0),
                   torch.Generator().manual_seed(7))
     assert float(hot.abs().max()) > 0.9 > 10 * float(plain.abs().max())
+    # hard clipping (a converter's): flat tops at exactly full scale; off (hard_clip 0), the draws stay as before
+    flat = saturate(x, 12.0, hard=True)
+    assert float(flat.abs().max()) == 1.0 and float((flat.abs() == 1.0).float().mean()) > 0.3
+    assert torch.equal(augment(x, RATE, AugmentConfig(reverb=0.0, band=0.0, noise=0.0, gain_db=(0.0, 0.0), saturate=1.0,
+                                                       hard_clip=0.0), torch.Generator().manual_seed(7)), hot)
+    cut = augment(x, RATE, AugmentConfig(reverb=0.0, band=0.0, noise=0.0, gain_db=(0.0, 0.0), saturate=1.0,
+                                         hard_clip=1.0), torch.Generator().manual_seed(7))
+    assert float(cut.abs().max()) == 1.0 and float((cut.abs() == 1.0).float().mean()) > 0.1
 
 
 def test_recipe_settings_are_read_and_unknown_ones_refused():

@@ -14,7 +14,8 @@ data module seeds from (seed, epoch, utterance), so that workers, DDP ranks and 
   5. gain drawn from `gain_db` (the features are normalised per utterance, so gain alone changes little; it
      moves the level against the log's floor; for global or online normalisation it is the microphone's level);
   6. saturation (probability `saturate`, off by default): an input driven `drive_db` past full scale and soft-
-     clipped, as a microphone set too hot records.
+     clipped, as a microphone's analogue stage set too hot records; or (probability `hard_clip` of those) cut flat
+     at full scale, as its converter does.
 Dev and test audio is never augmented. The distortions of the robustness evaluation (asr/data/conditions.py) are
 separate code with fixed settings, so the evaluation does not test the training code against itself.
 """
@@ -43,6 +44,7 @@ class AugmentConfig:
     gain_db: tuple = (-6.0, 6.0)
     saturate: float = 0.0  # off unless a recipe sets it (then drive_db above full scale, tanh's soft clipping)
     drive_db: tuple = (3.0, 15.0)
+    hard_clip: float = 0.0  # of the saturated inputs, the share clipped hard at +-1 rather than by tanh
 
     @classmethod
     def of(cls, setting) -> "AugmentConfig | None":
@@ -130,12 +132,15 @@ def augment(waveform: torch.Tensor, sample_rate: int, config: AugmentConfig,
         x = add_noise(x, coloured_noise(generator, x.numel(), colour), uniform(generator, *config.snr_db))
     x = x * 10 ** (uniform(generator, *config.gain_db) / 20)
     if config.saturate > 0 and chance(generator, config.saturate):  # no draw when off: older recipes draw as before
-        x = saturate(x, uniform(generator, *config.drive_db))
+        drive_db = uniform(generator, *config.drive_db)
+        hard = config.hard_clip > 0 and chance(generator, config.hard_clip)
+        x = saturate(x, drive_db, hard)
     return x
 
 
-def saturate(waveform: torch.Tensor, drive_db: float) -> torch.Tensor:
+def saturate(waveform: torch.Tensor, drive_db: float, hard: bool = False) -> torch.Tensor:
     """An input stage driven past full scale: the peak raised to `drive_db` above full scale, then tanh's soft
-    clipping at +-1 (the test condition `clipped` clips hard: asr/data/conditions.py)."""
+    clipping at +-1, or (`hard`) cut flat there (the test condition `clipped` is its own code: asr/data/conditions.py)."""
     peak = waveform.abs().max().clamp(min=1e-12)
-    return torch.tanh(waveform * (10 ** (drive_db / 20) / peak))
+    driven = waveform * (10 ** (drive_db / 20) / peak)
+    return driven.clamp(-1.0, 1.0) if hard else torch.tanh(driven)
