@@ -378,3 +378,30 @@ def test_the_page_serves_exported_models_where_torch_cannot_be_imported(playwrig
         assert f"<td class='transcript'>{capsys.readouterr().out.strip()}</td>" in table
     assert final and main(["transcribe", "--stream", str(live), str(recording)]) == 0
     assert capsys.readouterr().out.strip() == final
+
+
+def test_the_first_file_only_the_fallback_decoder_tries_does_not_step_the_servers_memory_up(overfit, tmp_path):
+    """A file soundfile cannot read goes to librosa's loader, whose import costs about 170 MB: the server pays that at
+    start, so its memory after the first such upload is what it was before (it was most of the soak's growth after
+    its warm-up, benchmarks/README.md)."""
+    from gradio_client import Client, handle_file
+
+    from asr.app.serve import served
+
+    def rss_mb(pid: int) -> float:
+        line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmRSS:"))
+        return int(line.split()[1]) / 1024
+
+    text = tmp_path / "text.wav"
+    text.write_text("not audio at all")
+    env = {"OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}
+    with served([overfit.checkpoint], tmp_path / "server.log", env) as (url, process):
+        client = Client(url, verbose=False)
+        for _ in range(3):  # warm: recordings
+            assert "s of audio" in client.predict(handle_file(str(overfit.utterances[0].path)), "",
+                                                  api_name="/transcribe")[0]
+        before = rss_mb(process.pid)
+        status = client.predict(handle_file(str(text)), "", api_name="/transcribe")[0]
+        after = rss_mb(process.pid)
+    assert "unreadable or corrupt audio" in status
+    assert after - before < 60, (before, after)

@@ -507,6 +507,9 @@ def command(args) -> int:
         raise UserError("no checkpoints given, none shipped in checkpoints/ and no `make demo` run under runs/: "
                          "pass checkpoint paths, e.g. `asr serve runs/NAME/checkpoints/best.ckpt`")
     models = load_models(paths)
+    from asr.data.audio import fallback_decoder
+
+    fallback_decoder()  # loaded now, not at the first upload soundfile cannot read (170 MB more from that call on)
     app = build_app(models, Path(args.reports))
     print(f"serving {', '.join(m.name for m in models)} on http://{args.host}:{args.port} (Ctrl-C stops)", flush=True)
     app.launch(server_name=args.host, server_port=args.port, share=False, show_error=True, quiet=True,

@@ -58,6 +58,15 @@ def native_stderr_silenced() -> Iterator[None]:
                 _silenced["saved"] = None
 
 
+def fallback_decoder():
+    """librosa.load, which read_audio tries on what soundfile cannot read. Importing it costs about 170 MB (numba,
+    scipy.signal, audioread): a server imports it at start (asr/app/serve.py), so that its memory does not step up at
+    the first such upload."""
+    import librosa.core.audio
+
+    return librosa.core.audio.load
+
+
 def read_audio(path: str | Path, min_seconds: float = 0.0) -> tuple[np.ndarray, int]:
     """Returns a (samples,) float32 array at the file's own rate, stereo mixed down to mono, and that rate.
 
@@ -77,12 +86,11 @@ def read_audio(path: str | Path, min_seconds: float = 0.0) -> tuple[np.ndarray, 
         data = data.mean(axis=1)
     except Exception as sf_error:  # noqa: BLE001 - any decoder failure becomes one clear message
         try:
-            import librosa
-
+            load = fallback_decoder()
             # librosa's fallback warnings and the decoders' own output: the AudioError below says it all
             with warnings.catch_warnings(), native_stderr_silenced():
                 warnings.simplefilter("ignore")
-                data, rate = librosa.load(str(path), sr=None, mono=True)
+                data, rate = load(str(path), sr=None, mono=True)
         except Exception:  # noqa: BLE001
             reason = str(sf_error).split(":")[-1].strip() or type(sf_error).__name__
             if "does not exist" in reason:  # libsndfile's words for a stream it cannot parse
