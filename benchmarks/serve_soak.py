@@ -6,10 +6,12 @@
 Starts `asr serve` (the shipped models, loopback only, one torch thread) unless --url names a running one, then
 sends requests from 8 threads through the page's API (gradio_client), in a fixed mix: AN4 test recordings to
 /transcribe and files the page must refuse (not audio, empty, too short, silence). Every request must come back:
-a transcript, or for a bad file its message. (Live chunks are not in the mix: gradio_client 2 cannot call an event
-with a streaming input, its status map lacks Gradio 6's `process_streaming`; the Live tab is driven by the browser
-test, tests/test_serve.py, and its bound on open recordings tested there too.) The server's resident memory (VmRSS) is read after a
-16-call warm-up, after 200 and after 500 calls; at the end, where its stderr points (it must not be /dev/null).
+a transcript, or for a bad file its message. Meanwhile a headless Chromium (Debian's, as tests/test_serve.py drives
+it) records on the Live tab over and over, its fake microphone playing an AN4 test recording: live chunks, 100 ms
+each, streamed to the live models (gradio_client 2 cannot send them: its status map lacks Gradio 6's
+`process_streaming`); every recording must end with its final transcripts. The server's resident memory (VmRSS) is
+read after a 16-call warm-up, after 200 and after 500 calls; at the end, where its stderr points (it must not be
+/dev/null).
 """
 from __future__ import annotations
 
@@ -66,7 +68,39 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def run(url: str, calls: int, pid: int | None, good: list[Path], work: Path) -> dict:
+def record_live(url: str, microphone: Path, stop: threading.Event, seconds: float = 4.0) -> dict:
+    """Recordings on the Live tab, one after another until `stop`: how many ended (the final table came), and how
+    many of those with words from every live model."""
+    from playwright.sync_api import sync_playwright
+
+    args = ["--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={microphone}"]
+    made, ended, worded, chunks, errors = 0, 0, 0, 0, []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+        page = browser.new_page()
+        page.goto(url)
+        page.get_by_role("tab", name="Live").click()
+        while not stop.is_set():
+            made += 1
+            try:
+                page.locator("#live-audio button", has_text="Record").first.click()
+                page.wait_for_timeout(seconds * 1000)
+                page.locator("#live-audio button", has_text="Stop").first.click()
+                page.wait_for_selector("#live-table[data-state='final']", timeout=120000)
+                texts = page.locator("#live-table .transcript").all_inner_texts()
+                ended += 1
+                worded += bool(texts) and all(t.strip() for t in texts)
+                chunks += int(page.inner_text("#live-status").split(" chunks")[0].split()[-1])
+            except Exception as e:  # noqa: BLE001 - a recording that did not end is what this counts
+                errors.append(f"{type(e).__name__}: {e}"[:300])
+                page.goto(url)
+                page.get_by_role("tab", name="Live").click()
+        browser.close()
+    return {"recordings": made, "ended": ended, "with_words": worded, "chunks": chunks, "errors": errors[:5]}
+
+
+def run(url: str, calls: int, pid: int | None, good: list[Path], work: Path, live: bool = True) -> dict:
     bad = bad_files(work / "bad")
     mix = request_mix(calls, good, bad)
     marks = {16: "after_warmup_16", 200: "after_200", 500: "after_500"}
@@ -88,15 +122,23 @@ def run(url: str, calls: int, pid: int | None, good: list[Path], work: Path) -> 
                 memory[marks[len(results)]] = round(rss_mb(pid), 1)
 
     started = time.perf_counter()
+    stop, recorded = threading.Event(), {}
+    recorder = threading.Thread(target=lambda: recorded.update(record_live(url, good[0], stop))) if live else None
+    if recorder is not None:
+        recorder.start()
     with ThreadPoolExecutor(WORKERS) as pool:
         for kind, path in mix:
             pool.submit(task, kind, path)
+    stop.set()
+    if recorder is not None:
+        recorder.join()
     seconds = time.perf_counter() - started
     by_kind = {k: sum(r["kind"] == k for r in results) for k in ("good", "bad")}
     return {"calls": calls, "workers": WORKERS, "seconds": round(seconds, 1), "by_kind": by_kind,
             "unanswered": sum(not r["answered"] for r in results),
             "misjudged": sum(bool(r.get("wrong")) for r in results),
-            "errors": [r["error"] for r in results if "error" in r][:5], "rss_mb": memory}
+            "errors": [r["error"] for r in results if "error" in r][:5], "rss_mb": memory,
+            **({"live": recorded} if live else {})}
 
 
 def main() -> int:
@@ -128,7 +170,9 @@ def main() -> int:
     print(json.dumps(result, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    return 0 if result["unanswered"] == 0 and result["misjudged"] == 0 else 1
+    live = result.get("live", {})
+    live_ok = live.get("recordings", 0) == live.get("ended", 0)
+    return 0 if result["unanswered"] == 0 and result["misjudged"] == 0 and live_ok else 1
 
 
 if __name__ == "__main__":

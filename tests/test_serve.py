@@ -308,7 +308,8 @@ def test_live_recordings_beyond_the_bound_are_refused_with_a_message_until_one_e
 
 def test_the_page_answers_every_request_of_a_soak_and_keeps_its_stderr(server, server_temp, data_dir, tmp_path):
     """benchmarks/serve_soak.py against the served page, bounded: 40 requests from 8 threads at once, recordings
-    and files it must refuse; every one answered, every bad file refused with its message and no recording refused.
+    and files it must refuse, while a browser records on the Live tab; every one answered, every bad file refused with
+    its message, no recording refused, every live recording ended.
     Afterwards the server's stderr is still its log (overlapping reads used to leave it on /dev/null)."""
     out = tmp_path / "soak.json"
     done = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "benchmarks/serve_soak.py"),
@@ -317,6 +318,8 @@ def test_the_page_answers_every_request_of_a_soak_and_keeps_its_stderr(server, s
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     soak = json.loads(out.read_text())
     assert soak["unanswered"] == soak["misjudged"] == 0 and soak["by_kind"] == {"good": 32, "bad": 8}
+    live = soak["live"]  # recordings on the Live tab meanwhile, from a browser: each one ended with its final table
+    assert live["recordings"] >= 1 and live["ended"] == live["recordings"] and live["chunks"] > 10, live
     assert os.readlink(f"/proc/{SERVED['process'].pid}/fd/2") == str(server_temp / "server.log")
 
 
