@@ -136,8 +136,8 @@ def load_models(paths: list[Path]) -> list[LoadedModel]:
     return models
 
 
-def check_recording(path: Optional[str]) -> tuple[int, float]:
-    """(sample rate, seconds) of an uploaded or recorded file, or an AudioError / ValueError saying what is wrong."""
+def check_recording(path: Optional[str]) -> float:
+    """The seconds of audio in an uploaded or recorded file, or an AudioError / ValueError saying what is wrong."""
     from asr.data.audio import read_audio
     from asr.decode.segment import window_energy_db
 
@@ -152,7 +152,7 @@ def check_recording(path: Optional[str]) -> tuple[int, float]:
     if float(energy.max()) < -60 or float(energy.max() - energy.min()) < 6:
         raise UserError("no speech found: the recording is silent (or one steady sound). Check the microphone "
                          "level, or upload another file")
-    return rate, seconds
+    return seconds
 
 
 def gradient_curve(model: LoadedModel, waveform) -> list[float]:
@@ -206,7 +206,7 @@ def transcribe_all(models: list[LoadedModel], path: Optional[str], typed: str):
     from asr.data.text import normalize_transcript
 
     try:
-        _, seconds = check_recording(path)
+        seconds = check_recording(path)
     except ValueError as e:  # AudioError is a ValueError: one clear line, and the server keeps serving
         return f"**error:** {e}", "", None
     reference = normalize_transcript(typed or "")

@@ -150,8 +150,11 @@ class StreamingResampler:
         if count == 0:
             return np.zeros(0, np.float32)
         windows = np.lib.stride_tricks.sliding_window_view(self.pending, span)[: (count - 1) * self.step + 1 : self.step]
+        # 4096 blocks at a time: the product copies its windows (span / step times the input), so a long file read at
+        # once would need many times its own size
+        out = np.concatenate([windows[i : i + 4096] @ self.kernel.T for i in range(0, count, 4096)]).reshape(-1)
         self.pending = self.pending[count * self.step :]
-        return (windows @ self.kernel.T).reshape(-1)
+        return out
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         """The next input samples -> the output samples they complete."""
