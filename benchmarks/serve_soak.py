@@ -147,6 +147,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--data-dir", default=os.environ.get("ASR_DATA_DIR", "data"))
     parser.add_argument("--out", help="write the results here as JSON")
+    parser.add_argument("--no-live", action="store_true", help="API calls alone, no browser on the Live tab")
     args = parser.parse_args()
     from asr.app.serve import served
     from asr.data.corpora import load_split
@@ -158,7 +159,7 @@ def main() -> int:
             url, server, log = args.url, None, work / "server.log"
             if url is None:
                 url, server = stack.enter_context(served([], log, {"OMP_NUM_THREADS": "1", "TMPDIR": str(work)}))
-            result = run(url, args.calls, server.pid if server else None, good, work)
+            result = run(url, args.calls, server.pid if server else None, good, work, live=not args.no_live)
             if server is not None:
                 stderr = os.readlink(f"/proc/{server.pid}/fd/2")
                 result["stderr_points_to"] = "the log" if stderr == str(log) else stderr
