@@ -85,6 +85,8 @@ def record_live(url: str, microphone: Path, stop: threading.Event, seconds: floa
             made += 1
             try:
                 page.locator("#live-audio button", has_text="Record").first.click()
+                # this recording's first chunk is in (the last one's table says final): speak from here on
+                page.wait_for_selector("#live-table[data-state='so far']", timeout=60000)
                 page.wait_for_timeout(seconds * 1000)
                 page.locator("#live-audio button", has_text="Stop").first.click()
                 page.wait_for_selector("#live-table[data-state='final']", timeout=120000)
