@@ -85,15 +85,12 @@ class LoadedModel:
         if hasattr(self.recognizer, "transcribe_files"):
             ((_, transcript, error),) = self.recognizer.transcribe_files([path])
             return transcript, error
-        from asr.deploy.onnx_stream import OnnxStream  # a step graph: the whole file as one stream, one segment
+        from asr.deploy.onnx_stream import stream_file  # a step graph: the file streamed as one segment
 
         try:
-            waveform = self.recognizer.read(path)
-        except ValueError as e:
+            return stream_file(self.recognizer, path, 1000 * LIVE_CHUNK_SECONDS), None
+        except ValueError as e:  # AudioError: what is wrong with the file
             return None, str(e)
-        stream = OnnxStream(self.recognizer)
-        stream.accept(waveform)
-        return stream.finish(), None
 
 
 def default_checkpoints() -> list[Path]:
@@ -349,13 +346,13 @@ def live_finish(models: list[LoadedModel], session: Optional[LiveSession]):
     soundfile.write(recording, audio, session.rate, subtype="PCM_16")
     seconds = len(audio) / session.rate
     curves, figure = {}, None
-    for model in models:
-        if not model.torch:  # the chart differentiates the network: checkpoints only
-            continue
+    charted = [m for m in models if m.torch]  # the chart differentiates the network: checkpoints only
+    if charted:
         import torch
         import torchaudio
 
         waveform = torch.from_numpy(audio.astype(np.float32) / 32768)
+    for model in charted:
         rate = model.sample_rate
         at_rate = torchaudio.functional.resample(waveform, session.rate, rate) if rate != session.rate else waveform
         if at_rate.numel() >= model.recognizer.extractor.min_samples():
