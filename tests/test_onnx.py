@@ -18,7 +18,7 @@ from asr.cli import main
 from asr.data.corpora import load_split
 from asr.base.errors import UserError
 from asr.decode.metrics import error_rates
-from asr.deploy.export_onnx import write_onnx
+from asr.deploy.export_onnx import projection_folded, write_onnx
 from asr.data.features import FeatureConfig, FeatureExtractor
 from asr.deploy.inference import Recognizer
 from asr.model.acoustic import AcousticModel, ModelConfig
@@ -30,18 +30,21 @@ SHIPPED = REPO / "checkpoints"
 WAV = "an4/wav/an4test_clstk/fcaw/an406-fcaw-b.wav"
 
 
-def tiny_recognizer(cell: str, bidirectional: bool, stride: int = 2) -> Recognizer:
+def tiny_recognizer(cell: str, bidirectional: bool, stride: int = 2, n_mels: int = 80) -> Recognizer:
     torch.manual_seed(0)
-    model = AcousticModel(ModelConfig(input_dim=80 * 3, cell=cell, hidden_size=12, num_layers=2,
+    model = AcousticModel(ModelConfig(input_dim=n_mels * 3, cell=cell, hidden_size=12, num_layers=2,
                                       bidirectional=bidirectional, dropout=0.1)).eval()
-    extractor = FeatureExtractor(FeatureConfig(stride=stride))
+    extractor = FeatureExtractor(FeatureConfig(stride=stride, n_mels=n_mels))
     return Recognizer(model, CharTokenizer(VOCABULARY), extractor, {"dataset": "an4"}, torch.device("cpu"))
 
 
 @pytest.mark.parametrize("bidirectional", [True, False], ids=["bi", "uni"])
 @pytest.mark.parametrize("cell", ["rnn_tanh", "rnn_relu", "lstm", "gru"])
 def test_every_cell_exports_and_gives_pytorchs_log_probs(cell, bidirectional, tmp_path):
-    recognizer = tiny_recognizer(cell, bidirectional)
+    # 4 mel bands stacked 3 times: fewer inputs than hidden units, so the graph folds the input projection into the
+    # first layer (projection_folded), as for every shipped model; the lookahead test below keeps it
+    recognizer = tiny_recognizer(cell, bidirectional, n_mels=4)
+    assert isinstance(projection_folded(recognizer.model)[0], torch.nn.Identity)
     write_onnx(recognizer, tmp_path / "m.onnx")
     onnx = OnnxRecognizer(tmp_path / "m.onnx")
     rng = np.random.default_rng(1)
@@ -65,6 +68,7 @@ def test_a_model_that_looks_ahead_exports_with_its_row_convolution(tmp_path):
         model.lookahead.conv.weight.normal_()
     recognizer = Recognizer(model, CharTokenizer(VOCABULARY), FeatureExtractor(FeatureConfig()), {"dataset": "an4"},
                             torch.device("cpu"))
+    assert not isinstance(projection_folded(model)[0], torch.nn.Identity)  # 240 inputs, 12 hidden units
     write_onnx(recognizer, tmp_path / "m.onnx")
     onnx = OnnxRecognizer(tmp_path / "m.onnx")
     rng = np.random.default_rng(2)
@@ -145,7 +149,9 @@ def test_int8_export_quantizes_the_acoustic_model_through_asr_export(overfit, tm
 
 @pytest.mark.parametrize("cell", ["rnn_tanh", "gru"])
 def test_int8_stores_gru_and_rnn_weights_in_8_bits(cell, tmp_path):
-    """onnxruntime has no integer GRU/RNN kernel: their weights are kept in int8 and dequantised in the graph."""
+    """onnxruntime has no integer GRU kernel: its weights are kept in int8 and dequantised in the graph. A tanh RNN
+    layer is a Scan (export_onnx.rnn_nodes_as_scan): its input product becomes an integer MatMul, its step's
+    recurrent matrix is kept in int8."""
     import onnx as onnx_format
 
     from asr.deploy.quantize import quantize_int8
@@ -154,9 +160,15 @@ def test_int8_stores_gru_and_rnn_weights_in_8_bits(cell, tmp_path):
     write_onnx(recognizer, tmp_path / "m.onnx")
     quantize_int8(tmp_path / "m.onnx", tmp_path / "q.onnx")
     graph = onnx_format.load(str(tmp_path / "q.onnx")).graph
-    recurrent = [n for n in graph.node if n.op_type in ("GRU", "RNN")]
     floats = {i.name for i in graph.initializer if i.data_type == onnx_format.TensorProto.FLOAT}
-    assert len(recurrent) == 4 and all(n.input[1] not in floats and n.input[2] not in floats for n in recurrent)
+    if cell == "gru":
+        recurrent = [n for n in graph.node if n.op_type == "GRU"]
+        assert len(recurrent) == 4 and all(n.input[1] not in floats and n.input[2] not in floats for n in recurrent)
+    else:
+        scans = [n for n in graph.node if n.op_type == "Scan"]
+        steps = [m for n in scans for m in n.attribute[0].g.node if m.op_type == "MatMul"]
+        assert len(scans) == 4 and len(steps) == 4 and not any(m.input[1] in floats for m in steps)
+        assert sum(n.op_type == "MatMulInteger" and "/acoustic/layers." in n.name for n in graph.node) == 4
     assert sum(i.data_type == onnx_format.TensorProto.INT8 for i in graph.initializer) >= 8
     rng = np.random.default_rng(3)
     waveforms = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (16000, 7000)]

@@ -7,9 +7,11 @@ in samples, and gives each utterance's per-frame log-probabilities and its numbe
     waveforms (batch, samples) float32, lengths (batch,) int64  ->  log_probs (batch, frames, symbols), frames (batch,)
 
 Inside: the log-mel features as asr/data/features.py computes them (the short-time Fourier transform as a strided
-convolution with the windowed DFT basis, the mel filterbank, log, normalisation (per utterance over the
-utterance's own frames, or by the training statistics the checkpoint carries), frame stacking), then the acoustic model, each recurrent layer and direction as its own
-ONNX RNN/LSTM/GRU node, the right-to-left ones over each utterance reversed within its own length (as
+convolution with the windowed DFT basis, the mel filterbank, log, normalisation (per utterance over the utterance's
+own frames, or by the training statistics the checkpoint carries), frame stacking), then the acoustic model: its
+input projection folded into the first layer where that is cheaper, each recurrent layer and direction as its own
+node (an ONNX LSTM or GRU node; a tanh or ReLU layer as a Scan over one step, which onnxruntime runs 3x faster than
+its RNN node), the right-to-left ones over each utterance reversed within its own length (as
 asr/model/recurrence.py does). Batch and time axes are dynamic. The vocabulary, the feature settings and the frame
 duration travel in the file's metadata.
 """
@@ -19,6 +21,7 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -34,9 +37,10 @@ OPSET = 17
 
 class FeatureGraph(nn.Module):
     """asr/data/features.py's log-mel, normalisation and stacking on a padded batch of waveforms. The spectrum is one
-    strided convolution of the waveform with the windowed DFT basis (framing and DFT in one float32 kernel), the power
-    and the mel bands in float32, the log and the normalisation in float64: done in float32, those two alone moved
-    log-probabilities by more than 1e-4 from PyTorch's (tests/test_onnx.py). The DFT basis is not stored: the file
+    strided convolution of the waveform with the windowed DFT basis (framing and DFT in one float32 kernel), the mel
+    power (squares, then one product with the filterbank stacked twice: real and imaginary parts), the log and the
+    normalisation, all in float32 as in PyTorch (the running mean's sums in float64, as RunningMean keeps them).
+    The DFT basis is not stored: the file
     holds the window, and the graph computes the basis from it (`basis_computed_in_graph`), 640 kB less a file."""
 
     def __init__(self, extractor: FeatureExtractor):
@@ -52,32 +56,34 @@ class FeatureGraph(nn.Module):
         basis = torch.cat([torch.cos(angle), -torch.sin(angle)], dim=0) * spectrogram.window.double()[None]
         self.register_buffer("basis", basis.float()[:, None])  # (2 * bins, 1, n_fft): convolution kernels
         self.register_buffer("window", spectrogram.window.float())
-        self.register_buffer("filterbank", mel.fb.float())  # (bins, n_mels)
+        # (n_mels, 2 * bins): the mel filterbank for the real parts' squares and again for the imaginary parts', so
+        # that one product over the convolution's channels gives the mel power (no slices, one small transpose after)
+        self.register_buffer("mel_of_squares", torch.cat([mel.fb, mel.fb]).T.float().contiguous())
         self.stack, self.stride = extractor.config.stack, extractor.config.stride
         self.normalize = extractor.config.normalize
         if extractor.config.uses_training_stats:  # the training split's statistics, constants of the graph
             if extractor.stats is None:
                 raise UserError("this checkpoint's features are normalised globally, but it carries no statistics")
-            self.register_buffer("mean", extractor.mean.double())
-            self.register_buffer("std", extractor.std.double())
+            self.register_buffer("mean", extractor.mean.float())
+            self.register_buffer("std", extractor.std.float())
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        spectrum = nn.functional.conv1d(waveforms[:, None], self.basis, stride=self.hop).transpose(1, 2)
-        real, imag = spectrum.chunk(2, dim=2)  # (batch, frames, bins) each
-        feats = torch.log(((real * real + imag * imag) @ self.filterbank).double() + 1e-6)
+        spectrum = nn.functional.conv1d(waveforms[:, None], self.basis, stride=self.hop)  # (batch, 2 * bins, frames)
+        power = (self.mel_of_squares @ (spectrum * spectrum)).transpose(1, 2)  # (batch, frames, n_mels)
+        feats = torch.log(power + 1e-6)
         frames = torch.div(lengths - self.win, self.hop, rounding_mode="floor") + 1
         if self.normalize == "global":
-            feats = ((feats - self.mean) / (self.std + 1e-5)).float()
+            feats = (feats - self.mean) / (self.std + 1e-5)
         elif self.normalize == "online":  # RunningMean: padding comes after each utterance's frames, so no matter
-            seen = torch.arange(1, feats.shape[1] + 1, dtype=feats.dtype)[None, :, None] + ONLINE_PRIOR_FRAMES
-            running = (self.mean * ONLINE_PRIOR_FRAMES + torch.cumsum(feats, dim=1)) / seen
-            feats = ((feats - running) / (self.std + 1e-5)).float()
+            seen = torch.arange(1, feats.shape[1] + 1, dtype=torch.float64)[None, :, None] + ONLINE_PRIOR_FRAMES
+            running = (self.mean.double() * ONLINE_PRIOR_FRAMES + torch.cumsum(feats.double(), dim=1)) / seen
+            feats = (feats - running.float()) / (self.std + 1e-5)
         else:
             mask = valid_frames(frames, feats.shape[1])[..., None].to(feats.dtype)
             count = frames[:, None, None].to(feats.dtype)
             mean = (feats * mask).sum(1, keepdim=True) / count
             std = (((feats - mean) * mask).pow(2).sum(1, keepdim=True) / (count - 1)).sqrt()  # unbiased, as torch.std
-            feats = ((feats - mean) / (std + 1e-5)).float()
+            feats = (feats - mean) / (std + 1e-5)
         k, s = self.stack, self.stride
         n_out = torch.div(feats.shape[1] - k, s, rounding_mode="floor") + 1
         stacked = torch.cat([feats[:, i : i + s * n_out : s] for i in range(k)], dim=2)
@@ -88,7 +94,6 @@ def basis_computed_in_graph(model, window) -> None:
     """Replaces the stored DFT basis (the feature convolution's kernels, 2 x 201 x 400 floats) by the nodes that compute
     it from the window: cos and -sin of 2 pi (k n mod N) / N (the modulo keeps the angle below 2 pi, so float32 loses
     nothing), times the window. onnxruntime folds them into a constant when it loads the file."""
-    import numpy as np
     from onnx import helper, numpy_helper
 
     conv = next(n for n in model.graph.node if n.op_type == "Conv" and n.name.startswith("/features/"))
@@ -121,17 +126,96 @@ def basis_computed_in_graph(model, window) -> None:
         model.graph.node.insert(0, node)
 
 
+def rnn_nodes_as_scan(model) -> None:
+    """Rewrites each plain RNN node (tanh or ReLU, one direction) as its input product, one MatMul over every frame,
+    and a Scan whose body is one step: h' = act(p_t + h R^T). Same arithmetic; onnxruntime's RNN kernel applies the
+    activation one element at a time through a std::function, its Scan body runs MLAS's vectorised Tanh: a layer of
+    the shipped tanh RNN 3x faster (benchmarks/README.md)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = {i.name: i for i in model.graph.initializer}
+    rewritten = []
+    for node in model.graph.node:
+        if node.op_type != "RNN":
+            rewritten.append(node)
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        activation = attrs.get("activations", [b"Tanh"])[0].decode()
+        x, w, r, b, lengths, h0 = (list(node.input) + [""] * 6)[:6]
+        if attrs.get("direction", b"forward") != b"forward" or "clip" in attrs or lengths or not h0 \
+                or activation not in ("Tanh", "Relu"):
+            raise ValueError(f"{node.name}: only a forward tanh/ReLU RNN with an initial state becomes a Scan")
+        W, R = (numpy_helper.to_array(weights[name])[0] for name in (w, r))
+        hidden = R.shape[0]
+        bias = numpy_helper.to_array(weights[b])[0] if b else np.zeros(2 * hidden, np.float32)
+        p = node.name
+        for name in {w, r, b} - {""}:
+            model.graph.initializer.remove(weights[name])
+        model.graph.initializer.extend([
+            numpy_helper.from_array(np.ascontiguousarray(W.T), f"{p}/W_t"),
+            numpy_helper.from_array(np.ascontiguousarray(R.T), f"{p}/R_t"),
+            numpy_helper.from_array((bias[:hidden] + bias[hidden:]).astype(np.float32), f"{p}/bias"),
+            numpy_helper.from_array(np.array([0], dtype=np.int64), f"{p}/axis0"),
+            numpy_helper.from_array(np.array([1], dtype=np.int64), f"{p}/axis1")])
+        state = [None, hidden]  # (batch, hidden)
+        body = helper.make_graph(
+            [helper.make_node("MatMul", ["h", f"{p}/R_t"], ["hr"], name=f"{p}/step/MatMul"),
+             helper.make_node("Add", ["hr", "p_t"], ["pre"], name=f"{p}/step/Add"),
+             helper.make_node(activation, ["pre"], ["h_next"], name=f"{p}/step/{activation}"),
+             helper.make_node("Identity", ["h_next"], ["y"], name=f"{p}/step/Identity")],
+            f"{p}/step", [helper.make_tensor_value_info("h", TensorProto.FLOAT, state),
+                          helper.make_tensor_value_info("p_t", TensorProto.FLOAT, state)],
+            [helper.make_tensor_value_info("h_next", TensorProto.FLOAT, state),
+             helper.make_tensor_value_info("y", TensorProto.FLOAT, state)])
+        y, y_h = (list(node.output) + [""] * 2)[:2]
+        rewritten += [
+            helper.make_node("MatMul", [x, f"{p}/W_t"], [f"{p}/xw"], name=f"{p}/input/MatMul"),
+            helper.make_node("Add", [f"{p}/xw", f"{p}/bias"], [f"{p}/pre"], name=f"{p}/input/Add"),
+            helper.make_node("Squeeze", [h0, f"{p}/axis0"], [f"{p}/h0"], name=f"{p}/Squeeze"),
+            helper.make_node("Scan", [f"{p}/h0", f"{p}/pre"], [f"{p}/h_last", f"{p}/ys"], name=f"{p}/Scan",
+                             num_scan_inputs=1, body=body),
+            helper.make_node("Unsqueeze", [f"{p}/ys", f"{p}/axis1"], [y or f"{p}/y"], name=f"{p}/Unsqueeze"),
+            *([helper.make_node("Unsqueeze", [f"{p}/h_last", f"{p}/axis0"], [y_h], name=f"{p}/Unsqueeze_h")]
+              if y_h else [])]
+    del model.graph.node[:]
+    model.graph.node.extend(rewritten)
+
+
+def projection_folded(model) -> tuple[nn.Module, nn.RNNBase]:
+    """The model's input projection and recurrent stack, or, where it costs fewer multiplications per frame, an
+    identity and a copy of the stack whose first layer reads the features: the projection (P x + p) and the first
+    layer's input product (W_ih, each direction) are both linear, so W_ih P and W_ih p + b_ih replace them (computed
+    in float64). The live tanh RNN's graph loses a 320 x 320 product per frame; training keeps the projection,
+    whose output is where the gradient instruments look."""
+    rnn, projection = model.rnn, model.input_projection
+    directions, gates = 2 if rnn.bidirectional else 1, rnn.weight_ih_l0.shape[0] // rnn.hidden_size
+    inputs, hidden = projection.in_features, rnn.hidden_size
+    if not rnn.bias or directions * gates * hidden * inputs >= hidden * inputs + directions * gates * hidden * hidden:
+        return projection, rnn
+    extra = {"nonlinearity": rnn.nonlinearity} if isinstance(rnn, nn.RNN) else {}
+    folded = type(rnn)(inputs, hidden, num_layers=rnn.num_layers, batch_first=True, bidirectional=rnn.bidirectional,
+                       **extra)
+    state = {name: value.clone() for name, value in rnn.state_dict().items()}
+    for suffix in ("", "_reverse")[:directions]:
+        w = state[f"weight_ih_l0{suffix}"].double()
+        state[f"weight_ih_l0{suffix}"] = (w @ projection.weight.double()).float()
+        state[f"bias_ih_l0{suffix}"] = (w @ projection.bias.double() + state[f"bias_ih_l0{suffix}"].double()).float()
+    folded.load_state_dict(state)
+    return nn.Identity(), folded.eval()
+
+
 class AcousticGraph(nn.Module):
     """The acoustic model with its recurrent stack unrolled into one-layer, one-direction modules (each an ONNX
-    RNN/LSTM/GRU node), holding the trained model's own weights."""
+    RNN/LSTM/GRU node), holding the trained model's own weights (the input projection folded into the first layer
+    where that is cheaper)."""
 
     def __init__(self, model):
         super().__init__()
         if model.cell == "esn" or model.truncate_bptt:
             raise UserError(f"ONNX export covers the rnn_tanh, rnn_relu, lstm and gru cells without truncate_bptt; "
                             f"this model has cell {model.cell}{' with truncate_bptt' if model.truncate_bptt else ''}")
-        rnn = model.rnn
-        self.input_projection, self.output, self.lookahead = model.input_projection, model.output, model.lookahead
+        self.input_projection, rnn = projection_folded(model)
+        self.output, self.lookahead = model.output, model.lookahead
         self.bidirectional = rnn.bidirectional
         self.layers = nn.ModuleList()
         for layer in range(rnn.num_layers):
@@ -145,7 +229,6 @@ class AcousticGraph(nn.Module):
 
     def forward(self, features: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         x = self.input_projection(features)
-        valid = valid_frames(frames, x.shape[1])[..., None]
         if self.bidirectional:
             order = reverse_within_lengths(frames, x.shape[1])[..., None]
             for forward, backward in zip(self.layers[0::2], self.layers[1::2]):
@@ -155,9 +238,10 @@ class AcousticGraph(nn.Module):
         else:
             for layer in self.layers:
                 x, _ = layer(x)
-        x = torch.where(valid, x, torch.zeros_like(x))
-        if self.lookahead is not None:  # after the zeroing: past an utterance's end it sees zeros, as in training
-            x = self.lookahead(x)
+        if self.lookahead is not None:
+            # past an utterance's end the lookahead sees zeros, as in training; without one, what the padding frames
+            # give is never read (the graph's frames output says how many of each row are valid)
+            x = self.lookahead(torch.where(valid_frames(frames, x.shape[1])[..., None], x, torch.zeros_like(x)))
         return self.output(x).log_softmax(-1)
 
 
@@ -186,8 +270,8 @@ class StepGraph(nn.Module):
         if not model.can_stream() or model.truncate_bptt:
             raise UserError("a step graph is exported from a model that streams: unidirectional rnn_tanh, rnn_relu, "
                             "lstm or gru, without truncate_bptt")
-        self.input_projection, self.rnn, self.output, self.lookahead = (model.input_projection, model.rnn, model.output,
-                                                                         model.lookahead)
+        self.input_projection, self.rnn = projection_folded(model)
+        self.output, self.lookahead = model.output, model.lookahead
         self.lstm = isinstance(model.rnn, nn.LSTM)
 
     def forward(self, features: torch.Tensor, h: torch.Tensor, *rest: torch.Tensor):
@@ -242,6 +326,7 @@ def write_step_onnx(recognizer: Recognizer, target: Path, extra_metadata: dict |
                           dynamic_axes={"features": {1: "frames"}, "log_probs": {1: "frames_out"},
                                         **({"appended": {1: "appended"}} if "appended" in inputs else {})})
     saved = onnx.load(str(tmp))
+    rnn_nodes_as_scan(saved)
     extractor = recognizer.extractor
     meta = {"graph": "stream_step", "vocabulary": json.dumps(recognizer.vocabulary),
             "features": json.dumps(extractor.config.as_dict()), "feature_stats": json.dumps(extractor.stats),
@@ -307,6 +392,7 @@ def write_onnx(recognizer: Recognizer, target: Path, extra_metadata: dict | None
                                         "log_probs": {0: "batch", 1: "frames"}, "frames": {0: "batch"}})
     model = onnx.load(str(tmp))
     basis_computed_in_graph(model, graph.features.window)
+    rnn_nodes_as_scan(model)
     meta = {"vocabulary": json.dumps(recognizer.vocabulary),
             "features": json.dumps(recognizer.extractor.config.as_dict()),
             "frame_ms": str(recognizer.extractor.config.frame_ms),
