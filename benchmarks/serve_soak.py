@@ -61,11 +61,13 @@ def one_call(client, kind: str, path: Path) -> dict:
             "seconds": time.perf_counter() - start}
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """The process's resident memory (VmRSS), or one of its parts: RssAnon (memory it allocated), RssFile (pages of
+    files it mapped, shared libraries' code above all, which the kernel can drop and read again)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
+    raise RuntimeError(f"no {field}")
 
 
 def record_live(url: str, microphone: Path, stop: threading.Event, seconds: float = 4.0) -> dict:
@@ -106,7 +108,7 @@ def run(url: str, calls: int, pid: int | None, good: list[Path], work: Path, liv
     bad = bad_files(work / "bad")
     mix = request_mix(calls, good, bad)
     marks = {16: "after_warmup_16", 200: "after_200", 500: "after_500"}
-    memory, results, lock = {}, [], threading.Lock()
+    memory, parts, results, lock = {}, {}, [], threading.Lock()
     clients = threading.local()  # one client (one browser session) per worker thread
 
     def task(kind: str, path: Path) -> None:
@@ -122,6 +124,7 @@ def run(url: str, calls: int, pid: int | None, good: list[Path], work: Path, liv
             results.append(result)
             if pid is not None and len(results) in marks:
                 memory[marks[len(results)]] = round(rss_mb(pid), 1)
+                parts[marks[len(results)]] = {f: round(rss_mb(pid, f), 1) for f in ("RssAnon", "RssFile")}
 
     started = time.perf_counter()
     stop, recorded = threading.Event(), {}
@@ -139,7 +142,7 @@ def run(url: str, calls: int, pid: int | None, good: list[Path], work: Path, liv
     return {"calls": calls, "workers": WORKERS, "seconds": round(seconds, 1), "by_kind": by_kind,
             "unanswered": sum(not r["answered"] for r in results),
             "misjudged": sum(bool(r.get("wrong")) for r in results),
-            "errors": [r["error"] for r in results if "error" in r][:5], "rss_mb": memory,
+            "errors": [r["error"] for r in results if "error" in r][:5], "rss_mb": memory, "rss_parts_mb": parts,
             **({"live": recorded} if live else {})}
 
 
