@@ -43,6 +43,31 @@ def test_finite_steps_update_the_weights():
     assert not torch.equal(before, module.model.rnn.weight_hh_l0)
 
 
+class NoiseProbe(PoisonedLoss):
+    """Every step skipped (a non-finite loss: the optimizer leaves the weights alone), the weights the forward pass saw
+    recorded."""
+    def training_step(self, batch, batch_idx):
+        self.seen = getattr(self, "seen", []) + [self.model.rnn.weight_hh_l0.detach().clone()]
+        return super().training_step(batch, batch_idx)
+
+
+def test_weight_noise_is_in_the_forward_pass_and_out_of_the_weights_the_optimizer_updates():
+    """model.weight_noise (Graves et al. 2013): each batch's forward and backward pass see the weights plus fresh noise
+    of that standard deviation; the optimizer gets the clean weights back, unchanged to the last bit; the noise of a
+    step is the same in a resumed run (drawn from the run's seed and the step)."""
+    torch.manual_seed(7)
+    module = NoiseProbe(input_dim=12, cell="lstm", hidden_size=32, num_layers=1, weight_noise=0.05)
+    clean = {k: v.clone() for k, v in module.state_dict().items()}
+    fit(module, 3)
+    assert all(torch.equal(clean[k], v) for k, v in module.state_dict().items())
+    noises = [seen - clean["model.rnn.weight_hh_l0"] for seen in module.seen]
+    assert len(noises) == 3 and all(abs(float(n.std()) - 0.05) < 0.005 for n in noises)
+    assert not torch.equal(noises[0], noises[1])  # fresh noise every batch
+    assert torch.equal(module.weight_noise_draw(1)[1], module.weight_noise_draw(1)[1])
+    with pytest.raises(Exception, match="weight_noise"):
+        ASRModule(input_dim=12, weight_noise=-0.1)
+
+
 class ClipProbe(ASRModule):
     def __init__(self, **kw):
         super().__init__(**kw)

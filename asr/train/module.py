@@ -46,6 +46,9 @@ class ASRModule(L.LightningModule):
             asr/train/schedule.py); plateau_patience, plateau_min_delta, plateau_halvings, plateau_below: that rule's
             settings.
         vocabulary: output symbols, CTC blank first.
+        weight_noise: standard deviation of the Gaussian noise added to every weight of the acoustic model for each
+            training batch (Graves et al. 2013's regulariser for small data): the forward and backward pass see the
+            noisy weights, the optimizer updates the clean ones. 0: none.
         init_from: a checkpoint (`asr train`'s or an exported one) whose acoustic-model weights training starts
             from instead of a random initialisation: a fine-tune (e.g. with SpecAugment, at a lower learning
             rate). It must be a model of the same shapes, on features of the same settings; with another vocabulary
@@ -78,6 +81,7 @@ class ASRModule(L.LightningModule):
         plateau_below: float = Plateau.below,
         vocabulary: Optional[list[str]] = None,
         init_from: Optional[str] = None,
+        weight_noise: float = 0.0,
     ):
         super().__init__()
         for name, value, ok, allowed in (
@@ -88,6 +92,7 @@ class ASRModule(L.LightningModule):
                 ("weight_decay", weight_decay, weight_decay >= 0, "0 or more"),
                 ("warmup_fraction", warmup_fraction, 0 <= warmup_fraction < 1, "in [0, 1)"),
                 ("gradient_penalty", gradient_penalty, gradient_penalty >= 0, "0 or more"),
+                ("weight_noise", weight_noise, weight_noise >= 0, "0 or more"),
                 ("schedule", schedule, schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
                 ("plateau_patience", plateau_patience, plateau_patience >= 1, "at least 1"),
                 ("plateau_min_delta", plateau_min_delta, plateau_min_delta >= 0, "0 or more"),
@@ -105,6 +110,7 @@ class ASRModule(L.LightningModule):
         self.ctc_loss = nn.CTCLoss(blank=0, zero_infinity=False)
         self.nonfinite_steps = 0
         self.plateau = Plateau(plateau_patience, plateau_min_delta, plateau_halvings, plateau_below)  # used by schedule: plateau
+        self._clean: Optional[list[torch.Tensor]] = None  # the weights without this batch's noise (weight_noise)
         self._refs: list[str] = []  # dev/test transcripts and hypotheses of the epoch under way
         self._hyps: list[str] = []
 
@@ -135,6 +141,29 @@ class ASRModule(L.LightningModule):
         loss, _ = self.loss(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch.texts))
         return loss
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        if self.hparams.weight_noise:
+            parameters = [p for p in self.model.parameters() if p.requires_grad]
+            self._clean = [p.detach().clone() for p in parameters]
+            with torch.no_grad():
+                for p, noise in zip(parameters, self.weight_noise_draw(self.global_step)):
+                    p.add_(noise.to(p.device))
+
+    def on_after_backward(self) -> None:
+        """The gradient is taken at the noisy weights; the clean ones come back before clipping and the step."""
+        if self._clean is not None:
+            with torch.no_grad():
+                for p, clean in zip((p for p in self.model.parameters() if p.requires_grad), self._clean):
+                    p.copy_(clean)
+            self._clean = None
+
+    def weight_noise_draw(self, step: int) -> list[torch.Tensor]:
+        """The noise of training step `step`, one tensor per trainable weight: drawn from a generator of its own,
+        seeded by the run's seed and the step, so that a resumed run adds the noise the uninterrupted one added."""
+        generator = torch.Generator().manual_seed((torch.initial_seed() * 1_000_003 + step) % 2**63)
+        return [torch.randn(p.shape, generator=generator) * self.hparams.weight_noise
+                for p in self.model.parameters() if p.requires_grad]
 
     def penalized_training_step(self, batch):
         """CTC loss + weight * Omega (asr/model/remedies.py): the frame-by-frame recurrence exposes every h_t,
