@@ -205,9 +205,9 @@ def projection_folded(model) -> tuple[nn.Module, nn.RNNBase]:
 
 
 class AcousticGraph(nn.Module):
-    """The acoustic model with its recurrent stack unrolled into one-layer, one-direction modules (each an ONNX
-    RNN/LSTM/GRU node), holding the trained model's own weights (the input projection folded into the first layer
-    where that is cheaper)."""
+    """The acoustic model with its recurrent stack unrolled into one-layer, one-direction modules (each traced as an
+    ONNX RNN/LSTM/GRU node; write_onnx turns the RNN ones into Scans), holding the trained model's own weights (the
+    input projection folded into the first layer where that is cheaper)."""
 
     def __init__(self, model):
         super().__init__()

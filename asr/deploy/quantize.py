@@ -6,8 +6,7 @@ a tanh/ReLU layer's input product) MatMulInteger, each weight matrix in int8 wit
 activations quantised on the fly. It has no integer kernel for the GRU node; its weights are stored in int8 all the
 same (one scale per row, a DequantizeLinear in front of the node), so the file is as small, and onnxruntime computes
 it in float32; so is the recurrent matrix of a tanh/ReLU layer's Scan step. The feature graph (DFT, mel, log,
-normalisation) stays float32: 8-bit spectra would cost accuracy for
-nothing, it holds few weights.
+normalisation) stays float32: 8-bit spectra would cost accuracy for nothing, it holds few weights.
 """
 from __future__ import annotations
 
@@ -38,7 +37,7 @@ def quantize_int8(source: Path, target: Path) -> None:
         model = onnx.load(str(staged))
     weights = {i.name: i for i in model.graph.initializer}
     for node in model.graph.node:
-        if node.op_type in ("GRU", "RNN"):  # W (input weights) and R (recurrent weights): (1, gates x hidden, inputs)
+        if node.op_type == "GRU":  # W (input weights) and R (recurrent weights): (1, gates x hidden, inputs)
             for slot in (1, 2):
                 node.input[slot] = _stored_in_int8(model, weights, node.input[slot], per=0, unsqueeze=True)
         elif node.op_type == "Scan":  # a tanh/ReLU RNN layer (export_onnx.rnn_nodes_as_scan): its step's R^T,
@@ -56,7 +55,7 @@ def quantize_int8(source: Path, target: Path) -> None:
 
 def _stored_in_int8(model, weights: dict, name: str, per: int, unsqueeze: bool) -> str:
     """Replaces the float32 matrix initializer `name` by int8 values with one scale per entry of its axis `per`
-    (0: per row, 1: per column), behind a DequantizeLinear; with `unsqueeze` the initializer is the RNN/GRU nodes'
+    (0: per row, 1: per column), behind a DequantizeLinear; with `unsqueeze` the initializer is the GRU node's
     (1, rows, columns) and is given back that shape. Returns the name of the dequantised tensor."""
     from onnx import helper, numpy_helper
 
