@@ -71,22 +71,30 @@ def rss_mb(pid: int, field: str = "VmRSS") -> float:
 
 
 def record_live(url: str, microphone: Path, stop: threading.Event, seconds: float = 4.0) -> dict:
-    """Recordings on the Live tab, one after another until `stop`: how many ended (the final table came), and how
-    many of those with words from every live model."""
+    """Recordings on the Live tab, one after another until `stop`: how many the browser started, how many of those
+    ended (the final table came), and how many with words from every live model. A click on Record that started
+    nothing in the browser (the page not ready yet, under load) is counted apart and tried again."""
     from playwright.sync_api import sync_playwright
 
     args = ["--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
             f"--use-file-for-fake-audio-capture={microphone}"]
-    made, ended, worded, chunks, errors = 0, 0, 0, 0, []
+    made, unstarted, ended, worded, chunks, errors = 0, 0, 0, 0, 0, []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
         page = browser.new_page()
         page.goto(url)
         page.get_by_role("tab", name="Live").click()
         while not stop.is_set():
+            try:  # the browser records (its Stop button is up): from here on the server must answer
+                page.locator("#live-audio button", has_text="Record").first.click()
+                page.locator("#live-audio button", has_text="Stop").first.wait_for(state="visible", timeout=20000)
+            except Exception:  # noqa: BLE001 - the page took the click before its microphone was ready: again
+                unstarted += 1
+                page.goto(url)
+                page.get_by_role("tab", name="Live").click()
+                continue
             made += 1
             try:
-                page.locator("#live-audio button", has_text="Record").first.click()
                 # this recording's first chunk is in (the last one's table says final): speak from here on
                 page.wait_for_selector("#live-table[data-state='so far']", timeout=60000)
                 page.wait_for_timeout(seconds * 1000)
@@ -101,7 +109,8 @@ def record_live(url: str, microphone: Path, stop: threading.Event, seconds: floa
                 page.goto(url)
                 page.get_by_role("tab", name="Live").click()
         browser.close()
-    return {"recordings": made, "ended": ended, "with_words": worded, "chunks": chunks, "errors": errors[:5]}
+    return {"recordings": made, "ended": ended, "with_words": worded, "chunks": chunks, "errors": errors[:5],
+            "clicks_that_started_nothing": unstarted}
 
 
 def run(url: str, calls: int, pid: int | None, good: list[Path], work: Path, live: bool = True) -> dict:
