@@ -287,44 +287,6 @@ def test_each_model_gets_the_recording_at_its_own_rate_and_no_figure_is_kept(an4
     assert len(plt.get_fignums()) == before
 
 
-FRAGMENTING_HANDLER = """
-import json, sys
-import numpy as np
-from asr.app.serve import live_finish, returning_freed_memory, transcribe_all
-
-def anon_mb():
-    return next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("RssAnon:")) / 1024
-
-kept = []
-
-def handler(trim):
-    # a request's work: many buffers under glibc's mmap threshold (from the heap), most freed, some kept between them
-    blocks = [np.ones(8000) for _ in range(12000)]  # 64 kB each, 770 MB
-    kept.extend(blocks[::8])
-    return anon_mb()
-
-before = anon_mb()
-peak = handler(trim=False)
-untrimmed = anon_mb()
-returning_freed_memory(handler)(trim=True)
-print(json.dumps({"before": before, "peak": peak, "untrimmed": untrimmed, "after": anon_mb(),
-                  "handlers": [hasattr(f, "__wrapped__") for f in (transcribe_all, live_finish)]}))
-"""
-
-
-def test_a_request_hands_the_memory_it_freed_back_to_the_system():
-    """The page's handlers return what they freed to the system when they end (glibc's malloc_trim): without it glibc
-    kept freed blocks that lay between blocks still in use, and the server's memory after 500 requests stood 19-26 %
-    above its warm-up (benchmarks/serve_soak.py). A handler here frees 7/8 of 770 MB of heap blocks: glibc keeps
-    them, until the handler runs through `returning_freed_memory`, as the page's two handlers do."""
-    done = subprocess.run([sys.executable, "-c", FRAGMENTING_HANDLER], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    mb = json.loads(done.stdout.strip().splitlines()[-1])
-    assert mb["handlers"] == [True, True]
-    assert mb["untrimmed"] - mb["before"] > 500, mb  # freed, but still the process's: the fragmentation is real
-    assert mb["after"] - mb["before"] < 250, mb  # 2 x 96 MB still held (this call's eighth and the first's): given back
-
-
 def test_live_recordings_beyond_the_bound_are_refused_with_a_message_until_one_ends(overfit, monkeypatch):
     """Every live recording holds a stream (a model state) per streaming model: the page takes at most
     MAX_LIVE_STREAMS at once. One more is told so and holds nothing; a recording that ends (stop), or that has

@@ -18,7 +18,6 @@ differentiate the network, are drawn for checkpoints only.
 from __future__ import annotations
 
 import contextlib
-import functools
 import html
 import os
 import threading
@@ -198,41 +197,6 @@ def results_table(rows: list[dict], reference: str) -> str:
     return f"<table id='results-table'><tr>{head}</tr>{''.join(body)}</table>"
 
 
-def freed_memory_returned() -> None:
-    """Hands the heap memory that requests have freed back to the system (glibc's `malloc_trim`). glibc keeps freed
-    blocks for reuse, and gives back only what lies at the top of a heap; a request's tensors, arrays and Gradio's
-    buffers, freed between blocks still in use, left the server 19-26 % above its warm-up after 500 requests
-    (benchmarks/serve_soak.py). Called after each request; it takes milliseconds. Nothing happens where the C library
-    is not glibc."""
-    trim = malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-@functools.cache
-def malloc_trim():
-    """glibc's malloc_trim, or None where the C library is another (musl, macOS)."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
-
-
-def returning_freed_memory(handler):
-    """A request handler that hands the memory it freed back to the system when it is done (freed_memory_returned)."""
-    @functools.wraps(handler)
-    def handled(*args, **kwargs):
-        try:
-            return handler(*args, **kwargs)
-        finally:
-            freed_memory_returned()
-    return handled
-
-
-@returning_freed_memory
 def transcribe_all(models: list[LoadedModel], path: Optional[str], typed: str):
     """The page's one action: (status, results table, gradient figure; None without a checkpoint among the models)."""
     from asr.decode.metrics import error_rates
@@ -359,7 +323,6 @@ def live_chunk(models: list[LoadedModel], path: Optional[str], session: Optional
     return live_table(session), session
 
 
-@returning_freed_memory
 def live_finish(models: list[LoadedModel], session: Optional[LiveSession]):
     """Recording stopped -> (status, final table, gradient figure, the recording as a WAV file, session)."""
     import tempfile
