@@ -39,9 +39,9 @@ class FeatureGraph(nn.Module):
     """asr/data/features.py's log-mel, normalisation and stacking on a padded batch of waveforms. The spectrum is one
     strided convolution of the waveform with the windowed DFT basis (framing and DFT in one float32 kernel), the mel
     power (squares, then one product with the filterbank stacked twice: real and imaginary parts), the log and the
-    normalisation, all in float32 as in PyTorch (the running mean's sums in float64, as RunningMean keeps them).
-    The DFT basis is not stored: the file
-    holds the window, and the graph computes the basis from it (`basis_computed_in_graph`), 640 kB less a file."""
+    normalisation, all in float32 as in PyTorch (the running mean's sums in float64, as RunningMean keeps them). The
+    DFT basis is not stored: the file holds the window, and the graph computes the basis from it
+    (`basis_computed_in_graph`), 640 kB less a file."""
 
     def __init__(self, extractor: FeatureExtractor):
         super().__init__()
@@ -162,6 +162,7 @@ def rnn_nodes_as_scan(model) -> None:
             [helper.make_node("MatMul", ["h", f"{p}/R_t"], ["hr"], name=f"{p}/step/MatMul"),
              helper.make_node("Add", ["hr", "p_t"], ["pre"], name=f"{p}/step/Add"),
              helper.make_node(activation, ["pre"], ["h_next"], name=f"{p}/step/{activation}"),
+             # the state and the scan output as two names: onnxruntime 1.x gave wrong outputs for one name twice
              helper.make_node("Identity", ["h_next"], ["y"], name=f"{p}/step/Identity")],
             f"{p}/step", [helper.make_tensor_value_info("h", TensorProto.FLOAT, state),
                           helper.make_tensor_value_info("p_t", TensorProto.FLOAT, state)],
