@@ -144,26 +144,31 @@ class ASRModule(L.LightningModule):
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
         if self.hparams.weight_noise:
-            parameters = [p for p in self.model.parameters() if p.requires_grad]
-            self._clean = [p.detach().clone() for p in parameters]
+            self._clean = [p.detach().clone() for p in self.trainable_weights()]
             with torch.no_grad():
-                for p, noise in zip(parameters, self.weight_noise_draw(self.global_step)):
-                    p.add_(noise.to(p.device))
+                for p, noise in zip(self.trainable_weights(), self.weight_noise_draw(self.global_step)):
+                    p.add_(noise)
 
     def on_after_backward(self) -> None:
         """The gradient is taken at the noisy weights; the clean ones come back before clipping and the step."""
         if self._clean is not None:
             with torch.no_grad():
-                for p, clean in zip((p for p in self.model.parameters() if p.requires_grad), self._clean):
+                for p, clean in zip(self.trainable_weights(), self._clean):
                     p.copy_(clean)
             self._clean = None
 
+    def trainable_weights(self) -> list[torch.Tensor]:
+        """The acoustic model's weights that training moves (an echo state network's fixed W_hh is not one)."""
+        return [p for p in self.model.parameters() if p.requires_grad]
+
     def weight_noise_draw(self, step: int) -> list[torch.Tensor]:
-        """The noise of training step `step`, one tensor per trainable weight: drawn from a generator of its own,
-        seeded by the run's seed and the step, so that a resumed run adds the noise the uninterrupted one added."""
-        generator = torch.Generator().manual_seed((torch.initial_seed() * 1_000_003 + step) % 2**63)
-        return [torch.randn(p.shape, generator=generator) * self.hparams.weight_noise
-                for p in self.model.parameters() if p.requires_grad]
+        """The noise of training step `step`, one tensor per trainable weight, on the weights' device (no copy from
+        the CPU each step on a GPU): drawn from a generator of its own, seeded by the run's seed and the step, so that
+        a resumed run adds the noise the uninterrupted one added (on the same kind of device)."""
+        weights = self.trainable_weights()
+        generator = torch.Generator(device=weights[0].device)
+        generator.manual_seed((torch.initial_seed() * 1_000_003 + step) % 2**63)
+        return [torch.randn(p.shape, generator=generator, device=p.device) * self.hparams.weight_noise for p in weights]
 
     def penalized_training_step(self, batch):
         """CTC loss + weight * Omega (asr/model/remedies.py): the frame-by-frame recurrence exposes every h_t,
