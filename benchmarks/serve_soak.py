@@ -73,19 +73,26 @@ def rss_mb(pid: int, field: str = "VmRSS") -> float:
 def record_live(url: str, microphone: Path, stop: threading.Event, seconds: float = 4.0) -> dict:
     """Recordings on the Live tab, one after another until `stop`: how many the browser started, how many of those
     ended (the final table came), and how many with words from every live model. A click on Record that started
-    nothing in the browser (the page not ready yet, under load) is counted apart and tried again."""
+    nothing in the browser (the page not ready yet, under load) is counted apart and tried again, and so is a
+    recording whose page sent the server no audio in 60 s (Stop shown, the recording's start sent or not, but no
+    chunk uploaded: the page's recorder never delivered one; seen under load, with and without the server's memory
+    trim). Any other recording that does not end is a failure, listed with the page's requests meanwhile."""
     from playwright.sync_api import sync_playwright
 
     args = ["--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
             f"--use-file-for-fake-audio-capture={microphone}"]
-    made, unstarted, ended, worded, chunks, errors = 0, 0, 0, 0, 0, []
+    made, unstarted, silent, ended, worded, chunks, errors = 0, 0, 0, 0, 0, 0, []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
         page = browser.new_page()
+        sent: list[str] = []  # the page's requests to the server, for a recording that did not end: what it asked
+        page.on("request", lambda request: sent.append(f"{request.method} {request.url.split('?')[0].removeprefix(url)}"))
         page.goto(url)
         page.get_by_role("tab", name="Live").click()
-        while not stop.is_set():
+        # until the requests are done, and past that until one recording was made (a few browser retries at most)
+        while not stop.is_set() or (made == 0 and unstarted + silent < 5):
             try:  # the browser records (its Stop button is up): from here on the server must answer
+                del sent[:]
                 page.locator("#live-audio button", has_text="Record").first.click()
                 page.locator("#live-audio button", has_text="Stop").first.wait_for(state="visible", timeout=20000)
             except Exception:  # noqa: BLE001 - the page took the click before its microphone was ready: again
@@ -105,12 +112,17 @@ def record_live(url: str, microphone: Path, stop: threading.Event, seconds: floa
                 worded += bool(texts) and all(t.strip() for t in texts)
                 chunks += int(page.inner_text("#live-status").split(" chunks")[0].split()[-1])
             except Exception as e:  # noqa: BLE001 - a recording that did not end is what this counts
-                errors.append(f"{type(e).__name__}: {e}"[:300])
+                if not any("/upload" in r for r in sent):  # Stop was shown, but the page sent no audio at all: its
+                    made -= 1  # recorder never delivered a chunk (Chromium's fake microphone under load), so there was
+                    silent += 1  # nothing for the server to answer: counted apart and tried again
+                else:
+                    asked = {r: sent.count(r) for r in dict.fromkeys(sent)}
+                    errors.append(f"{type(e).__name__}: {e}"[:300] + f" (the page's requests meanwhile: {asked})")
                 page.goto(url)
                 page.get_by_role("tab", name="Live").click()
         browser.close()
     return {"recordings": made, "ended": ended, "with_words": worded, "chunks": chunks, "errors": errors[:5],
-            "clicks_that_started_nothing": unstarted}
+            "clicks_that_started_nothing": unstarted, "recordings_the_browser_sent_nothing_of": silent}
 
 
 def run(url: str, calls: int, pid: int | None, good: list[Path], work: Path, live: bool = True) -> dict:
