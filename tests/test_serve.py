@@ -332,15 +332,24 @@ def test_asr_serve_starts_returning_freed_memory(monkeypatch, overfit):
 
     from asr.app import serve
 
-    launched = []
+    launched, started, stop = [], [], threading.Event()
+    returning = serve.returning_freed_memory
 
     class Page:
         def launch(self, **kwargs):
             launched.append(kwargs)
 
     monkeypatch.setattr(serve, "build_app", lambda models, reports: Page())
-    assert main(["serve", str(overfit.checkpoint), "--port", "1"]) == 0
-    assert launched and any(t.name == "return-freed-memory" for t in threading.enumerate())
+    # the same thread, stopped when the test ends (trimming this test process's heap under the rest of the suite
+    # would cost every later allocation its page faults)
+    monkeypatch.setattr(serve, "returning_freed_memory", lambda: started.append(returning(stop=stop)) or started[-1])
+    try:
+        assert main(["serve", str(overfit.checkpoint), "--port", "1"]) == 0
+        assert launched and started and started[0].is_alive() and started[0].name == "return-freed-memory"
+    finally:
+        stop.set()
+    started[0].join(timeout=10)
+    assert not started[0].is_alive()
 
 
 def test_live_recordings_beyond_the_bound_are_refused_with_a_message_until_one_ends(overfit, monkeypatch):

@@ -198,13 +198,15 @@ def results_table(rows: list[dict], reference: str) -> str:
     return f"<table id='results-table'><tr>{head}</tr>{''.join(body)}</table>"
 
 
-def returning_freed_memory(every: float = RETURN_FREED_EVERY_SECONDS) -> Optional[threading.Thread]:
+def returning_freed_memory(every: float = RETURN_FREED_EVERY_SECONDS,
+                           stop: Optional[threading.Event] = None) -> Optional[threading.Thread]:
     """Starts a thread that hands the heap memory the server has freed back to the system every `every` seconds
     (glibc's `malloc_trim(0)`); None where the C library is not glibc. glibc keeps freed blocks for reuse and returns
     only what lies at the top of a heap, while a request's tensors, arrays and Gradio's buffers are freed between
     blocks still in use: without it the server stood 19-26 % above its warm-up after 500 requests
     (benchmarks/serve_soak.py). Off the request path, on a clock: a trim walks every arena under its lock (up to
-    50 ms in the soak), which no request should wait for, and a request-driven trim would run 8 at a time."""
+    50 ms in the soak), which no request should wait for, and a request-driven trim would run 8 at a time.
+    It runs until `stop` is set (the server's: until the process ends)."""
     import ctypes
     import ctypes.util
 
@@ -213,9 +215,10 @@ def returning_freed_memory(every: float = RETURN_FREED_EVERY_SECONDS) -> Optiona
     except (OSError, AttributeError):
         return None
 
+    stop = stop or threading.Event()
+
     def keep_returning():
-        while True:
-            time.sleep(every)
+        while not stop.wait(every):
             trim(0)
 
     thread = threading.Thread(target=keep_returning, name="return-freed-memory", daemon=True)
