@@ -23,19 +23,12 @@ sys.path.insert(0, str(REPO))
 
 
 def profile(path: Path, passes: int = 2) -> dict:
-    import onnxruntime as ort
-
     from asr.data.corpora import load_split
-    from asr.deploy.onnx_recognizer import OnnxRecognizer
+    from asr.deploy.onnx_recognizer import OnnxRecognizer, onnx_session
 
     recognizer = OnnxRecognizer(path, threads=1)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.enable_profiling = True
-    options.add_session_config_entry("session.disable_quant_qdq", "1")  # as onnx_session() opens it
-    with tempfile.TemporaryDirectory() as folder:
-        options.profile_file_prefix = str(Path(folder) / "profile")
-        recognizer.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    with tempfile.TemporaryDirectory() as folder:  # the session the recogniser opens, with the profiler on
+        recognizer.session = onnx_session(path, threads=1, profile_prefix=str(Path(folder) / "profile"))
         waveforms = [recognizer.read(u.path) for u in load_split(recognizer.dataset or "an4", "test", None)]
         for _ in range(passes):
             recognizer.log_probs(waveforms)

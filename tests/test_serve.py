@@ -2,6 +2,7 @@
 real AN4 audio, waits for the transcripts and the gradient chart, and checks that the page says what
 `asr transcribe` says; bad recordings get a message on the page and the server keeps serving; the Live tab
 streams a (fake) microphone playing an AN4 recording and ends where `asr transcribe --stream` ends."""
+import functools
 import json
 import os
 import shutil
@@ -188,12 +189,18 @@ def test_an_upload_over_the_limit_is_refused_with_a_message(server, tmp_path):
 
 def rss_mb(pid: int) -> float:
     """The process's resident memory, as benchmarks/serve_soak.py reads it (one reader for both)."""
+    return soak_benchmark().rss_mb(pid)
+
+
+@functools.cache
+def soak_benchmark():
+    """benchmarks/serve_soak.py as a module (it is a script, not part of the package), loaded once."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("serve_soak", SOAK)
     soak = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(soak)
-    return soak.rss_mb(pid)
+    return soak
 
 
 def recording_live(playwright, url: str, wav: Path):

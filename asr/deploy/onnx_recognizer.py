@@ -39,8 +39,9 @@ def threads_from_environment() -> Optional[int]:
     return int(value) if value.isdigit() and int(value) > 0 else None
 
 
-def onnx_session(path: Path, threads: Optional[int] = None):
-    """An onnxruntime session on the CPU for an `asr export` file, or the reason there can be none."""
+def onnx_session(path: Path, threads: Optional[int] = None, profile_prefix: Optional[str] = None):
+    """An onnxruntime session on the CPU for an `asr export` file, or the reason there can be none; with
+    `profile_prefix`, onnxruntime's profiler on (benchmarks/onnx_profile.py), its file under that prefix."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -55,6 +56,8 @@ def onnx_session(path: Path, threads: Optional[int] = None):
     # this, onnxruntime keeps those nodes for QDQ fusion and dequantises on every call (16 % slower, the GRU);
     # with it, it folds them into float32 weights once, at load. Graphs without such nodes are unaffected.
     options.add_session_config_entry("session.disable_quant_qdq", "1")
+    if profile_prefix:
+        options.enable_profiling, options.profile_file_prefix = True, profile_prefix
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - not an ONNX file, or a damaged one

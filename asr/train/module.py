@@ -144,9 +144,10 @@ class ASRModule(L.LightningModule):
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
         if self.hparams.weight_noise:
-            self._clean = [p.detach().clone() for p in self.trainable_weights()]
+            weights = self.trainable_weights()
+            self._clean = [p.detach().clone() for p in weights]
             with torch.no_grad():
-                for p, noise in zip(self.trainable_weights(), self.weight_noise_draw(self.global_step)):
+                for p, noise in zip(weights, self.weight_noise_draw(self.global_step)):
                     p.add_(noise)
 
     def on_after_backward(self) -> None:
