@@ -39,6 +39,7 @@ def server_temp(tmp_path_factory) -> Path:
 
 SERVED: dict = {}  # the server fixture's process
 SOAK = Path(__file__).resolve().parents[1] / "benchmarks/serve_soak.py"
+SHIPPED_LSTM = Path(__file__).resolve().parents[1] / "checkpoints/an4_lstm.ckpt"
 
 
 @pytest.fixture(scope="module")
@@ -333,12 +334,53 @@ def test_the_server_hands_the_memory_it_freed_back_to_the_system():
     assert mb["after"] - mb["before"] < 200, mb  # the 96 MB still in use and little more
 
 
+KERNELS_OF_MANY_LENGTHS = """
+import ctypes, json, sys
+import torch
+from asr.app.serve import bounded_kernel_cache
+from asr.deploy.inference import Recognizer
+
+if sys.argv[2] == "bounded":
+    bounded_kernel_cache()
+torch.set_num_threads(1)
+trim = ctypes.CDLL("libc.so.6").malloc_trim
+
+def anon_mb():
+    trim(0)  # what is left is held, not freed blocks waiting for a trim
+    return next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("RssAnon:")) / 1024
+
+recognizer = Recognizer.from_checkpoint(sys.argv[1])
+features = torch.randn(400, recognizer.extractor(torch.zeros(16000)).shape[1])  # frames of features
+for n in range(120):  # recordings of 120 lengths, a stacked frame apart
+    recognizer.log_probs([features[: 50 + 3 * n]])
+    if n == 15:
+        warm = anon_mb()
+print(json.dumps({"warm": warm, "after": anon_mb()}))
+"""
+
+
+def test_the_server_keeps_a_bounded_number_of_kernels_whatever_the_recordings_lengths():
+    """oneDNN builds the LSTM a kernel per input shape and keeps 1,024 of them: a process that hears recordings of
+    every length grows with each new one (the shipped LSTM: 0.8 MB a length). `asr serve` bounds that cache."""
+    grew = {}
+    for mode in ("default", "bounded"):
+        done = subprocess.run([sys.executable, "-c", KERNELS_OF_MANY_LENGTHS, str(SHIPPED_LSTM), mode],
+                              capture_output=True, text=True, timeout=300,
+                              env={k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"})
+        assert done.returncode == 0, done.stderr[-3000:]
+        mb = json.loads(done.stdout.strip().splitlines()[-1])
+        grew[mode] = mb["after"] - mb["warm"]
+    assert grew["default"] > 40, grew  # 104 lengths more: the growth is real without the bound
+    assert grew["bounded"] < 15, grew
+
+
 def test_asr_serve_starts_returning_freed_memory(monkeypatch, overfit):
     """`asr serve` starts that thread before it serves (the path a user takes, up to the page's launch)."""
     import threading
 
     from asr.app import serve
 
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)  # restored when the test ends
     launched, started, stop = [], [], threading.Event()
     returning = serve.returning_freed_memory
 
@@ -353,6 +395,7 @@ def test_asr_serve_starts_returning_freed_memory(monkeypatch, overfit):
     try:
         assert main(["serve", str(overfit.checkpoint), "--port", "1"]) == 0
         assert launched and started and started[0].is_alive() and started[0].name == "return-freed-memory"
+        assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == str(serve.KERNEL_CACHE_ENTRIES)
     finally:
         stop.set()
     started[0].join(timeout=10)

@@ -38,6 +38,7 @@ MAX_LIVE_STREAMS = 8  # live recordings served at once: each holds a stream (a m
 LIVE_IDLE_SECONDS = 30.0  # a live recording that sent nothing for this long was abandoned (a closed tab)
 LIVE_CHUNK_SECONDS = 0.1  # how often the page sends microphone audio: what Gradio's recorder makes (each 100 ms)
 RETURN_FREED_EVERY_SECONDS = 2.0  # how often the server hands freed heap memory back to the system (below)
+KERNEL_CACHE_ENTRIES = 64  # oneDNN kernels the server keeps, one per input shape (below)
 SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints"
 
 
@@ -224,6 +225,16 @@ def returning_freed_memory(every: float = RETURN_FREED_EVERY_SECONDS,
     thread = threading.Thread(target=keep_returning, name="return-freed-memory", daemon=True)
     thread.start()
     return thread
+
+
+def bounded_kernel_cache(entries: int = KERNEL_CACHE_ENTRIES) -> None:
+    """Keeps at most `entries` of the kernels oneDNN (PyTorch's CPU LSTM) builds, one per input shape, where it keeps
+    1,024 by default: every recording of a new length adds one per layer, about 0.8 MB a length for the shipped LSTM
+    (82 MB over 104 lengths, tests/test_serve.py), so a server that hears recordings of every length grew until the
+    1,024th. The live streams' kernels (one chunk shape) stay in use and so stay cached; a recording's are rebuilt,
+    which costs it nothing measurable, since a new length missed the cache anyway. Read by oneDNN when it builds its
+    first kernel: call before any model runs. A user's own ONEDNN_PRIMITIVE_CACHE_CAPACITY wins."""
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(entries))
 
 
 def transcribe_all(models: list[LoadedModel], path: Optional[str], typed: str):
@@ -532,6 +543,7 @@ def command(args) -> int:
     if not paths:
         raise UserError("no checkpoints given, none shipped in checkpoints/ and no `make demo` run under runs/: "
                          "pass checkpoint paths, e.g. `asr serve runs/NAME/checkpoints/best.ckpt`")
+    bounded_kernel_cache()
     models = load_models(paths)
     from asr.data.audio import fallback_decoder
 
