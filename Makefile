@@ -35,7 +35,7 @@ onnx-venv: $(STAMP)
 # into data/ once (checksummed) and read from there.
 test: $(STAMP)
 	@if [ -z "$$ASR_DATA_DIR" ]; then $(VENV)/bin/asr download an4 fsdd --data-dir data; fi
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=20  # the slowest 20 listed: the suite should stay under ~9 min
 
 # The tests that need no corpus (about a minute): models, recurrence, decoding, CLI errors, checkpoints.
 test-fast: $(STAMP)
