@@ -380,7 +380,8 @@ def test_asr_serve_starts_returning_freed_memory(monkeypatch, overfit):
 
     from asr.app import serve
 
-    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)  # restored when the test ends
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "")  # recorded as it was, and so restored at the end,
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY")  # also when `asr serve` sets it
     launched, started, stop = [], [], threading.Event()
     returning = serve.returning_freed_memory
 
