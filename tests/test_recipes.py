@@ -77,4 +77,3 @@ def test_every_recipe_is_one_that_a_test_above_parses():
     nothing: this fails until a test parses it."""
     assert TRAINING and STUDIES and STAGED and SWEEPS
     assert ALL == sorted({*TRAINING, *STUDIES, *STAGED, *SWEEPS})
-

@@ -301,13 +301,15 @@ def test_each_model_gets_the_recording_at_its_own_rate_and_no_figure_is_kept(an4
     assert len(plt.get_fignums()) == before
 
 
-FRAGMENTED_HEAP = """
+ANON_MB = """
+def anon_mb():  # what the process allocated and holds (RssAnon), in MB
+    return next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("RssAnon:")) / 1024
+"""  # the subprocesses below read their own memory with it
+
+FRAGMENTED_HEAP = ANON_MB + """
 import json, time
 import numpy as np
 from asr.app.serve import returning_freed_memory
-
-def anon_mb():
-    return next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("RssAnon:")) / 1024
 
 before = anon_mb()
 # a request's work: many buffers under glibc's mmap threshold (from the heap), most freed, some kept between them
@@ -334,7 +336,7 @@ def test_the_server_hands_the_memory_it_freed_back_to_the_system():
     assert mb["after"] - mb["before"] < 200, mb  # the 96 MB still in use and little more
 
 
-KERNELS_OF_MANY_LENGTHS = """
+KERNELS_OF_MANY_LENGTHS = ANON_MB + """
 import ctypes, json, sys
 import torch
 from asr.app.serve import bounded_kernel_cache
@@ -345,16 +347,14 @@ if sys.argv[2] == "bounded":
 torch.set_num_threads(1)
 trim = ctypes.CDLL("libc.so.6").malloc_trim
 
-def anon_mb():
-    trim(0)  # what is left is held, not freed blocks waiting for a trim
-    return next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("RssAnon:")) / 1024
-
 recognizer = Recognizer.from_checkpoint(sys.argv[1])
 features = torch.randn(400, recognizer.extractor(torch.zeros(16000)).shape[1])  # frames of features
 for n in range(120):  # recordings of 120 lengths, a stacked frame apart
     recognizer.log_probs([features[: 50 + 3 * n]])
     if n == 15:
+        trim(0)  # what is left is held, not freed blocks waiting for a trim
         warm = anon_mb()
+trim(0)
 print(json.dumps({"warm": warm, "after": anon_mb()}))
 """
 
@@ -374,8 +374,9 @@ def test_the_server_keeps_a_bounded_number_of_kernels_whatever_the_recordings_le
     assert grew["bounded"] < 15, grew
 
 
-def test_asr_serve_starts_returning_freed_memory(monkeypatch, overfit):
-    """`asr serve` starts that thread before it serves (the path a user takes, up to the page's launch)."""
+def test_asr_serve_bounds_the_kernel_cache_and_starts_returning_freed_memory(monkeypatch, overfit):
+    """`asr serve` bounds oneDNN's kernel cache and starts the trimming thread before it serves (the path a user
+    takes, up to the page's launch)."""
     import threading
 
     from asr.app import serve

@@ -206,8 +206,8 @@ def returning_freed_memory(every: float = RETURN_FREED_EVERY_SECONDS,
     only what lies at the top of a heap, while a request's tensors, arrays and Gradio's buffers are freed between
     blocks still in use: without it the server stood 19-26 % above its warm-up after 500 requests
     (benchmarks/serve_soak.py). Off the request path, on a clock: a trim walks every arena under its lock (50 ms at
-    most in the soak beside two training jobs, 200 ms with more beside them), which no request should wait for, and a request-driven trim would run 8 at a time.
-    It runs until `stop` is set (the server's: until the process ends)."""
+    most in the soak beside two training jobs, 200 ms with more beside them), which no request should wait for, and
+    a request-driven trim would run 8 at a time. It runs until `stop` is set (the server's: until the process ends)."""
     import ctypes
     import ctypes.util
 
