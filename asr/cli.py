@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--stream", action="store_true", help="feed each file to the model in chunks, as if live, "
                    "showing the partial transcript after each chunk on a terminal (unidirectional models trained "
-                   "with data.normalize: online or global, e.g. checkpoints/an4_lstm_stream.ckpt)")
+                   "with data.normalize: online, online_level or global, e.g. checkpoints/an4_lstm_stream.ckpt)")
     p.add_argument("--chunk-ms", type=float, default=160, help="with --stream: audio per chunk (default %(default)s ms)")
     p.add_argument("--realtime", action="store_true", help="with --stream: no faster than the audio would be spoken")
     p.add_argument("--no-endpoint", action="store_true", help="with --stream: one segment for the whole file (by "

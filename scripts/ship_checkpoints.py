@@ -357,7 +357,10 @@ def conditions_completed(record: dict, details: Path) -> None:
 NORMALISED = {"utterance": "per utterance",
               "global": "by the training split statistics (it streams: `asr transcribe --stream`)",
               "online": "online, by a running mean that starts from the training mean (it streams, and forgets the "
-                        "microphone's level: `asr transcribe --stream`)"}
+                        "microphone's level: `asr transcribe --stream`)",
+              "online_level": "online, by a running mean that starts from the training mean moved to the level heard "
+                              "so far (it streams, and a microphone's level is gone from the first frame: "
+                              "`asr transcribe --stream`)"}
 DATA = {"an4": "CMU AN4, 16 kHz, BSD-style licence", "fsdd": "Free Spoken Digit Dataset, 8 kHz, CC BY-SA 4.0"}
 
 

@@ -146,3 +146,36 @@ def test_online_normalisation_forgets_a_level_offset_as_the_frames_come():
     torch.testing.assert_close(chunked, RunningMean(torch.tensor(stats["mean"]))(frames))
     with pytest.raises(UserError, match="online feature normalisation needs the training split's statistics"):
         FeatureExtractor(FeatureConfig(normalize="online")).normalize_frames(frames)
+
+
+def test_level_matched_normalisation_removes_a_gain_from_the_first_frame_and_a_tilt_as_frames_come():
+    """LevelMatchedMean (data.normalize: online_level): a recording 20 dB quieter or 30 dB louder (every band moved by
+    the same amount) gives the training level's normalised frames from frame 0, where RunningMean is still off there;
+    a spectral tilt (bands moved by different amounts) is forgotten as frames come; chunked or whole, the same; a
+    restart keeps the level it has heard."""
+    from asr.data.features import FeatureConfig, FeatureExtractor, LevelMatchedMean
+
+    torch.manual_seed(0)
+    stats = {"mean": torch.randn(80).tolist(), "std": (torch.rand(80) + 0.5).tolist()}
+    level, online = (FeatureExtractor(FeatureConfig(normalize=n), stats) for n in ("online_level", "online"))
+    frames = torch.randn(400, 80) + torch.tensor(stats["mean"])
+    for gain_db in (-20.0, 30.0):
+        offset = float(np.log(10 ** (gain_db / 10)))  # the power, hence the mel energies, times 10^(dB/10)
+        moved = level.normalize_frames(frames + offset) - level.normalize_frames(frames)
+        assert moved.abs().max() < 1e-4, (gain_db, moved.abs().max())
+        plain = online.normalize_frames(frames + offset) - online.normalize_frames(frames)
+        assert plain[0].abs().min() > 0.5  # online normalisation carries the gain through its first frames
+    tilt = torch.linspace(-3, 3, 80)
+    moved = (level.normalize_frames(frames + tilt) - level.normalize_frames(frames)).abs().mean(1)
+    assert moved[0] > 1.0 and moved[-1] < 0.1 * moved[0]
+    mean = torch.tensor(stats["mean"])
+    chunked = LevelMatchedMean(mean)
+    got = torch.cat([chunked(frames[a:b]) for a, b in ((0, 1), (1, 1), (1, 170), (170, 400))])
+    torch.testing.assert_close(got, LevelMatchedMean(mean)(frames))
+    assert torch.allclose(LevelMatchedMean(mean).current(), mean)  # nothing heard: the prior
+    quiet, loud = level.frame_normalizer(), level.frame_normalizer()
+    quiet(frames[:200] - 5.0), loud(frames[:200])
+    quiet.restart(), loud.restart()  # a new segment (after an endpoint) starts from the mean heard so far ...
+    torch.testing.assert_close(quiet(frames[200:] - 5.0), loud(frames[200:]), atol=1e-4, rtol=0)  # ... gain-free
+    fresh = level.normalize_frames(frames[200:])
+    assert (loud(frames[200:210]) - fresh[:10]).abs().max() > 1e-3  # not the training mean's start again

@@ -92,11 +92,12 @@ def test_a_globally_normalised_streaming_model_exports_with_its_statistics(overf
         assert np.allclose(got, e.numpy(), rtol=2e-5, atol=1e-4), np.abs(got - e.numpy()).max()
 
 
-def test_an_online_normalised_model_exports_with_its_running_mean(overfit, tmp_path):
+@pytest.mark.parametrize("normalize", ["online", "online_level"])
+def test_an_online_normalised_model_exports_with_its_running_mean(normalize, overfit, tmp_path):
     from dataclasses import replace
 
     saved = Recognizer.from_checkpoint(overfit.checkpoint)
-    extractor = FeatureExtractor(replace(saved.extractor.config, normalize="online"), saved.extractor.stats)
+    extractor = FeatureExtractor(replace(saved.extractor.config, normalize=normalize), saved.extractor.stats)
     recognizer = Recognizer(saved.model, saved.tokenizer, extractor, saved.data_hparams, saved.device)
     write_onnx(recognizer, tmp_path / "m.onnx")
     onnx = OnnxRecognizer(tmp_path / "m.onnx")

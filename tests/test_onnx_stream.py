@@ -109,3 +109,28 @@ def test_a_microphone_at_48_khz_streams_through_the_step_graph_as_through_torch(
     wav = tmp_path / "48k.wav"
     soundfile.write(wav, high, 48000, subtype="FLOAT")
     assert np.abs(read_at(wav, 16000) - load_audio(wav, 16000).numpy()).max() < 1e-5
+
+
+def test_a_level_matched_step_graph_streams_as_torch_across_segments_at_three_levels(data_dir, tmp_path):
+    """data.normalize: online_level in numpy (OnnxStream) as in torch (LevelMatchedMean): three test utterances at
+    -20, 0 and +10 dB, joined with pauses, streamed with the endpoint rules on: the same segments, words and times,
+    and log-probs within float error, each segment's running mean restarting where the last one stood."""
+    from dataclasses import replace
+
+    from asr.data.features import FeatureExtractor
+    from asr.deploy.export_onnx import write_step_onnx
+
+    saved = Recognizer.from_checkpoint(SHIPPED / "an4_lstm_stream.ckpt")
+    extractor = FeatureExtractor(replace(saved.extractor.config, normalize="online_level"), saved.extractor.stats)
+    recognizer = Recognizer(saved.model, saved.tokenizer, extractor, saved.data_hparams, saved.device)
+    write_step_onnx(recognizer, tmp_path / "level.step.onnx")
+    model = StepModel(tmp_path / "level.step.onnx")
+    pause = np.zeros(16000, np.float32)
+    parts = [load_audio(u.path, 16000).numpy() * 10 ** (db / 20)
+             for u, db in zip(load_split("an4", "test", data_dir)[:3], (-20.0, 0.0, 10.0))]
+    waveform = np.concatenate([p for part in parts for p in (part, pause)])
+    torch_stream, expected, onnx_stream, got = both_streams(recognizer, model, waveform, Endpoint())
+    assert len(torch_stream.segments) >= 3
+    assert [(w.word, w.start, w.end) for w in got.words] == [(w.word, w.start, w.end) for w in expected.words]
+    a, b = np.concatenate(onnx_stream.log_probs), np.concatenate(torch_stream.log_probs)
+    assert a.shape == b.shape and np.abs(a - b).max() < 2e-3, np.abs(a - b).max()

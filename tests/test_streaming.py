@@ -49,19 +49,21 @@ def test_a_stream_gives_the_offline_log_probs_and_transcript_at_any_chunk_size(o
                    [(w.word, w.start, w.end) for w in transcript.words]
 
 
-def online(recognizer) -> Recognizer:
-    """The recogniser with its features normalised online (data.normalize: online) from the same statistics."""
+def online(recognizer, normalize: str = "online") -> Recognizer:
+    """The recogniser with its features normalised online (data.normalize: online or online_level) from the same
+    statistics."""
     from dataclasses import replace
 
     from asr.data.features import FeatureExtractor
 
-    extractor = FeatureExtractor(replace(recognizer.extractor.config, normalize="online"), recognizer.extractor.stats)
+    extractor = FeatureExtractor(replace(recognizer.extractor.config, normalize=normalize), recognizer.extractor.stats)
     return Recognizer(recognizer.model, recognizer.tokenizer, extractor, recognizer.data_hparams, recognizer.device)
 
 
-def test_online_normalisation_streams_to_the_offline_log_probs(overfit, an4_test_wav):
+@pytest.mark.parametrize("normalize", ["online", "online_level"])
+def test_online_normalisation_streams_to_the_offline_log_probs(normalize, overfit, an4_test_wav):
     """The running mean carried from chunk to chunk gives what normalising the whole recording at once gives."""
-    recognizer = online(Recognizer.from_checkpoint(overfit.checkpoint))
+    recognizer = online(Recognizer.from_checkpoint(overfit.checkpoint), normalize)
     for path in [overfit.utterances[0].path, an4_test_wav]:
         waveform = load_audio(path, 16000).numpy()
         expected = recognizer.log_probs([recognizer.extractor(torch.from_numpy(waveform))])[0].numpy()

@@ -153,7 +153,7 @@ class ASRDataModule(L.LightningDataModule):
         data_dir: folder holding the corpus (default: $ASR_DATA_DIR, else ./data).
         batch_size: utterances per batch, grouped by length.
         sample_rate, n_mels, win_ms, hop_ms, stack, stride, normalize: the features (see asr/data/features.py).
-        feature_stats: the statistics of global and online normalisation (normalize: global|online); None: computed from the
+        feature_stats: the statistics of global and online normalisation (normalize: global|online|online_level); None: computed from the
             training split at setup, then kept here, so that every checkpoint carries them to inference.
         spec_augment: mask frequency bands and time spans of training batches: true for asr/data/features.py's
             SpecAugment defaults, or a mapping of its arguments (freq_masks, freq_width, time_masks, time_width).

@@ -12,6 +12,9 @@ They are normalised to zero mean / unit variance per mel band, in one of three w
   mean of the frames so far, that mean starting from the training mean as if it had been seen for ONLINE_PRIOR_FRAMES
   frames (`RunningMean`), then divided by the training standard deviation. A level or channel offset is gone once a
   few seconds have been heard, and a frame still needs only the frames before it: it streams.
+- online_level: online, with the training mean moved to the level heard so far (`LevelMatchedMean`): a gain, which
+  shifts every band by the same amount, is gone from the first frame on, where online normalisation carries it through
+  the first second. The spectral shape (one band against another) is still forgotten only as frames come.
 Then `stack` neighbouring frames are concatenated and only every `stride`-th kept: the recurrence then runs
 over 20 ms steps, which halves the number of times the gradient must pass through W_rec on its way back in time.
 """
@@ -29,7 +32,7 @@ from asr.base.errors import UserError
 # Part of every feature cache's key: raise it whenever a change to this file changes the features a
 # configuration yields, so that no run reads features made by older code.
 FEATURES_VERSION = 1
-NORMALIZATIONS = ("utterance", "global", "online")
+NORMALIZATIONS = ("utterance", "global", "online", "online_level")
 ONLINE_PRIOR_FRAMES = 30  # online normalisation: the weight of the training mean, in frames (0.3 s at 10 ms)
 
 
@@ -57,8 +60,8 @@ class FeatureConfig:
     @property
     def uses_training_stats(self) -> bool:
         """Whether frames are normalised with the training split's statistics (carried in the checkpoint): global
-        and online normalisation. Such features stream; per-utterance ones do not."""
-        return self.normalize in ("global", "online")
+        and the online ones. Such features stream; per-utterance ones do not."""
+        return self.normalize in ("global", "online", "online_level")
 
     @property
     def frame_ms(self) -> float:
@@ -123,7 +126,7 @@ class FeatureExtractor:
         if self.stats is None:
             raise UserError(f"{self.config.normalize} feature normalisation needs the training split's statistics, "
                             "and none were given")
-        return FrameNormalizer(self.mean, self.std, online=self.config.normalize == "online")
+        return FrameNormalizer(self.mean, self.std, self.config.normalize)
 
     def normalize_frames(self, feats: torch.Tensor) -> torch.Tensor:
         """utterance_log_mel's output -> normalised features (global or online normalisation, from the recording's
@@ -170,13 +173,47 @@ class RunningMean:
         return (self.total / self.count).float()
 
 
-class FrameNormalizer:
-    """Raw log-mel frames -> normalised ones: minus the training mean (global) or the running mean (online), over the
-    training standard deviation."""
+def level_matched_means(prior: torch.Tensor, prior_frames: int, sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """LevelMatchedMean's formula, on float64 running sums of the frames seen (..., frames, bands) and their counts
+    (frames, 1): the prior moved by the level heard so far (the mean over bands of the frames so far less the prior's),
+    weighted as `prior_frames` frames. asr/deploy/export_onnx.py's whole-recording graph calls it too."""
+    level = (sums / counts).mean(-1, keepdim=True) - prior.mean()
+    return (prior_frames * (prior + level) + sums) / (prior_frames + counts)
 
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor, online: bool):
+
+class LevelMatchedMean(RunningMean):
+    """RunningMean with its prior moved to the recording's level: after frame t, the mean of
+    prior_frames * (prior + level_t) and frames 0..t, where level_t is the mean over bands of frames 0..t less the
+    prior's. A gain adds the same amount c to every band of every frame: it adds c to level_t and so to the mean,
+    from frame 0 on, and the normalised frames are those of the recording at the training level."""
+
+    def __init__(self, prior: torch.Tensor, prior_frames: int = ONLINE_PRIOR_FRAMES):
+        self.prior, self.prior_frames = prior.double(), prior_frames
+        self.total, self.count = torch.zeros_like(self.prior), 0  # the frames seen, not the prior
+
+    def __call__(self, feats: torch.Tensor) -> torch.Tensor:
+        sums = self.total + torch.cumsum(feats.double(), dim=0)
+        counts = self.count + torch.arange(1, len(feats) + 1, dtype=torch.float64)[:, None]
+        if len(feats):
+            self.total, self.count = sums[-1], self.count + len(feats)
+        return level_matched_means(self.prior, self.prior_frames, sums, counts).to(feats.dtype)
+
+    def current(self) -> torch.Tensor:
+        if not self.count:
+            return self.prior.float()
+        return level_matched_means(self.prior, self.prior_frames, self.total, torch.tensor(float(self.count))).float()
+
+
+class FrameNormalizer:
+    """Raw log-mel frames -> normalised ones: minus the training mean (global) or a running mean (online, online_level),
+    over the training standard deviation."""
+
+    MEANS = {"online": RunningMean, "online_level": LevelMatchedMean}
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, normalize: str):
         self.mean, self.std = mean, std
-        self.running = RunningMean(mean) if online else None
+        self.means = self.MEANS.get(normalize)
+        self.running = self.means(mean) if self.means is not None else None
 
     def __call__(self, feats: torch.Tensor) -> torch.Tensor:
         centre = self.running(feats) if self.running is not None else self.mean
@@ -187,7 +224,7 @@ class FrameNormalizer:
         again at the prior's weight, from where it stands rather than from the training mean (the microphone's level
         stays what it was)."""
         if self.running is not None:
-            self.running = RunningMean(self.running.current())
+            self.running = self.means(self.running.current())
 
 
 class SpecAugment(torch.nn.Module):

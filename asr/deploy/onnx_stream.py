@@ -108,7 +108,8 @@ class OnnxStream:
         self.samples = np.zeros(0, np.float32)
         self.log_mels = np.zeros((0, model.features["n_mels"]), np.float32)
         self.skip = 0
-        self.prior, self.total, self.count = model.mean.astype(np.float64), None, 0
+        self.prior = model.mean.astype(np.float64)  # online normalisation: the running mean's prior,
+        self.total, self.count = np.zeros_like(self.prior), 0  # ... and the sum and count of the segment's frames
         self.log_probs: list[np.ndarray] = []  # every frame's, in order
         self.segments: list[Transcript] = []
         self.segment_start = 0
@@ -118,9 +119,17 @@ class OnnxStream:
     def start_segment(self) -> None:
         self.state, self.segment = self.model.zero_state(), []
         self.phantoms = self.model.lookahead  # the outputs of the zero frames the lookahead starts from, dropped
-        if self.model.online_prior:  # the running mean starts again from where it stands (FrameNormalizer.restart)
-            start = self.prior if self.total is None else self.total / self.count
-            self.total, self.count = start * self.model.online_prior, self.model.online_prior
+        if self.model.online_prior and self.count:  # the running mean starts again from where it stands
+            self.prior = self.means(self.total, np.float64(self.count))  # (FrameNormalizer.restart)
+            self.total, self.count = np.zeros_like(self.prior), 0
+
+    def means(self, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """The running mean after each frame, from the segment's running sums and counts: RunningMean's, or with
+        online_level LevelMatchedMean's (asr/data/features.py), whose prior moves to the level heard so far."""
+        weight, prior = self.model.online_prior, self.prior
+        if self.model.features["normalize"] == "online_level":
+            prior = prior + ((sums / counts).mean(-1, keepdims=True) - self.prior.mean())
+        return (weight * prior + sums) / (weight + counts)
 
     def normalize(self, feats: np.ndarray) -> np.ndarray:
         if not self.model.online_prior:
@@ -129,7 +138,7 @@ class OnnxStream:
         counts = self.count + np.arange(1, len(feats) + 1, dtype=np.float64)[:, None]
         if len(feats):
             self.total, self.count = sums[-1], self.count + len(feats)
-        return (feats - (sums / counts).astype(np.float32)) / (self.model.std + np.float32(1e-5))
+        return (feats - self.means(sums, counts).astype(np.float32)) / (self.model.std + np.float32(1e-5))
 
     def emit(self, log_probs: np.ndarray) -> None:
         dropped = min(self.phantoms, len(log_probs))

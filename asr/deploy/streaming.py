@@ -47,7 +47,7 @@ class Stream:
                             "models are checkpoints/*_stream.ckpt")
         if not extractor.config.uses_training_stats:
             raise UserError("this model cannot transcribe live: its features are normalised over the whole "
-                            "utterance (data.normalize: utterance); streaming needs data.normalize: online or global")
+                            "utterance (data.normalize: utterance); streaming needs data.normalize: online, online_level or global")
         self.model, self.extractor = model.eval(), extractor
         self.device = next(model.parameters()).device  # features are made on the CPU, the model may be elsewhere
         rate = extractor.config.sample_rate
