@@ -35,7 +35,8 @@ onnx-venv: $(STAMP)
 # into data/ once (checksummed) and read from there.
 test: $(STAMP)
 	@if [ -z "$$ASR_DATA_DIR" ]; then $(VENV)/bin/asr download an4 fsdd --data-dir data; fi
-	$(PY) -m pytest -q --durations=20  # the slowest 20 listed: the suite should stay under ~9 min
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q --durations=20 -n auto --dist loadfile  # a worker per core, one torch thread each
+	# (a file's tests on one worker, so a module's fixtures are built once); the slowest 20 listed: ~9 min at most
 
 # The tests that need no corpus (about a minute): models, recurrence, decoding, CLI errors, checkpoints.
 test-fast: $(STAMP)
