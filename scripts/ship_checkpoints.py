@@ -188,7 +188,7 @@ def write_model_card(record: dict, path: Path) -> None:
         lines += ["", "Int8: each model also as `NAME.int8.onnx` (`asr export CKPT NAME.int8.onnx --quantize int8`,",
                   "asr/deploy/quantize.py: LSTM and matrix-product weights in 8 bits computed in int8 by onnxruntime;",
                   "GRU and tanh RNN weights stored in 8 bits and computed in float32), transcribed as the float32 file is.",
-                  "Test WER %, float32 -> int8 (speed: `benchmarks/int8.py`, benchmarks/README.md):", "",
+                  "Test WER %, float32 -> int8 (speed: `benchmarks/deployment.py`, benchmarks/README.md):", "",
                   "| model | int8 file | MB (float32 ONNX) | test greedy | test beam+LM | largest change under a condition |",
                   "|---|---|---|---|---|---|"]
         for m in quantized:

@@ -82,8 +82,9 @@ def test_a_wrong_figure_would_fail():
 
 
 def test_every_page_link_and_file_named_in_the_docs_exists():
-    """Links between the pages and the files they name (`asr/...`, `recipes/...`, `scripts/...`) exist."""
-    for page in PAGES:
+    """Links between the pages and the files they name (`asr/...`, `recipes/...`, `scripts/...`) exist; the model card
+    (written by scripts/ship_checkpoints.py) too."""
+    for page in [*PAGES, REPO / "checkpoints/README.md"]:
         text = page.read_text()
         for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
             if not target.startswith("http"):
