@@ -164,7 +164,7 @@ def test_what_cannot_stream_is_refused_with_the_reason(checkpoint, overfit, tmp_
     # unidirectional, but each utterance normalised by its own statistics: the first frame needs the last
     recognizer = Recognizer.from_checkpoint(overfit.checkpoint)
     recognizer.extractor.config = type(recognizer.extractor.config)(normalize="utterance")
-    with pytest.raises(ValueError, match="data.normalize: online or global"):
+    with pytest.raises(ValueError, match="data.normalize: online, online_level or global"):
         Stream(recognizer)
 
 
