@@ -33,10 +33,11 @@ onnx-venv: $(STAMP)
 
 # The tests read AN4 and FSDD from $$ASR_DATA_DIR (CI: ../shared/data); without it they are downloaded
 # into data/ once (checksummed) and read from there.
+# A worker per core, one torch thread each (a file's tests on one worker, so that a module's fixtures are built
+# once); the slowest 20 tests listed: the suite should stay under ~9 min.
 test: $(STAMP)
 	@if [ -z "$$ASR_DATA_DIR" ]; then $(VENV)/bin/asr download an4 fsdd --data-dir data; fi
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q --durations=20 -n auto --dist loadfile  # a worker per core, one torch thread each
-	# (a file's tests on one worker, so a module's fixtures are built once); the slowest 20 listed: ~9 min at most
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q --durations=20 -n auto --dist loadfile
 
 # The tests that need no corpus (about a minute): models, recurrence, decoding, CLI errors, checkpoints.
 test-fast: $(STAMP)
