@@ -1,7 +1,7 @@
 """Acoustic features: waveform -> normalised log-mel frames -> stacked, subsampled frames.
 
 80 log-mel energies every 10 ms over 25 ms windows is the standard input of CTC acoustic models.
-They are normalised to zero mean / unit variance per mel band, in one of three ways (`normalize`):
+They are normalised to zero mean / unit variance per mel band, in one of four ways (`normalize`):
 - utterance: by the utterance's own statistics. Removes channel and level differences between speakers,
   but needs the whole recording before the first frame can be normalised.
 - global: by statistics of the whole training split (computed once, carried in the checkpoint), as ESPnet's
@@ -51,7 +51,7 @@ class FeatureConfig:
     hop_ms: float = 10.0
     stack: int = 3
     stride: int = 2
-    normalize: str = "utterance"  # or "global" (module docstring)
+    normalize: str = "utterance"  # or "global", "online", "online_level" (module docstring)
 
     def __post_init__(self):
         if self.normalize not in NORMALIZATIONS:
