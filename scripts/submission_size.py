@@ -5,8 +5,8 @@ twice). A session that re-ships models twice can pass the second: measure before
 
     python scripts/submission_size.py BASE          # BASE: the commit the session started from
 
-A binary file's change is counted as its old and new sizes together (its diff as text is at least that); a text
-file's as the bytes of its diff.
+Each commit's diff is measured as git writes it with --binary (a binary file's change as base85 hunks both ways,
+about 1.3x its old and new bytes together); the largest binary changes are listed by their old and new bytes.
 """
 from __future__ import annotations
 
@@ -29,19 +29,15 @@ def blob_size(commit: str, path: str) -> int:
 
 
 def diff_bytes(commit: str) -> tuple[int, list[tuple[int, str]]]:
-    """The commit's diff against its first parent, summed as text; and its binary files' shares."""
+    """The commit's diff against its first parent as text (git diff --binary); and its binary files' old + new bytes."""
     parent = f"{commit}^"
-    total, binaries = 0, []
+    binaries = []
     for line in git("diff", "--numstat", "-z", parent, commit).split(b"\0"):
-        if not line:
-            continue
-        added, removed, path = line.decode().split("\t", 2)
-        if added == "-":  # binary: what it was and what it is
-            size = blob_size(parent, path) + blob_size(commit, path)
-            binaries.append((size, path))
-            total += size
-    text = git("diff", "--no-ext-diff", parent, commit, "--", ".", *[f":!{p}" for _, p in binaries])
-    return total + len(text), binaries
+        if line:
+            added, removed, path = line.decode().split("\t", 2)
+            if added == "-":  # binary: what it was and what it is
+                binaries.append((blob_size(parent, path) + blob_size(commit, path), path))
+    return len(git("diff", "--binary", "--no-ext-diff", parent, commit)), binaries
 
 
 def main() -> int:

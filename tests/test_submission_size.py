@@ -1,4 +1,4 @@
-"""scripts/submission_size.py: a binary file changed counts its old and new sizes, a file added then removed counts
+"""scripts/submission_size.py: a binary file changed counts its old and new bytes (as base85 text), a file added then removed counts
 twice, and the pack holds each version once."""
 import os
 import subprocess
@@ -27,6 +27,8 @@ def test_binary_changes_count_their_old_and_new_bytes(tmp_path):
     done = subprocess.run([sys.executable, str(SCRIPT), base], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     diffs = float(next(line for line in done.stdout.splitlines() if line.startswith("diffs:")).split()[1])
-    assert 6.0 <= diffs < 6.1  # 1 (added) + 1 + 2 (replaced) + 2 (removed) MiB
+    # 1 (added) + 1 + 2 (replaced) + 2 (removed) MiB of random bytes, written as base85 (5 characters for 4 bytes, a
+    # length character and a newline for every 52 bytes): 1.29x
+    assert 6 * 1.25 <= diffs < 6 * 1.35, diffs
     packed = float(next(line for line in done.stdout.splitlines() if line.startswith("packed:")).split()[1])
     assert 2.9 < packed < 3.2  # the two versions, random bytes: incompressible
