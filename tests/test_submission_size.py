@@ -1,5 +1,5 @@
-"""scripts/submission_size.py: a binary file changed counts its old and new bytes (as base85 text), a file added then removed counts
-twice, and the pack holds each version once."""
+"""scripts/submission_size.py: a binary file changed counts its old and new bytes (as base85 text), a file added
+then removed counts twice, and the pack holds each version once."""
 import os
 import subprocess
 import sys

@@ -61,7 +61,7 @@ class FeatureConfig:
     def uses_training_stats(self) -> bool:
         """Whether frames are normalised with the training split's statistics (carried in the checkpoint): global
         and the online ones. Such features stream; per-utterance ones do not."""
-        return self.normalize in ("global", "online", "online_level")
+        return self.normalize == "global" or self.normalize in RUNNING_MEANS
 
     @property
     def frame_ms(self) -> float:
@@ -152,40 +152,25 @@ class FeatureExtractor:
         return self.stack(self.log_mel(waveform))
 
 
+def running_means(prior: torch.Tensor, prior_frames: int, sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """RunningMean's formula, on float64 running sums of the frames seen (..., frames, bands) and their counts
+    (frames, 1): the mean of the prior, weighted as `prior_frames` frames, and the frames so far."""
+    return (prior_frames * prior + sums) / (prior_frames + counts)
+
+
+def level_matched_means(prior: torch.Tensor, prior_frames: int, sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """LevelMatchedMean's formula, as running_means's, with the prior moved by the level heard so far (the mean over
+    bands of the frames so far less the prior's)."""
+    level = (sums / counts).mean(-1, keepdim=True) - prior.mean()
+    return running_means(prior + level, prior_frames, sums, counts)
+
+
 class RunningMean:
     """The causal mean of a recording's raw log-mel frames, per band: after frame t,
     (prior_frames * prior + sum of frames 0..t) / (prior_frames + t + 1), in float64. Called on consecutive blocks
     of frames, it returns each frame's mean (the frame itself included) and carries the sum and count on."""
 
-    def __init__(self, prior: torch.Tensor, prior_frames: int = ONLINE_PRIOR_FRAMES):
-        self.total = prior.double() * prior_frames
-        self.count = prior_frames
-
-    def __call__(self, feats: torch.Tensor) -> torch.Tensor:
-        sums = self.total + torch.cumsum(feats.double(), dim=0)
-        counts = self.count + torch.arange(1, len(feats) + 1, dtype=torch.float64)[:, None]
-        if len(feats):
-            self.total, self.count = sums[-1], self.count + len(feats)
-        return (sums / counts).to(feats.dtype)
-
-    def current(self) -> torch.Tensor:
-        """The mean after the frames seen so far."""
-        return (self.total / self.count).float()
-
-
-def level_matched_means(prior: torch.Tensor, prior_frames: int, sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """LevelMatchedMean's formula, on float64 running sums of the frames seen (..., frames, bands) and their counts
-    (frames, 1): the prior moved by the level heard so far (the mean over bands of the frames so far less the prior's),
-    weighted as `prior_frames` frames. asr/deploy/export_onnx.py's whole-recording graph calls it too."""
-    level = (sums / counts).mean(-1, keepdim=True) - prior.mean()
-    return (prior_frames * (prior + level) + sums) / (prior_frames + counts)
-
-
-class LevelMatchedMean(RunningMean):
-    """RunningMean with its prior moved to the recording's level: after frame t, the mean of
-    prior_frames * (prior + level_t) and frames 0..t, where level_t is the mean over bands of frames 0..t less the
-    prior's. A gain adds the same amount c to every band of every frame: it adds c to level_t and so to the mean,
-    from frame 0 on, and the normalised frames are those of the recording at the training level."""
+    formula = staticmethod(running_means)
 
     def __init__(self, prior: torch.Tensor, prior_frames: int = ONLINE_PRIOR_FRAMES):
         self.prior, self.prior_frames = prior.double(), prior_frames
@@ -196,23 +181,34 @@ class LevelMatchedMean(RunningMean):
         counts = self.count + torch.arange(1, len(feats) + 1, dtype=torch.float64)[:, None]
         if len(feats):
             self.total, self.count = sums[-1], self.count + len(feats)
-        return level_matched_means(self.prior, self.prior_frames, sums, counts).to(feats.dtype)
+        return self.formula(self.prior, self.prior_frames, sums, counts).to(feats.dtype)
 
     def current(self) -> torch.Tensor:
+        """The mean after the frames seen so far (the prior before any)."""
         if not self.count:
             return self.prior.float()
-        return level_matched_means(self.prior, self.prior_frames, self.total, torch.tensor(float(self.count))).float()
+        return self.formula(self.prior, self.prior_frames, self.total, torch.tensor(float(self.count))).float()
+
+
+class LevelMatchedMean(RunningMean):
+    """RunningMean with its prior moved to the recording's level: after frame t, the mean of
+    prior_frames * (prior + level_t) and frames 0..t, where level_t is the mean over bands of frames 0..t less the
+    prior's. A gain adds the same amount c to every band of every frame: it adds c to level_t and so to the mean,
+    from frame 0 on, and the normalised frames are those of the recording at the training level."""
+
+    formula = staticmethod(level_matched_means)
+
+
+RUNNING_MEANS = {"online": RunningMean, "online_level": LevelMatchedMean}  # data.normalize -> its running mean
 
 
 class FrameNormalizer:
     """Raw log-mel frames -> normalised ones: minus the training mean (global) or a running mean (online, online_level),
     over the training standard deviation."""
 
-    MEANS = {"online": RunningMean, "online_level": LevelMatchedMean}
-
     def __init__(self, mean: torch.Tensor, std: torch.Tensor, normalize: str):
         self.mean, self.std = mean, std
-        self.means = self.MEANS.get(normalize)
+        self.means = RUNNING_MEANS.get(normalize)
         self.running = self.means(mean) if self.means is not None else None
 
     def __call__(self, feats: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ from torch import nn
 from asr.base.files import sha256
 from asr.train.checkpoint import read_training_checkpoint
 from asr.base.errors import UserError
-from asr.data.features import ONLINE_PRIOR_FRAMES, FeatureExtractor, level_matched_means
+from asr.data.features import ONLINE_PRIOR_FRAMES, RUNNING_MEANS, FeatureExtractor
 from asr.deploy.inference import Recognizer
 from asr.model.recurrence import reverse_within_lengths, valid_frames
 
@@ -74,13 +74,10 @@ class FeatureGraph(nn.Module):
         frames = torch.div(lengths - self.win, self.hop, rounding_mode="floor") + 1
         if self.normalize == "global":
             feats = (feats - self.mean) / (self.std + 1e-5)
-        elif self.normalize == "online":  # RunningMean: padding comes after each utterance's frames, so no matter
-            seen = torch.arange(1, feats.shape[1] + 1, dtype=torch.float64)[None, :, None] + ONLINE_PRIOR_FRAMES
-            running = (self.mean.double() * ONLINE_PRIOR_FRAMES + torch.cumsum(feats.double(), dim=1)) / seen
-            feats = (feats - running.float()) / (self.std + 1e-5)
-        elif self.normalize == "online_level":  # LevelMatchedMean, padding after the frames as above
-            seen = torch.arange(1, feats.shape[1] + 1, dtype=torch.float64)[:, None]
-            running = level_matched_means(self.mean.double(), ONLINE_PRIOR_FRAMES, torch.cumsum(feats.double(), dim=1), seen)
+        elif self.normalize in RUNNING_MEANS:  # RunningMean's formula or LevelMatchedMean's: padding comes after each
+            seen = torch.arange(1, feats.shape[1] + 1, dtype=torch.float64)[:, None]  # utterance's frames, so no matter
+            sums = torch.cumsum(feats.double(), dim=1)
+            running = RUNNING_MEANS[self.normalize].formula(self.mean.double(), ONLINE_PRIOR_FRAMES, sums, seen)
             feats = (feats - running.float()) / (self.std + 1e-5)
         else:
             mask = valid_frames(frames, feats.shape[1])[..., None].to(feats.dtype)
@@ -338,7 +335,7 @@ def write_step_onnx(recognizer: Recognizer, target: Path, extra_metadata: dict |
             "frame_ms": str(extractor.config.frame_ms), "min_samples": str(extractor.min_samples()),
             "model": json.dumps(vars(model.config)), "cell": model.cell, "layers": str(layers), "hidden": str(hidden),
             "lookahead": str(model.lookahead.context if model.lookahead is not None else 0),
-            "online_prior_frames": str(ONLINE_PRIOR_FRAMES if extractor.config.normalize.startswith("online") else 0),
+            "online_prior_frames": str(ONLINE_PRIOR_FRAMES if extractor.config.normalize in RUNNING_MEANS else 0),
             "dataset": str(recognizer.dataset), **(extra_metadata or {})}
     onnx.helper.set_model_props(saved, meta)
     onnx.save(saved, str(tmp))
